@@ -1,0 +1,843 @@
+//! One run of one apt mirror: signed Release files -> indices -> pool -> publish.
+//!
+//! 1. Each suite's InRelease (else Release + Release.gpg) is fetched, conditionally
+//!    when the config is unchanged, and verified; an expired or rolled-back Release is
+//!    refused. If every suite is unchanged the run ends there: one request per suite.
+//! 2. The indices the config wants are planned against the published snapshot and
+//!    staged; by-hash twins are staged with them.
+//! 3. Packages and Sources are streamed into the pool plan, which is staged the same way.
+//! 4. Removed files stay for `grace`; the mass-deletion guard refuses a wipe-out.
+//! 5. The Release files go in last and the snapshot is published with one rename.
+//!
+//! Any failure before the rename leaves the served tree untouched; staged, verified
+//! files stay for the next run.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::time::{Instant, SystemTime};
+
+use anyhow::{Context, anyhow, bail};
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use url::Url;
+
+use super::packages::{self, Compression, IndexKind};
+use super::release::{self, Release};
+use super::signature::{self, Keyring};
+use crate::config::{AptMirror, Mirror};
+use crate::fetch::{Placed, StageError, Stager, encode_path};
+use crate::manifest::{Entry, Manifest};
+use crate::plan::{self, Action, PlanSummary, Wanted, WantedSet};
+use crate::relpath::RelPath;
+use crate::snapshot::{self, MirrorDirs, Snapshot};
+use crate::state::MirrorState;
+use crate::sync::{MirrorReport, RunContext, RunOutcome};
+use crate::trace::TraceInput;
+use crate::trace;
+use crate::upstream::{FetchError, Meta, Upstream, Validators};
+
+/// Large enough for any real Release (Debian's main suite is ~200 KB), small enough
+/// that a hostile upstream cannot fill memory with one.
+const MAX_RELEASE_BYTES: u64 = 256 << 20;
+
+/// The upstream published a new Release while we fetched its indices.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream {url} changed while this run was fetching its indices")]
+struct UpstreamMoved {
+    url: String,
+}
+
+/// A suite's signed metadata, as it goes into the next snapshot.
+struct Suite {
+    name: String,
+    release: Release,
+    /// Files fetched in this run, written into staging last.
+    new_files: Vec<(RelPath, Bytes, Option<SystemTime>)>,
+    /// Files carried over from the published snapshot (suite unchanged).
+    kept_files: Vec<Wanted>,
+    unchanged: bool,
+    /// The InRelease (or Release) bytes this run works from, to notice upstream moves.
+    signed_bytes: Bytes,
+    signed_path: RelPath,
+    validators: Option<Validators>,
+}
+
+pub async fn sync_apt(
+    ctx: &RunContext<'_>,
+    mirror: &Mirror,
+    apt: &AptMirror,
+) -> anyhow::Result<MirrorReport> {
+    let started = Instant::now();
+    let mut restarted = false;
+    loop {
+        match sync_once(ctx, mirror, apt, started).await {
+            Err(e) if !restarted && e.downcast_ref::<UpstreamMoved>().is_some() => {
+                // Publishing a mix of two upstream states is what gives clients hash
+                // sum mismatches; start over, once, from the new Release.
+                tracing::warn!(mirror = %mirror.name, "{e}; restarting from the new Release");
+                ctx.reporter
+                    .on_warning(&mirror.name, &format!("{e}; restarted from the new Release"));
+                restarted = true;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn sync_once(
+    ctx: &RunContext<'_>,
+    mirror: &Mirror,
+    apt: &AptMirror,
+    started: Instant,
+) -> anyhow::Result<MirrorReport> {
+    let opts = ctx.options;
+    let dirs = MirrorDirs::new(&ctx.global.root, &mirror.name);
+    let current = dirs.current()?;
+    let state = MirrorState::load(&dirs.base)?;
+    let upstream = Upstream::new(&mirror.network)?;
+    let keyring = match &apt.keyring {
+        Some(p) => Some(Keyring::from_file(p)?),
+        None => None,
+    };
+    let fingerprint = config_fingerprint(mirror, apt);
+    let shortcut_ok = !opts.verify_all
+        && current.is_some()
+        && state.config_fingerprint.as_deref() == Some(fingerprint.as_str());
+    let warnings = Vec::new();
+
+    // 1. Release files.
+    let mut suites = Vec::new();
+    for name in &apt.suites {
+        let suite = fetch_suite(
+            &upstream,
+            mirror,
+            apt,
+            name,
+            keyring.as_ref(),
+            current.as_ref(),
+            shortcut_ok.then_some(&state),
+            ctx.now,
+        )
+        .await
+        .with_context(|| format!("suite {name}"))?;
+        suites.push(suite);
+    }
+    if shortcut_ok && suites.iter().all(|s| s.unchanged) {
+        return Ok(MirrorReport {
+            name: mirror.name.clone(),
+            outcome: RunOutcome::Unchanged,
+            snapshot: current.map(|c| c.id),
+            requests: upstream.counters.requests.load(std::sync::atomic::Ordering::Relaxed),
+            seconds: started.elapsed().as_secs_f64(),
+            upstream_date: newest_date(&suites),
+            ..MirrorReport::default()
+        });
+    }
+
+    // Where this run builds: the real staging tree, or a scratch one for --dry-run
+    // that holds only the indices needed to plan the pool.
+    let scratch;
+    let (staging, partial) = if opts.dry_run {
+        scratch = tempfile::Builder::new()
+            .prefix("mirrorsync-dry-run-")
+            .tempdir()
+            .context("creating a scratch directory for --dry-run")?;
+        (scratch.path().join("staging"), scratch.path().join("partial"))
+    } else {
+        dirs.create()?;
+        (dirs.staging.clone(), dirs.partial.clone())
+    };
+    std::fs::create_dir_all(&partial).with_context(|| format!("creating {}", partial.display()))?;
+
+    let empty = Manifest::default();
+    let published = current.as_ref().map_or(&empty, |c| &c.manifest);
+    let by_digest = published.by_digest();
+    let stager = Stager {
+        upstream: &upstream,
+        base_url: &mirror.upstream,
+        staging: &staging,
+        partial: &partial,
+        published: current.as_ref().map(|c| c.dir.as_path()),
+        concurrency: mirror.network.concurrency.get(),
+        reporter: ctx.reporter,
+        verify_links: opts.verify_all,
+    };
+    let mut summary = PlanSummary::default();
+
+    // 2. Indices.
+    let mut wanted = WantedSet::default();
+    let mut variant_of: HashMap<RelPath, String> = HashMap::new();
+    for s in &suites {
+        for w in &s.kept_files {
+            wanted.insert(w.clone())?;
+        }
+        for f in s
+            .release
+            .wanted_indices(&apt.components, &apt.architectures, apt.sources)
+        {
+            let path = RelPath::new(&format!("dists/{}/{}", s.name, f.path))?;
+            let Some(sha256) = f.sha256 else {
+                bail!(
+                    "suite {}: Release lists {} without a SHA256 checksum; MD5 and SHA1 are not trusted",
+                    s.name,
+                    f.path
+                );
+            };
+            let key = variant_key(path.as_str());
+            let source = if s.release.acquire_by_hash {
+                let dir = path.parent().unwrap_or("");
+                let by_hash = RelPath::new(&format!("{dir}/by-hash/SHA256/{}", hex::encode(sha256)))?;
+                wanted.insert(Wanted {
+                    path: by_hash.clone(),
+                    size: f.size,
+                    sha256,
+                    source: by_hash.clone(),
+                })?;
+                variant_of.insert(by_hash.clone(), key.clone());
+                by_hash
+            } else {
+                path.clone()
+            };
+            wanted.insert(Wanted {
+                path: path.clone(),
+                size: f.size,
+                sha256,
+                source,
+            })?;
+            variant_of.insert(path, key);
+        }
+    }
+    let index_actions = plan::plan_files(wanted.iter(), published, &by_digest);
+    summary.add_actions(&index_actions);
+    let mut located: HashMap<RelPath, PathBuf> = HashMap::new();
+    let to_run = if opts.dry_run {
+        // Read linked indices where they are published; fetch only the changed ones.
+        let mut fetches = Vec::new();
+        for a in index_actions {
+            match a {
+                Action::Link { from, to } => {
+                    if let Some(c) = &current {
+                        located.insert(to.path, from.under(&c.dir));
+                    }
+                }
+                fetch => fetches.push(fetch),
+            }
+        }
+        fetches
+    } else {
+        index_actions
+    };
+    let outcomes = stager.run(to_run).await;
+    let mut ok_variants = HashSet::new();
+    let mut failures = Vec::new();
+    let mut received = 0u64;
+    let mut fetched_files = 0u64;
+    for o in outcomes {
+        match o.result {
+            Ok(placed) => {
+                if let Placed::Fetched { received: n } = placed {
+                    received += n;
+                    fetched_files += 1;
+                }
+                if let Some(k) = variant_of.get(&o.wanted.path) {
+                    ok_variants.insert(k.clone());
+                }
+                located.insert(o.wanted.path.clone(), o.wanted.path.under(&staging));
+            }
+            Err(e) => failures.push((o.wanted, e)),
+        }
+    }
+    let mut errors = Vec::new();
+    let mut moved_suspect = false;
+    for (w, e) in failures {
+        let key = variant_of.get(&w.path);
+        if e.is_not_found() && key.is_some_and(|k| ok_variants.contains(k)) {
+            // Debian lists uncompressed Packages it does not serve; apt copes, as
+            // long as one listed variant of the index is there and verified.
+            tracing::info!(path = %w.path, "listed in Release but not served; another variant is");
+            wanted.remove(&w.path);
+            continue;
+        }
+        moved_suspect |= matches!(
+            &e,
+            StageError::Fetch(
+                FetchError::ChecksumMismatch { .. }
+                    | FetchError::WrongLength { .. }
+                    | FetchError::TooLong { .. }
+            )
+        );
+        errors.push(format!("{}: {e}", w.path));
+    }
+    if !errors.is_empty() {
+        if moved_suspect {
+            check_moved(&upstream, &mirror.upstream, &suites).await?;
+        }
+        return Err(failed("fetching indices", errors));
+    }
+
+    // The upstream's trace files go into the snapshot with ours.
+    let upstream_traces = trace::fetch_upstream(&upstream, &mirror.upstream).await;
+
+    // 3. The pool, from Packages and Sources.
+    let mut pool = WantedSet::default();
+    for s in &suites {
+        for (kind, path) in indices_to_parse(s, &located) {
+            let Some(file) = located.get(&path).cloned() else {
+                continue;
+            };
+            let index_name = format!("{} {}", s.name, path);
+            let files = tokio::task::spawn_blocking(move || {
+                let mut files = Vec::new();
+                packages::pool_files_of(&file, kind, &index_name, |f| files.push(f))
+                    .map(|_| files)
+            })
+            .await
+            .map_err(|e| anyhow!("index parser task: {e}"))??;
+            for f in files {
+                pool.insert(Wanted {
+                    source: f.path.clone(),
+                    path: f.path,
+                    size: f.size,
+                    sha256: f.sha256,
+                })
+                .with_context(|| format!("suite {}: {}", s.name, path))?;
+            }
+        }
+    }
+    for w in pool.iter() {
+        if let Some(have) = wanted.get(&w.path)
+            && (have.size != w.size || have.sha256 != w.sha256)
+        {
+            bail!("{} is both an index and a pool file with other contents", w.path);
+        }
+    }
+    let pool_actions = plan::plan_files(pool.iter(), published, &by_digest);
+    summary.add_actions(&pool_actions);
+
+    // 4. What upstream no longer lists.
+    let mut keep: HashSet<&RelPath> = wanted.iter().map(|w| &w.path).collect();
+    keep.extend(pool.iter().map(|w| &w.path));
+    let meta_paths: Vec<RelPath> = suites
+        .iter()
+        .flat_map(|s| s.new_files.iter().map(|(p, _, _)| p.clone()))
+        .chain(upstream_traces.paths(&ctx.global.hostname))
+        .collect();
+    keep.extend(meta_paths.iter());
+    let removals = plan::plan_removals(&keep, published, ctx.now.as_second(), ctx.global.grace);
+    summary.add_removals(&removals);
+    ctx.reporter.on_plan(&mirror.name, &summary);
+    if let Some(why) = plan::deletes_too_much(&removals, published, ctx.global.max_delete_ratio)
+        && !opts.allow_mass_delete
+    {
+        bail!("{why}; refusing to publish (rerun with --allow-mass-delete if upstream really removed them)");
+    }
+    if opts.dry_run {
+        return Ok(MirrorReport {
+            name: mirror.name.clone(),
+            outcome: RunOutcome::DryRun,
+            plan: summary,
+            grace: removals
+                .kept
+                .iter()
+                .map(|(p, e)| (p.to_string(), e.gone_since.unwrap_or(0) + ctx.global.grace.as_secs() as i64))
+                .collect(),
+            requests: upstream.counters.requests.load(std::sync::atomic::Ordering::Relaxed),
+            seconds: started.elapsed().as_secs_f64(),
+            upstream_date: newest_date(&suites),
+            ..MirrorReport::default()
+        });
+    }
+
+    let outcomes = stager.run(pool_actions).await;
+    let mut errors = Vec::new();
+    for o in outcomes {
+        match o.result {
+            Ok(Placed::Fetched { received: n }) => {
+                received += n;
+                fetched_files += 1;
+            }
+            Ok(_) => {}
+            Err(e) => errors.push(format!("{}: {e}", o.wanted.path)),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(failed("fetching pool files", errors));
+    }
+    let mut manifest = Manifest::default();
+    for w in wanted.iter().chain(pool.iter()) {
+        manifest.files.insert(
+            w.path.clone(),
+            Entry {
+                size: w.size,
+                sha256: w.sha256,
+                gone_since: None,
+            },
+        );
+    }
+    if let Some(c) = &current {
+        let staging = staging.clone();
+        let dir = c.dir.clone();
+        let kept = removals.kept.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), snapshot::SnapshotError> {
+            for (p, _) in &kept {
+                snapshot::link_file(&p.under(&dir), &p.under(&staging))?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| anyhow!("linking files in grace: {e}"))??;
+    }
+    for (p, e) in &removals.kept {
+        manifest.files.insert(p.clone(), e.clone());
+    }
+
+    // 5. Release files last, then the trace, then publish.
+    for s in &suites {
+        for (path, bytes, mtime) in &s.new_files {
+            snapshot::write_file(&path.under(&staging), bytes, *mtime)?;
+            manifest.files.insert(
+                path.clone(),
+                Entry {
+                    size: bytes.len() as u64,
+                    sha256: Sha256::digest(bytes).into(),
+                    gone_since: None,
+                },
+            );
+        }
+    }
+    let architectures = architectures_held(apt, &suites);
+    let trace_files = trace::render(
+        &TraceInput {
+            hostname: &ctx.global.hostname,
+            upstream: &mirror.upstream,
+            started: ctx.now,
+            finished: jiff::Timestamp::now(),
+            bytes_received: received,
+            architectures: &architectures,
+            configured: &apt.architectures,
+            sources: apt.sources,
+            trigger: opts.trigger,
+        },
+        &upstream_traces,
+    );
+    for (path, bytes) in &trace_files {
+        snapshot::write_file(&path.under(&staging), bytes, None)?;
+        manifest.files.insert(
+            path.clone(),
+            Entry {
+                size: bytes.len() as u64,
+                sha256: Sha256::digest(bytes).into(),
+                gone_since: None,
+            },
+        );
+    }
+    let staging_for_clean = staging.clone();
+    let keep_paths: HashSet<String> = manifest.files.keys().map(|p| p.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        snapshot::clean_staging(&staging_for_clean, &|p| keep_paths.contains(p))
+    })
+    .await
+    .map_err(|e| anyhow!("cleaning staging: {e}"))??;
+
+    // The Release may have moved on while the pool downloaded; a mix is still
+    // consistent (its own indices and pool), so publish it and catch up next run.
+    let id = dirs.new_id(ctx.now);
+    let publish_dirs = dirs.clone();
+    let publish_manifest = manifest;
+    let publish_id = id.clone();
+    let files_total = publish_manifest.files.len() as u64;
+    tokio::task::spawn_blocking(move || snapshot::publish(&publish_dirs, &publish_id, &publish_manifest))
+        .await
+        .map_err(|e| anyhow!("publishing: {e}"))??;
+    let pruned = snapshot::prune(&dirs, ctx.global.keep_snapshots.get())?;
+    let _ = std::fs::remove_dir_all(&partial).and_then(|()| std::fs::create_dir_all(&partial));
+
+    let mut new_state = state;
+    new_state.config_fingerprint = Some(fingerprint);
+    for s in &suites {
+        if let Some(v) = &s.validators {
+            new_state
+                .validators
+                .insert(s.signed_path.to_string(), v.clone());
+        }
+    }
+    new_state
+        .save(&dirs.base)
+        .context("recording the run")?;
+    Ok(MirrorReport {
+        name: mirror.name.clone(),
+        outcome: RunOutcome::Published,
+        snapshot: Some(id),
+        plan: summary,
+        files_fetched: fetched_files,
+        bytes_fetched: received,
+        files_total,
+        requests: upstream.counters.requests.load(std::sync::atomic::Ordering::Relaxed),
+        seconds: started.elapsed().as_secs_f64(),
+        warnings,
+        pruned,
+        upstream_date: newest_date(&suites),
+        grace: removals
+            .kept
+            .iter()
+            .map(|(p, e)| (p.to_string(), e.gone_since.unwrap_or(0) + ctx.global.grace.as_secs() as i64))
+            .collect(),
+    })
+}
+
+fn failed(what: &str, errors: Vec<String>) -> anyhow::Error {
+    const SHOWN: usize = 10;
+    let mut msg = format!("{what}: {} failed", errors.len());
+    for e in errors.iter().take(SHOWN) {
+        msg.push_str("\n  ");
+        msg.push_str(e);
+    }
+    if errors.len() > SHOWN {
+        msg.push_str(&format!("\n  ... and {} more", errors.len() - SHOWN));
+    }
+    anyhow!(msg)
+}
+
+/// Fetches and verifies one suite's Release files.
+#[allow(clippy::too_many_arguments)]
+async fn fetch_suite(
+    upstream: &Upstream,
+    mirror: &Mirror,
+    apt: &AptMirror,
+    name: &str,
+    keyring: Option<&Keyring>,
+    current: Option<&Snapshot>,
+    shortcut: Option<&MirrorState>,
+    now: jiff::Timestamp,
+) -> anyhow::Result<Suite> {
+    let inrelease = RelPath::new(&format!("dists/{name}/InRelease"))?;
+    let release_path = RelPath::new(&format!("dists/{name}/Release"))?;
+    let gpg_path = RelPath::new(&format!("dists/{name}/Release.gpg"))?;
+    let url = |p: &RelPath| -> anyhow::Result<Url> {
+        Ok(mirror.upstream.join(&encode_path(p.as_str()))?)
+    };
+    let published_signed = current.and_then(|c| {
+        [&inrelease, &release_path]
+            .into_iter()
+            .find(|p| c.manifest.files.contains_key(*p))
+            .map(|p| (p.clone(), c))
+    });
+    let known = shortcut.and_then(|s| {
+        published_signed
+            .as_ref()
+            .filter(|(p, _)| *p == inrelease)
+            .and_then(|_| s.validators.get(inrelease.as_str()))
+    });
+
+    let in_url = url(&inrelease)?;
+    let fetched = match upstream.get_meta(&in_url, MAX_RELEASE_BYTES, known).await {
+        Ok(Meta::NotModified) => None,
+        Ok(Meta::Body {
+            body,
+            validators,
+            last_modified,
+        }) => Some((body, validators, last_modified)),
+        Err(e) if e.is_not_found() => {
+            return fetch_release_gpg(upstream, &url(&release_path)?, &url(&gpg_path)?, keyring, apt, name, &release_path, &gpg_path, current, now).await;
+        }
+        Err(e) => return Err(e).context("fetching InRelease"),
+    };
+    if let (Some((p, c)), true) = (&published_signed, shortcut.is_some()) {
+        let same = match &fetched {
+            None => true,
+            Some((body, _, _)) => c
+                .manifest
+                .files
+                .get(p)
+                .is_some_and(|e| e.sha256 == <[u8; 32]>::from(Sha256::digest(body))),
+        };
+        if same {
+            let mut suite = published_suite(name, c, p)?;
+            suite.validators = fetched.map(|(_, v, _)| v).or_else(|| known.cloned());
+            return Ok(suite);
+        }
+    }
+    let Some((body, validators, last_modified)) = fetched else {
+        // A 304 without a published copy cannot happen: we only ask conditionally
+        // when we hold one. Treat it as a server bug.
+        bail!("{in_url}: 304 Not Modified to an unconditional request");
+    };
+    let text = match keyring {
+        Some(k) => signature::verify_clearsigned(k, &body)
+            .with_context(|| format!("verifying {in_url}"))?
+            .text,
+        None => release::unverified_text(&body)
+            .ok_or_else(|| anyhow!("{in_url}: not a Release or clear-signed InRelease"))?,
+    };
+    let release = Release::parse(&text).with_context(|| format!("parsing {in_url}"))?;
+    check_dates(&release, apt, current, name, now).with_context(|| in_url.to_string())?;
+    let mut new_files = vec![(inrelease.clone(), body.clone(), last_modified)];
+    // Release + Release.gpg too, for clients that do not use InRelease; they must
+    // say the same thing or upstream is mid-update.
+    let rel = optional(upstream, &url(&release_path)?).await?;
+    let gpg = optional(upstream, &url(&gpg_path)?).await?;
+    let gpg_url = url(&gpg_path)?;
+    if let Some((rel_body, rel_mtime)) = rel {
+        if rel_body.as_ref() != text.as_bytes() {
+            return Err(UpstreamMoved {
+                url: url(&release_path)?.to_string(),
+            }
+            .into());
+        }
+        if let Some((gpg_body, gpg_mtime)) = gpg {
+            if let Some(k) = keyring {
+                signature::verify_detached(k, &rel_body, &gpg_body)
+                    .with_context(|| format!("verifying {gpg_url}"))?;
+            }
+            new_files.push((gpg_path.clone(), gpg_body, gpg_mtime));
+        }
+        new_files.push((release_path.clone(), rel_body, rel_mtime));
+    }
+    Ok(Suite {
+        name: name.to_string(),
+        release,
+        new_files,
+        kept_files: Vec::new(),
+        unchanged: false,
+        signed_bytes: body,
+        signed_path: inrelease,
+        validators: Some(validators),
+    })
+}
+
+/// The old layout: Release signed by a detached Release.gpg.
+#[allow(clippy::too_many_arguments)]
+async fn fetch_release_gpg(
+    upstream: &Upstream,
+    rel_url: &Url,
+    gpg_url: &Url,
+    keyring: Option<&Keyring>,
+    apt: &AptMirror,
+    name: &str,
+    release_path: &RelPath,
+    gpg_path: &RelPath,
+    current: Option<&Snapshot>,
+    now: jiff::Timestamp,
+) -> anyhow::Result<Suite> {
+    let (body, validators, mtime) = match upstream.get_meta(rel_url, MAX_RELEASE_BYTES, None).await {
+        Ok(Meta::Body {
+            body,
+            validators,
+            last_modified,
+        }) => (body, validators, last_modified),
+        Ok(Meta::NotModified) => bail!("{rel_url}: 304 Not Modified to an unconditional request"),
+        Err(e) => {
+            return Err(e).context("neither InRelease nor Release could be fetched");
+        }
+    };
+    let mut new_files = vec![(release_path.clone(), body.clone(), mtime)];
+    let text = match keyring {
+        Some(k) => {
+            let Some((sig, sig_mtime)) = optional(upstream, gpg_url).await? else {
+                bail!("{gpg_url}: missing, and the Release cannot be trusted without it");
+            };
+            let verified = signature::verify_detached(k, &body, &sig)
+                .with_context(|| format!("verifying {rel_url} with {gpg_url}"))?;
+            new_files.push((gpg_path.clone(), sig, sig_mtime));
+            verified.text
+        }
+        None => String::from_utf8(body.to_vec())
+            .map_err(|_| anyhow!("{rel_url}: Release is not UTF-8"))?,
+    };
+    let release = Release::parse(&text).with_context(|| format!("parsing {rel_url}"))?;
+    check_dates(&release, apt, current, name, now).with_context(|| rel_url.to_string())?;
+    Ok(Suite {
+        name: name.to_string(),
+        release,
+        new_files,
+        kept_files: Vec::new(),
+        unchanged: false,
+        signed_bytes: body,
+        signed_path: release_path.clone(),
+        validators: Some(validators),
+    })
+}
+
+/// GETs a file that may legitimately be missing.
+async fn optional(
+    upstream: &Upstream,
+    url: &Url,
+) -> anyhow::Result<Option<(Bytes, Option<SystemTime>)>> {
+    match upstream.get_meta(url, MAX_RELEASE_BYTES, None).await {
+        Ok(Meta::Body {
+            body,
+            last_modified,
+            ..
+        }) => Ok(Some((body, last_modified))),
+        Ok(Meta::NotModified) => Ok(None),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A suite whose signed Release is the one already published: carry it over.
+fn published_suite(name: &str, c: &Snapshot, signed: &RelPath) -> anyhow::Result<Suite> {
+    let file = signed.under(&c.dir);
+    let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+    let text = release::unverified_text(&bytes)
+        .ok_or_else(|| anyhow!("{}: not a Release file", file.display()))?;
+    let release = Release::parse(&text).with_context(|| format!("parsing {}", file.display()))?;
+    let mut kept = Vec::new();
+    for f in ["InRelease", "Release", "Release.gpg"] {
+        let p = RelPath::new(&format!("dists/{name}/{f}"))?;
+        if let Some(e) = c.manifest.files.get(&p) {
+            kept.push(Wanted {
+                path: p.clone(),
+                size: e.size,
+                sha256: e.sha256,
+                source: p,
+            });
+        }
+    }
+    Ok(Suite {
+        name: name.to_string(),
+        release,
+        new_files: Vec::new(),
+        kept_files: kept,
+        unchanged: true,
+        signed_bytes: Bytes::from(bytes),
+        signed_path: signed.clone(),
+        validators: None,
+    })
+}
+
+/// Refuses an expired Release and one older than what is published (a rollback,
+/// which could pin clients to packages with known holes).
+fn check_dates(
+    release: &Release,
+    apt: &AptMirror,
+    current: Option<&Snapshot>,
+    suite: &str,
+    now: jiff::Timestamp,
+) -> anyhow::Result<()> {
+    if apt.check_valid_until
+        && let Some(until) = release.valid_until
+        && until < now
+    {
+        bail!(
+            "Release expired: Valid-Until {} is in the past (set check_valid_until = false to mirror it anyway)",
+            release::format_release_date(until)
+        );
+    }
+    if apt.allow_rollback {
+        return Ok(());
+    }
+    let (Some(new), Some(old)) = (release.date, current.and_then(|c| published_date(c, suite)))
+    else {
+        return Ok(());
+    };
+    if new < old {
+        bail!(
+            "Release Date {} is older than the published {}: refusing a rollback (set allow_rollback = true to accept it)",
+            release::format_release_date(new),
+            release::format_release_date(old)
+        );
+    }
+    Ok(())
+}
+
+fn published_date(c: &Snapshot, suite: &str) -> Option<jiff::Timestamp> {
+    ["InRelease", "Release"].iter().find_map(|f| {
+        let bytes = std::fs::read(c.dir.join(format!("dists/{suite}/{f}"))).ok()?;
+        Release::parse(&release::unverified_text(&bytes)?).ok()?.date
+    })
+}
+
+/// If the upstream's signed Release differs from the one this run started from,
+/// the index failures are the upstream moving, not damage.
+async fn check_moved(upstream: &Upstream, base: &Url, suites: &[Suite]) -> anyhow::Result<()> {
+    for s in suites {
+        let url = base.join(&encode_path(s.signed_path.as_str()))?;
+        if let Ok(Meta::Body { body, .. }) = upstream.get_meta(&url, MAX_RELEASE_BYTES, None).await
+            && body != s.signed_bytes
+        {
+            return Err(UpstreamMoved {
+                url: url.to_string(),
+            }
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// The index a path is a variant of: its path without the compression suffix.
+fn variant_key(path: &str) -> String {
+    for ext in [".gz", ".xz", ".bz2", ".lzma", ".zst", ".lz4"] {
+        if let Some(stem) = path.strip_suffix(ext) {
+            return stem.to_string();
+        }
+    }
+    path.to_string()
+}
+
+/// The Packages and Sources indices to read for the pool: one variant of each, the
+/// cheapest to decompress that was staged.
+fn indices_to_parse(s: &Suite, located: &HashMap<RelPath, PathBuf>) -> Vec<(IndexKind, RelPath)> {
+    let mut best: HashMap<String, (u8, IndexKind, RelPath)> = HashMap::new();
+    for f in s.release.files.values() {
+        let name = f.path.file_name();
+        let dir = f.path.parent().unwrap_or("");
+        let kind = if name.starts_with("Packages") && dir.contains("binary-") {
+            IndexKind::Packages
+        } else if name.starts_with("Sources") && dir.ends_with("source") {
+            IndexKind::Sources
+        } else {
+            continue;
+        };
+        let Some(compression) = Compression::of(name) else {
+            continue;
+        };
+        let Ok(path) = RelPath::new(&format!("dists/{}/{}", s.name, f.path)) else {
+            continue;
+        };
+        if !located.contains_key(&path) {
+            continue;
+        }
+        let key = variant_key(path.as_str());
+        let rank = compression.preference();
+        if best.get(&key).is_none_or(|(r, _, _)| rank < *r) {
+            best.insert(key, (rank, kind, path));
+        }
+    }
+    let mut out: Vec<_> = best.into_values().map(|(_, k, p)| (k, p)).collect();
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    out
+}
+
+/// The architectures this tree really holds, for the trace file.
+fn architectures_held(apt: &AptMirror, suites: &[Suite]) -> Vec<String> {
+    let mut out: Vec<String> = apt
+        .architectures
+        .iter()
+        .filter(|a| suites.iter().any(|s| s.release.architectures.contains(a)))
+        .cloned()
+        .collect();
+    if apt.sources {
+        out.push("source".into());
+    }
+    out.sort();
+    out
+}
+
+fn newest_date(suites: &[Suite]) -> Option<String> {
+    suites
+        .iter()
+        .filter_map(|s| s.release.date)
+        .max()
+        .map(|d| d.to_string())
+}
+
+/// What the config asks of this mirror; the no-op shortcut is only taken while it is
+/// unchanged (a new architecture must be fetched even if upstream is not).
+fn config_fingerprint(mirror: &Mirror, apt: &AptMirror) -> String {
+    let desc = format!(
+        "{}|{:?}|{:?}|{:?}|{}",
+        mirror.upstream, apt.suites, apt.components, apt.architectures, apt.sources
+    );
+    hex::encode(Sha256::digest(desc.as_bytes()))
+}

@@ -1,0 +1,673 @@
+//! mirrors.toml: the raw serde shape, and its conversion into a validated [`Config`].
+//!
+//! Everything that can be wrong with a config is found here, once: unknown keys, bad
+//! durations and rates, relative roots, duplicate names, missing keyrings. Later stages
+//! take a `Config` and never re-check it. Values that toml can point at (durations,
+//! rates, URLs) are parsed during deserialisation so their errors carry the file, line
+//! and column.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::IpAddr;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+use url::Url;
+
+/// Where `-c` looks when it is not given.
+pub const DEFAULT_CONFIG_PATHS: [&str; 2] = ["mirrors.toml", "/etc/mirrorsync/mirrors.toml"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("no config file: looked for {}", .looked.join(", "))]
+    NotFound { looked: Vec<String> },
+}
+
+/// The validated configuration of one run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from, for messages.
+    pub source: PathBuf,
+    pub global: Global,
+    pub mirrors: Vec<Mirror>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Global {
+    pub root: PathBuf,
+    pub hostname: String,
+    pub keep_snapshots: NonZeroUsize,
+    pub grace: Duration,
+    pub max_delete_ratio: f64,
+    pub network: Network,
+}
+
+/// How to talk to an upstream; set globally, overridable per mirror.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Network {
+    pub concurrency: NonZeroUsize,
+    /// Bytes per second for all downloads of a run together.
+    pub bandwidth_limit: Option<u64>,
+    pub timeout: Duration,
+    pub retries: u32,
+    /// First backoff delay; doubled on each retry, with jitter, capped.
+    pub retry_delay: Duration,
+    pub ip: IpFamily,
+    pub bind_address: Option<IpAddr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum IpFamily {
+    #[serde(rename = "any")]
+    Any,
+    #[serde(rename = "4")]
+    V4,
+    #[serde(rename = "6")]
+    V6,
+}
+
+#[derive(Debug, Clone)]
+pub struct Mirror {
+    pub name: String,
+    /// Always ends with '/', so relative paths join under it.
+    pub upstream: Url,
+    pub network: Network,
+    pub kind: MirrorKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum MirrorKind {
+    Apt(AptMirror),
+    Images(ImagesMirror),
+}
+
+#[derive(Debug, Clone)]
+pub struct AptMirror {
+    pub suites: Vec<String>,
+    pub components: Vec<String>,
+    /// As configured; "all" is always mirrored too.
+    pub architectures: Vec<String>,
+    pub sources: bool,
+    /// None only when `check_signature = false`.
+    pub keyring: Option<PathBuf>,
+    pub check_valid_until: bool,
+    pub allow_rollback: bool,
+    pub tolerate: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ImagesMirror {
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+    pub keep_latest: Option<NonZeroUsize>,
+    pub rewrite_base: Option<Url>,
+    pub max_files: usize,
+    pub keyring: Option<PathBuf>,
+    pub tolerate: Vec<String>,
+}
+
+impl Mirror {
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind {
+            MirrorKind::Apt(_) => "apt",
+            MirrorKind::Images(_) => "images",
+        }
+    }
+}
+
+// ---- raw serde shape -------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    global: RawGlobal,
+    #[serde(default)]
+    mirror: Vec<RawMirror>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGlobal {
+    root: PathBuf,
+    hostname: Option<String>,
+    #[serde(default = "default_concurrency")]
+    concurrency: NonZeroUsize,
+    bandwidth_limit: Option<Rate>,
+    #[serde(default = "default_keep_snapshots")]
+    keep_snapshots: NonZeroUsize,
+    #[serde(default = "default_grace")]
+    grace: HumanDuration,
+    #[serde(default = "default_timeout")]
+    timeout: HumanDuration,
+    #[serde(default = "default_retries")]
+    retries: u32,
+    #[serde(default = "default_retry_delay")]
+    retry_delay: HumanDuration,
+    #[serde(default = "default_max_delete_ratio")]
+    max_delete_ratio: f64,
+    #[serde(default = "default_ip")]
+    ip: IpFamily,
+    bind_address: Option<IpAddr>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMirror {
+    name: String,
+    kind: RawKind,
+    upstream: HttpUrl,
+    // Network overrides.
+    concurrency: Option<NonZeroUsize>,
+    bandwidth_limit: Option<Rate>,
+    timeout: Option<HumanDuration>,
+    retries: Option<u32>,
+    ip: Option<IpFamily>,
+    bind_address: Option<IpAddr>,
+    // apt
+    #[serde(default)]
+    suites: Vec<String>,
+    #[serde(default)]
+    components: Vec<String>,
+    #[serde(default)]
+    architectures: Vec<String>,
+    #[serde(default)]
+    sources: bool,
+    keyring: Option<PathBuf>,
+    #[serde(default = "yes")]
+    check_signature: bool,
+    #[serde(default = "yes")]
+    check_valid_until: bool,
+    #[serde(default)]
+    allow_rollback: bool,
+    #[serde(default)]
+    tolerate: Vec<String>,
+    /// Reserved for S3 publishing; accepted so configs written for it validate.
+    publish: Option<String>,
+    // images
+    #[serde(default)]
+    include: Vec<String>,
+    #[serde(default)]
+    exclude: Vec<String>,
+    keep_latest: Option<NonZeroUsize>,
+    rewrite_base: Option<HttpUrl>,
+    max_files: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RawKind {
+    Apt,
+    Images,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_concurrency() -> NonZeroUsize {
+    NonZeroUsize::new(8).unwrap_or(NonZeroUsize::MIN)
+}
+fn default_keep_snapshots() -> NonZeroUsize {
+    NonZeroUsize::new(2).unwrap_or(NonZeroUsize::MIN)
+}
+fn default_grace() -> HumanDuration {
+    HumanDuration(Duration::from_secs(6 * 3600))
+}
+fn default_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(60))
+}
+fn default_retries() -> u32 {
+    5
+}
+fn default_retry_delay() -> HumanDuration {
+    HumanDuration(Duration::from_secs(1))
+}
+fn default_max_delete_ratio() -> f64 {
+    0.4
+}
+fn default_ip() -> IpFamily {
+    IpFamily::Any
+}
+
+/// A duration written as humans do: "60s", "6h", "1h 30m".
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct HumanDuration(Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map(HumanDuration).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "bad duration {s:?} ({e}); write it like \"60s\", \"15m\", \"6h\" or \"1h 30m\""
+            ))
+        })
+    }
+}
+
+/// A transfer rate, stored as bytes per second.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Rate(u64);
+
+impl<'de> Deserialize<'de> for Rate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_rate(&s).map(Rate).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "bad rate {s:?}; write bits like \"40Mbit\" or \"500kbit\", or bytes like \"5MB/s\" or \"2MiB/s\""
+            ))
+        })
+    }
+}
+
+/// Parses "40Mbit", "40 Mbit/s", "5MB/s", "2MiB", "800kbps" into bytes per second.
+pub fn parse_rate(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let num: f64 = num.parse().ok()?;
+    let unit = unit.trim();
+    let unit = unit
+        .strip_suffix("/s")
+        .or_else(|| unit.strip_suffix("ps"))
+        .unwrap_or(unit);
+    let (mult, bits) = match unit {
+        "bit" | "b" => (1.0, true),
+        "kbit" | "Kbit" | "kb" | "Kb" => (1e3, true),
+        "Mbit" | "mbit" | "Mb" => (1e6, true),
+        "Gbit" | "gbit" | "Gb" => (1e9, true),
+        "" | "B" => (1.0, false),
+        "k" | "K" | "kB" | "KB" => (1e3, false),
+        "M" | "MB" => (1e6, false),
+        "G" | "GB" => (1e9, false),
+        "KiB" => (1024.0, false),
+        "MiB" => (1024.0 * 1024.0, false),
+        "GiB" => (1024.0 * 1024.0 * 1024.0, false),
+        _ => return None,
+    };
+    let bytes = num * mult / if bits { 8.0 } else { 1.0 };
+    (bytes >= 1.0 && bytes.is_finite()).then_some(bytes as u64)
+}
+
+/// An http(s) URL; anything else is refused where it is written.
+#[derive(Debug, Clone)]
+struct HttpUrl(Url);
+
+impl<'de> Deserialize<'de> for HttpUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let url = Url::parse(&s)
+            .map_err(|e| serde::de::Error::custom(format!("bad URL {s:?}: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(serde::de::Error::custom(format!(
+                "URL {s:?} must start with http:// or https://"
+            )));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(serde::de::Error::custom(format!(
+                "URL {s:?} must not have a query or fragment"
+            )));
+        }
+        Ok(HttpUrl(url))
+    }
+}
+
+impl fmt::Display for IpFamily {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            IpFamily::Any => "any",
+            IpFamily::V4 => "4",
+            IpFamily::V6 => "6",
+        })
+    }
+}
+
+// ---- loading ---------------------------------------------------------------------
+
+impl Config {
+    /// Reads the file given with `-c`, else the first of [`DEFAULT_CONFIG_PATHS`] that exists.
+    pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+        let path = match explicit {
+            Some(p) => p.to_path_buf(),
+            None => DEFAULT_CONFIG_PATHS
+                .iter()
+                .map(PathBuf::from)
+                .find(|p| p.exists())
+                .ok_or_else(|| ConfigError::NotFound {
+                    looked: DEFAULT_CONFIG_PATHS.iter().map(|s| s.to_string()).collect(),
+                })?,
+        };
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Config::from_toml(&text, &path)
+    }
+
+    /// Parses and validates config text; `path` is used in messages and to resolve
+    /// relative keyring paths.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: describe_toml_error(text, &e),
+        })?;
+        validate(raw, text, path)
+    }
+}
+
+/// toml's own message, with the line and column spelled out from its span.
+fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
+    let msg = e.message().trim_end();
+    match e.span() {
+        Some(span) => {
+            let (line, col) = line_col(text, span.start);
+            let src_line = text.lines().nth(line - 1).unwrap_or("");
+            format!("line {line}, column {col}: {msg}\n  |\n{line:>3} | {src_line}\n  |")
+        }
+        None => msg.to_string(),
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// Finds where `[[mirror]]` number `index` (0-based) starts, for messages about it.
+fn mirror_line(text: &str, index: usize) -> Option<usize> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| l.trim_start().starts_with("[[mirror]]"))
+        .nth(index)
+        .map(|(n, _)| n + 1)
+}
+
+fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let mut problems = Vec::new();
+    let base_dir = path.parent().unwrap_or(Path::new("."));
+    let g = raw.global;
+    if !g.root.is_absolute() {
+        problems.push(format!(
+            "[global] root {:?} must be an absolute path",
+            g.root.display().to_string()
+        ));
+    }
+    if !(0.0..=1.0).contains(&g.max_delete_ratio) {
+        problems.push(format!(
+            "[global] max_delete_ratio {} must be between 0 and 1",
+            g.max_delete_ratio
+        ));
+    }
+    let hostname = match g.hostname {
+        Some(h) => h,
+        None => system_hostname(),
+    };
+    if hostname.is_empty()
+        || hostname
+            .chars()
+            .any(|c| !(c.is_ascii_alphanumeric() || c == '.' || c == '-'))
+    {
+        problems.push(format!(
+            "[global] hostname {hostname:?} must be a DNS name (it names the trace file)"
+        ));
+    }
+    let global_net = Network {
+        concurrency: g.concurrency,
+        bandwidth_limit: g.bandwidth_limit.map(|r| r.0),
+        timeout: g.timeout.0,
+        retries: g.retries,
+        retry_delay: g.retry_delay.0,
+        ip: g.ip,
+        bind_address: g.bind_address,
+    };
+
+    let mut names = BTreeSet::new();
+    let mut mirrors = Vec::new();
+    for (i, m) in raw.mirror.into_iter().enumerate() {
+        let at = match mirror_line(text, i) {
+            Some(line) => format!("[[mirror]] at line {line} ({:?})", m.name),
+            None => format!("mirror {:?}", m.name),
+        };
+        if !valid_name(&m.name) {
+            problems.push(format!(
+                "{at}: name must be letters, digits, '.', '_' or '-' (it becomes a directory under root)"
+            ));
+        }
+        if !names.insert(m.name.clone()) {
+            problems.push(format!("{at}: the name is used by another mirror"));
+        }
+        let mut upstream = m.upstream.0;
+        if !upstream.path().ends_with('/') {
+            let p = format!("{}/", upstream.path());
+            upstream.set_path(&p);
+        }
+        let network = Network {
+            concurrency: m.concurrency.unwrap_or(global_net.concurrency),
+            bandwidth_limit: m
+                .bandwidth_limit
+                .map(|r| r.0)
+                .or(global_net.bandwidth_limit),
+            timeout: m.timeout.map_or(global_net.timeout, |d| d.0),
+            retries: m.retries.unwrap_or(global_net.retries),
+            retry_delay: global_net.retry_delay,
+            ip: m.ip.unwrap_or(global_net.ip),
+            bind_address: m.bind_address.or(global_net.bind_address),
+        };
+        let keyring = m.keyring.map(|k| {
+            if k.is_absolute() {
+                k
+            } else {
+                base_dir.join(k)
+            }
+        });
+        if let Some(k) = &keyring
+            && !k.is_file()
+        {
+            problems.push(format!("{at}: keyring {} does not exist", k.display()));
+        }
+        if m.publish.is_some() {
+            problems.push(format!(
+                "{at}: publish (S3) is not supported by this version of mirrorsync"
+            ));
+        }
+        let kind = match m.kind {
+            RawKind::Apt => {
+                for (key, set) in [
+                    ("include", !m.include.is_empty()),
+                    ("exclude", !m.exclude.is_empty()),
+                    ("keep_latest", m.keep_latest.is_some()),
+                    ("rewrite_base", m.rewrite_base.is_some()),
+                    ("max_files", m.max_files.is_some()),
+                ] {
+                    if set {
+                        problems.push(format!("{at}: {key} is for kind = \"images\" mirrors"));
+                    }
+                }
+                for (key, list) in [
+                    ("suites", &m.suites),
+                    ("components", &m.components),
+                    ("architectures", &m.architectures),
+                ] {
+                    if list.is_empty() {
+                        problems.push(format!("{at}: {key} must list at least one entry"));
+                    }
+                    if let Some(bad) = list.iter().find(|s| !valid_name(s)) {
+                        problems.push(format!("{at}: {key} entry {bad:?} is not a plain name"));
+                    }
+                }
+                if m.check_signature && keyring.is_none() {
+                    problems.push(format!(
+                        "{at}: keyring is required (the archive key the Release files are signed with), or set check_signature = false"
+                    ));
+                }
+                let mut architectures = m.architectures;
+                architectures.retain(|a| a != "all");
+                MirrorKind::Apt(AptMirror {
+                    suites: m.suites,
+                    components: m.components,
+                    architectures,
+                    sources: m.sources,
+                    keyring: if m.check_signature { keyring } else { None },
+                    check_valid_until: m.check_valid_until,
+                    allow_rollback: m.allow_rollback,
+                    tolerate: m.tolerate,
+                })
+            }
+            RawKind::Images => {
+                for (key, set) in [
+                    ("suites", !m.suites.is_empty()),
+                    ("components", !m.components.is_empty()),
+                    ("architectures", !m.architectures.is_empty()),
+                    ("sources", m.sources),
+                ] {
+                    if set {
+                        problems.push(format!("{at}: {key} is for kind = \"apt\" mirrors"));
+                    }
+                }
+                MirrorKind::Images(ImagesMirror {
+                    include: m.include,
+                    exclude: m.exclude,
+                    keep_latest: m.keep_latest,
+                    rewrite_base: m.rewrite_base.map(|u| u.0),
+                    max_files: m.max_files.unwrap_or(100_000),
+                    keyring,
+                    tolerate: m.tolerate,
+                })
+            }
+        };
+        mirrors.push(Mirror {
+            name: m.name,
+            upstream,
+            network,
+            kind,
+        });
+    }
+    if !problems.is_empty() {
+        return Err(ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message: problems.join("\n"),
+        });
+    }
+    Ok(Config {
+        source: path.to_path_buf(),
+        global: Global {
+            root: g.root,
+            hostname,
+            keep_snapshots: g.keep_snapshots,
+            grace: g.grace.0,
+            max_delete_ratio: g.max_delete_ratio,
+            network: global_net,
+        },
+        mirrors,
+    })
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with('.')
+        && s.len() <= 128
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+fn system_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[global]
+root = "/srv/mirror"
+hostname = "mirror.example.org"
+bandwidth_limit = "40Mbit"
+grace = "6h"
+
+[[mirror]]
+name = "debian"
+kind = "apt"
+upstream = "http://deb.example.org/debian"
+suites = ["bookworm"]
+components = ["main"]
+architectures = ["arm64", "all"]
+check_signature = false
+"#;
+
+    #[test]
+    fn a_plain_config_validates_with_defaults() {
+        let c = Config::from_toml(GOOD, Path::new("/etc/mirrors.toml")).unwrap();
+        assert_eq!(c.global.network.bandwidth_limit, Some(5_000_000));
+        assert_eq!(c.global.grace, Duration::from_secs(6 * 3600));
+        assert_eq!(c.global.network.concurrency.get(), 8);
+        let m = &c.mirrors[0];
+        assert_eq!(m.upstream.as_str(), "http://deb.example.org/debian/");
+        let MirrorKind::Apt(apt) = &m.kind else {
+            panic!("apt")
+        };
+        assert_eq!(apt.architectures, vec!["arm64"]);
+    }
+
+    #[test]
+    fn an_unknown_key_names_line_and_column() {
+        let text = GOOD.replace("grace = \"6h\"", "grace = \"6h\"\nconcurency = 4");
+        let err = Config::from_toml(&text, Path::new("m.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("m.toml: line 7, column 1: unknown field `concurency`"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_duration_says_what_is_allowed() {
+        let text = GOOD.replace("\"6h\"", "\"six hours\"");
+        let err = Config::from_toml(&text, Path::new("m.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 6"), "{err}");
+        assert!(err.contains("bad duration \"six hours\""), "{err}");
+    }
+
+    #[test]
+    fn a_missing_keyring_is_named() {
+        let text = GOOD.replace(
+            "check_signature = false",
+            "keyring = \"/nonexistent/key.gpg\"",
+        );
+        let err = Config::from_toml(&text, Path::new("m.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("[[mirror]] at line 9 (\"debian\"): keyring /nonexistent/key.gpg does not exist"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn rates_in_bits_and_bytes() {
+        assert_eq!(parse_rate("40Mbit"), Some(5_000_000));
+        assert_eq!(parse_rate("40 Mbit/s"), Some(5_000_000));
+        assert_eq!(parse_rate("800kbps"), Some(100_000));
+        assert_eq!(parse_rate("5MB/s"), Some(5_000_000));
+        assert_eq!(parse_rate("2MiB/s"), Some(2 * 1024 * 1024));
+        assert_eq!(parse_rate("fast"), None);
+        assert_eq!(parse_rate("0Mbit"), None);
+    }
+}

@@ -1,0 +1,202 @@
+//! `mirrorsync demo`: the whole product on one machine, no network needed.
+//!
+//! Builds a signed repository of a few hundred packages, serves it on loopback, syncs
+//! it, resyncs with nothing changed, changes the upstream as an archive's publish run
+//! would, resyncs the delta, and says where to look. It runs the same code as `sync`,
+//! through the same config parser; its narrative goes to the writer the CLI hands in.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+use crate::config::Config;
+use crate::fixture::FixtureSpec;
+use crate::fixture::server::FixtureServer;
+use crate::report::Silent;
+use crate::sync::{self, MirrorReport, SyncOptions};
+use crate::trace::Trigger;
+
+/// Marks a directory as the demo's own, so a rerun may clear it.
+const MARKER: &str = ".mirrorsync-demo";
+
+pub async fn run(dir: &Path, out: &mut dyn Write) -> Result<()> {
+    prepare(dir)?;
+    let dir = std::fs::canonicalize(dir).with_context(|| format!("resolving {}", dir.display()))?;
+    let work = dir.join("upstream-work");
+    let root = dir.join("mirror");
+
+    writeln!(out, "mirrorsync demo in {}", dir.display())?;
+    let t = Instant::now();
+    let spec = FixtureSpec::default()
+        .with_packages(300)
+        .with_sizes(2_000, 120_000);
+    let mut repo = tokio::task::spawn_blocking({
+        let work = work.clone();
+        move || spec.build(&work)
+    })
+    .await??;
+    let pool_bytes: u64 = repo.pool_files().iter().map(|(_, s)| s).sum();
+    writeln!(
+        out,
+        "  built a signed upstream repository: {} packages ({}), suite {}, {} x {} in {:.1}s",
+        repo.packages.len(),
+        human(pool_bytes),
+        repo.suite,
+        repo.components.join("+"),
+        repo.architectures.join("+"),
+        t.elapsed().as_secs_f64()
+    )?;
+    let server = FixtureServer::start(&repo.dir)?;
+    writeln!(out, "  serving it on {}", server.url())?;
+
+    let config_path = dir.join("mirrors.toml");
+    let config_text = format!(
+        r#"# Written by `mirrorsync demo`; try `mirrorsync -c {cfg} status`.
+[global]
+root = "{root}"
+hostname = "mirror.demo.invalid"
+concurrency = 8
+grace = "6h"
+retry_delay = "100ms"
+
+[[mirror]]
+name = "fixture"
+kind = "apt"
+upstream = "{url}"
+suites = ["{suite}"]
+components = [{components}]
+architectures = [{arches}]
+keyring = "{keyring}"
+"#,
+        cfg = config_path.display(),
+        root = root.display(),
+        url = server.url(),
+        suite = repo.suite,
+        components = quoted(&repo.components),
+        arches = quoted(&repo.architectures),
+        keyring = repo.keyring.display(),
+    );
+    std::fs::write(&config_path, &config_text)
+        .with_context(|| format!("writing {}", config_path.display()))?;
+    let config = Config::from_toml(&config_text, &config_path)?;
+    let options = SyncOptions {
+        trigger: Trigger::Manual,
+        ..SyncOptions::default()
+    };
+
+    let cold = sync_one(&config, &options).await?;
+    writeln!(
+        out,
+        "\n1. cold sync:   fetched {} files ({}) in {:.2}s with {} requests; published snapshot {}",
+        cold.files_fetched,
+        human(cold.bytes_fetched),
+        cold.seconds,
+        cold.requests,
+        cold.snapshot.as_deref().unwrap_or("-")
+    )?;
+
+    let noop = sync_one(&config, &options).await?;
+    writeln!(
+        out,
+        "2. no-op sync:  upstream unchanged, {} request(s), {:.3}s, nothing written",
+        noop.requests, noop.seconds
+    )?;
+
+    let names: Vec<String> = repo.packages.keys().cloned().collect();
+    for n in names.iter().take(5) {
+        repo.upgrade_package(n);
+    }
+    for n in names.iter().skip(5).take(2) {
+        repo.remove_package(n);
+    }
+    for i in 0..3 {
+        repo.add_package(&format!("newpkg{i}"));
+    }
+    tokio::task::spawn_blocking(move || repo.publish().map(|()| repo)).await??;
+    let delta = sync_one(&config, &options).await?;
+    writeln!(
+        out,
+        "3. delta sync:  upstream upgraded 5, removed 2, added 3 packages -> fetched {} files ({}) in {:.2}s, linked {}, {} removed files kept for grace",
+        delta.files_fetched,
+        human(delta.bytes_fetched),
+        delta.seconds,
+        delta.plan.link_files,
+        delta.plan.grace_files,
+    )?;
+
+    let served = root.join("fixture");
+    let trace_path = served.join("project/trace/mirror.demo.invalid");
+    let trace = std::fs::read_to_string(&trace_path)
+        .with_context(|| format!("reading {}", trace_path.display()))?;
+    writeln!(out, "\nThe served tree is {} (a symlink to the snapshot in use).", served.display())?;
+    writeln!(out, "Its trace file, as mirror checkers read it:")?;
+    for line in trace.lines() {
+        writeln!(out, "    {line}")?;
+    }
+    writeln!(out, "\nNext:")?;
+    writeln!(out, "  mirrorsync -c {} status", config_path.display())?;
+    writeln!(
+        out,
+        "  serve {} with nginx (autoindex on) and point apt at it:\n    deb [signed-by={}] http://<host>/fixture {} main contrib",
+        root.display(),
+        dir.join("upstream-work/archive-keyring.gpg").display(),
+        "bookworm"
+    )?;
+    drop(server);
+    Ok(())
+}
+
+async fn sync_one(config: &Config, options: &SyncOptions) -> Result<MirrorReport> {
+    let mut results = sync::run(config, &[], options, &Silent).await?;
+    let Some(r) = results.pop() else {
+        bail!("the demo config has no mirror");
+    };
+    r.result
+}
+
+/// Clears a previous demo's directory, refusing anything that is not one.
+fn prepare(dir: &Path) -> Result<()> {
+    if dir.exists() {
+        let is_demo = dir.join(MARKER).exists();
+        let empty = std::fs::read_dir(dir)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false);
+        if !is_demo && !empty {
+            bail!(
+                "{} exists and was not made by `mirrorsync demo`; give another directory",
+                dir.display()
+            );
+        }
+        if is_demo {
+            std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
+        }
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::write(dir.join(MARKER), b"made by mirrorsync demo\n")
+        .with_context(|| format!("writing into {}", dir.display()))?;
+    Ok(())
+}
+
+fn quoted(v: &[String]) -> String {
+    v.iter()
+        .map(|s| format!("{s:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn human(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}

@@ -1,0 +1,309 @@
+//! Carries out a plan's actions into the staging tree, downloads at most
+//! `concurrency` at a time.
+//!
+//! Links are cheap and done in one blocking batch. Fetches are grouped by content, so a
+//! file wanted under two paths (an index and its by-hash twin) crosses the network
+//! once; each group tries its members' sources in turn, so a by-hash 404 falls back to
+//! the plain path. A file staged by an earlier, failed run is reused when its bytes
+//! still hash right. Downloads land in `partial/` (named by digest, so a killed run
+//! resumes them) and are renamed into staging only once verified.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+use url::Url;
+
+use crate::plan::{Action, Wanted};
+use crate::relpath::RelPath;
+use crate::report::Reporter;
+use crate::snapshot::{self, SnapshotError};
+use crate::upstream::{Expected, FetchError, Upstream};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    #[error("joining {path} to the upstream URL: {source}")]
+    Url {
+        path: String,
+        #[source]
+        source: url::ParseError,
+    },
+    #[error("a staging task failed: {0}")]
+    Task(String),
+}
+
+impl StageError {
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StageError::Fetch(e) if e.is_not_found())
+    }
+}
+
+/// What happened to one wanted file.
+#[derive(Debug)]
+pub struct Outcome {
+    pub wanted: Wanted,
+    pub result: Result<Placed, StageError>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placed {
+    Linked,
+    /// Already in staging from an earlier run, verified again.
+    Reused,
+    Fetched { received: u64 },
+}
+
+/// Where things go, and where they come from.
+pub struct Stager<'a> {
+    pub upstream: &'a Upstream,
+    pub base_url: &'a Url,
+    pub staging: &'a Path,
+    pub partial: &'a Path,
+    /// The published snapshot's directory, source of links.
+    pub published: Option<&'a Path>,
+    pub concurrency: usize,
+    pub reporter: &'a dyn Reporter,
+    /// Re-hash published files before linking them (`--verify-all`); a damaged one is
+    /// fetched again instead.
+    pub verify_links: bool,
+}
+
+impl Stager<'_> {
+    /// Executes `actions`; one outcome per action, in no particular order.
+    pub async fn run(&self, actions: Vec<Action>) -> Vec<Outcome> {
+        let mut links = Vec::new();
+        let mut groups: HashMap<[u8; 32], Vec<Wanted>> = HashMap::new();
+        for a in actions {
+            match a {
+                Action::Link { from, to } => links.push((from, to)),
+                Action::Fetch(w) => groups.entry(w.sha256).or_default().push(w),
+            }
+        }
+        if self.verify_links {
+            let (good, damaged) = self.check_links(links).await;
+            links = good;
+            for w in damaged {
+                groups.entry(w.sha256).or_default().push(w);
+            }
+        }
+        let mut outcomes = self.link_all(links).await;
+        let results: Vec<Vec<Outcome>> = futures_util::stream::iter(groups.into_values())
+            .map(|group| self.fetch_group(group))
+            .buffer_unordered(self.concurrency.max(1))
+            .collect()
+            .await;
+        outcomes.extend(results.into_iter().flatten());
+        outcomes
+    }
+
+    /// Splits links into those whose published source still hashes right and the
+    /// wanted files whose source is damaged.
+    async fn check_links(&self, links: Vec<(RelPath, Wanted)>) -> (Vec<(RelPath, Wanted)>, Vec<Wanted>) {
+        let Some(published) = self.published.map(Path::to_path_buf) else {
+            return (links, Vec::new());
+        };
+        let job = tokio::task::spawn_blocking(move || {
+            let mut good = Vec::new();
+            let mut damaged = Vec::new();
+            for (from, w) in links {
+                if file_matches(&from.under(&published), w.size, &w.sha256) {
+                    good.push((from, w));
+                } else {
+                    tracing::warn!(path = %from, "published copy is damaged; fetching it again");
+                    damaged.push(w);
+                }
+            }
+            (good, damaged)
+        });
+        job.await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+    }
+
+    async fn link_all(&self, links: Vec<(RelPath, Wanted)>) -> Vec<Outcome> {
+        let Some(published) = self.published.map(Path::to_path_buf) else {
+            return links
+                .into_iter()
+                .map(|(_, w)| Outcome {
+                    wanted: w,
+                    result: Err(StageError::Task("nothing published to link from".into())),
+                })
+                .collect();
+        };
+        let staging = self.staging.to_path_buf();
+        let job = tokio::task::spawn_blocking(move || {
+            links
+                .into_iter()
+                .map(|(from, w)| {
+                    let result = snapshot::link_file(&from.under(&published), &w.path.under(&staging))
+                        .map(|()| Placed::Linked)
+                        .map_err(StageError::from);
+                    Outcome { wanted: w, result }
+                })
+                .collect::<Vec<_>>()
+        });
+        // The closure does not panic on bad input; if it panics anyway, so do we.
+        job.await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+    }
+
+    /// Fetches one content (all `group` members share the digest) and places it at
+    /// every member's path.
+    async fn fetch_group(&self, group: Vec<Wanted>) -> Vec<Outcome> {
+        let first = &group[0];
+        let result = self.obtain(&group).await;
+        let mut out = Vec::with_capacity(group.len());
+        match result {
+            Ok((placed_at, how)) => {
+                for w in &group {
+                    let dest = w.path.under(self.staging);
+                    let result = if dest == placed_at {
+                        Ok(how.clone())
+                    } else {
+                        snapshot::link_file(&placed_at, &dest)
+                            .map(|()| Placed::Linked)
+                            .map_err(StageError::from)
+                    };
+                    out.push(Outcome {
+                        wanted: w.clone(),
+                        result,
+                    });
+                }
+            }
+            Err(e) => {
+                tracing::debug!(path = %first.path, error = %e, "fetch failed");
+                let msg = e.to_string();
+                let not_found = e.is_not_found();
+                let mut err = Some(e);
+                for w in &group {
+                    let e = match err.take() {
+                        Some(e) => e,
+                        // Each member gets the failure; only the first keeps its source.
+                        None if not_found => StageError::Fetch(FetchError::Status {
+                            url: msg.clone(),
+                            code: 404,
+                        }),
+                        None => StageError::Task(msg.clone()),
+                    };
+                    out.push(Outcome {
+                        wanted: w.clone(),
+                        result: Err(e),
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Gets the group's content into staging at the first member's path.
+    async fn obtain(&self, group: &[Wanted]) -> Result<(PathBuf, Placed), StageError> {
+        let first = &group[0];
+        let dest = first.path.under(self.staging);
+        let expected = Expected {
+            size: first.size,
+            sha256: first.sha256,
+        };
+        if reuse_staged(&dest, expected).await {
+            return Ok((dest, Placed::Reused));
+        }
+        let tmp = self.partial.join(hex::encode(first.sha256));
+        // Every distinct source, then each plain path, so a missing by-hash file
+        // falls back to the name apt would use without by-hash.
+        let mut sources: Vec<&RelPath> = Vec::new();
+        for w in group {
+            if !sources.contains(&&w.source) {
+                sources.push(&w.source);
+            }
+        }
+        for w in group {
+            if !sources.contains(&&w.path) {
+                sources.push(&w.path);
+            }
+        }
+        self.reporter.on_fetch_start(first.path.as_str(), first.size);
+        let mut last = None;
+        for source in sources {
+            let url = self
+                .base_url
+                .join(&encode_path(source.as_str()))
+                .map_err(|e| StageError::Url {
+                    path: source.to_string(),
+                    source: e,
+                })?;
+            let reporter = self.reporter;
+            let progress = move |n: u64| reporter.on_progress(n);
+            match self.upstream.download(&url, &tmp, expected, &progress).await {
+                Ok(d) => {
+                    let (tmp2, dest2) = (tmp.clone(), dest.clone());
+                    tokio::task::spawn_blocking(move || snapshot::install_file(&tmp2, &dest2))
+                        .await
+                        .map_err(|e| StageError::Task(e.to_string()))??;
+                    self.reporter.on_fetch_done(first.path.as_str());
+                    return Ok((
+                        dest,
+                        Placed::Fetched {
+                            received: d.received,
+                        },
+                    ));
+                }
+                Err(e) if e.is_not_found() => last = Some(e),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(last
+            .map(StageError::from)
+            .unwrap_or_else(|| StageError::Task("no source to fetch from".into())))
+    }
+}
+
+/// Percent-encodes what a URL path must not carry raw ('%', '#', '?', spaces, ...),
+/// keeping '/' as the separator. Debian file names are plain, but '+' and '~' are
+/// common and '%' is possible.
+pub fn encode_path(p: &str) -> String {
+    const SET: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+        .add(b' ')
+        .add(b'"')
+        .add(b'#')
+        .add(b'%')
+        .add(b'<')
+        .add(b'>')
+        .add(b'?')
+        .add(b'`')
+        .add(b'{')
+        .add(b'}');
+    percent_encoding::utf8_percent_encode(p, SET).to_string()
+}
+
+/// True if `dest` already holds the expected bytes (a file staged by an earlier run
+/// that did not publish). The bytes are hashed again: a power cut may have left a
+/// renamed file whose data never reached the disk.
+async fn reuse_staged(dest: &Path, expected: Expected) -> bool {
+    match tokio::fs::metadata(dest).await {
+        Ok(m) if m.is_file() && m.len() == expected.size => {}
+        _ => return false,
+    }
+    let dest = dest.to_path_buf();
+    tokio::task::spawn_blocking(move || file_matches(&dest, expected.size, &expected.sha256))
+        .await
+        .unwrap_or(false)
+}
+
+/// True if the file at `path` has exactly this size and SHA256.
+pub fn file_matches(path: &Path, size: u64, sha256: &[u8; 32]) -> bool {
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return false;
+    };
+    if f.metadata().map(|m| m.len()).ok() != Some(size) {
+        return false;
+    }
+    let mut h = Sha256::new();
+    if std::io::copy(&mut f, &mut h).is_err() {
+        return false;
+    }
+    let digest: [u8; 32] = h.finalize().into();
+    &digest == sha256
+}

@@ -1,0 +1,37 @@
+//! mirrorsync: keeps a mirror of an apt repository (or an OS image tree) a faithful,
+//! always-consistent copy of its upstream.
+//!
+//! # Layout
+//! Data flows one way: config -> upstream -> apt -> plan -> fetch -> snapshot -> trace.
+//!
+//! - [`config`]: mirrors.toml, parsed and validated once into a [`config::Config`].
+//! - [`upstream`]: the HTTP client: retries, conditional GETs, verified, resumable
+//!   downloads; [`ratelimit`] caps its bandwidth.
+//! - [`apt`]: signed Release files, Packages/Sources parsing, and the apt mirror run.
+//! - [`relpath`]: every path from upstream is checked here before it touches the disk.
+//! - [`plan`]: pure; wanted files + the published manifest -> link/fetch/keep/delete.
+//! - [`fetch`]: carries the plan out into the staging tree, `concurrency` at a time.
+//! - [`snapshot`] and [`manifest`]: staging, hard links, the one-rename publish, prune.
+//! - [`trace`]: the ftpsync-style trace files mirror checkers read.
+//! - [`state`]: state.json, what the last runs did.
+//! - [`lock`]: the run lock; [`sync`]: one run over the configured mirrors.
+//! - [`report`]: how progress reaches the front end; nothing here prints.
+//! - [`demo`]: `mirrorsync demo`, the whole product against a fixture on loopback.
+//! - [`fixture`]: signed repositories served on loopback, for the demo and the tests.
+
+pub mod apt;
+pub mod config;
+pub mod demo;
+pub mod fetch;
+pub mod fixture;
+pub mod lock;
+pub mod manifest;
+pub mod plan;
+pub mod ratelimit;
+pub mod relpath;
+pub mod report;
+pub mod snapshot;
+pub mod state;
+pub mod sync;
+pub mod trace;
+pub mod upstream;

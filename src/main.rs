@@ -1,0 +1,367 @@
+//! The `mirrorsync` command line: parse, set up logging and progress, call the
+//! library, map the result to an exit code. Nothing else lives here.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Mutex;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use mirrorsync::config::Config;
+use mirrorsync::plan::PlanSummary;
+use mirrorsync::report::Reporter;
+use mirrorsync::sync::{self, MirrorReport, RunError, RunOutcome, SyncOptions};
+use mirrorsync::trace::Trigger;
+
+/// Exit codes, as DESIGN.md fixes them.
+mod exit {
+    pub const OK: u8 = 0;
+    pub const MIRROR_FAILED: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const LOCKED: u8 = 3;
+}
+
+#[derive(Parser)]
+#[command(name = "mirrorsync", version, about = "Keep apt repositories and OS image trees mirrored: verified, staged, published atomically")]
+struct Cli {
+    /// The config file [default: ./mirrors.toml, then /etc/mirrorsync/mirrors.toml]
+    #[arg(short, long, global = true)]
+    config: Option<PathBuf>,
+    /// More log output (-v info, -vv debug); RUST_LOG overrides
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Only errors
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Sync every mirror of the config, or the named ones
+    Sync {
+        names: Vec<String>,
+        /// Print the plan (files and bytes to fetch, keep, delete); write nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Re-hash the files kept from the published tree too
+        #[arg(long)]
+        verify_all: bool,
+        /// Publish even if the plan deletes more than max_delete_ratio
+        #[arg(long)]
+        allow_mass_delete: bool,
+        /// A machine-readable summary on stdout
+        #[arg(long)]
+        json: bool,
+        /// What started this run, recorded in the trace file [default: cron without
+        /// a terminal, manual with one]
+        #[arg(long, value_enum)]
+        trigger: Option<TriggerArg>,
+    },
+    /// Show the last run, result and snapshot of each mirror
+    Status {
+        names: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate the config and exit (0, or 2 with the errors)
+    CheckConfig,
+    /// Build a signed repository, serve it on loopback, mirror it, change it, resync
+    Demo {
+        /// Where to put it [default: ./demo-mirror]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TriggerArg {
+    Cron,
+    Manual,
+    Push,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose, cli.quiet, cli.log_format);
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("mirrorsync: {e:#}");
+            exit::USAGE
+        }
+    };
+    ExitCode::from(code)
+}
+
+fn init_tracing(verbose: u8, quiet: bool, format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    // Under cron, warnings about retries that then succeeded are noise in a mail.
+    let default = match (quiet, verbose, std::io::stderr().is_terminal()) {
+        (true, _, _) => "error",
+        (_, 0, true) => "warn",
+        (_, 0, false) => "error",
+        (_, 1, _) => "info",
+        (_, _, _) => "debug",
+    };
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("mirrorsync={default}")));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn run(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::CheckConfig => match Config::load(cli.config.as_deref()) {
+            Ok(c) => {
+                if std::io::stdout().is_terminal() {
+                    println!(
+                        "{}: {} mirror(s), root {}",
+                        c.source.display(),
+                        c.mirrors.len(),
+                        c.global.root.display()
+                    );
+                }
+                Ok(exit::OK)
+            }
+            Err(e) => {
+                eprintln!("mirrorsync: {e}");
+                Ok(exit::USAGE)
+            }
+        },
+        Command::Sync {
+            names,
+            dry_run,
+            verify_all,
+            allow_mass_delete,
+            json,
+            trigger,
+        } => {
+            let config = match Config::load(cli.config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("mirrorsync: {e}");
+                    return Ok(exit::USAGE);
+                }
+            };
+            let interactive = std::io::stderr().is_terminal();
+            let options = SyncOptions {
+                dry_run,
+                verify_all,
+                allow_mass_delete,
+                trigger: match trigger {
+                    Some(TriggerArg::Cron) => Trigger::Cron,
+                    Some(TriggerArg::Manual) => Trigger::Manual,
+                    Some(TriggerArg::Push) => Trigger::Push,
+                    None if interactive => Trigger::Manual,
+                    None => Trigger::Cron,
+                },
+            };
+            let reporter = CliReporter::new(interactive && !cli.quiet && !json);
+            let results = runtime()?.block_on(sync::run(&config, &names, &options, &reporter));
+            reporter.finish();
+            let results = match results {
+                Ok(r) => r,
+                Err(RunError::Locked(e)) => {
+                    eprintln!("mirrorsync: {e}");
+                    return Ok(exit::LOCKED);
+                }
+                Err(e) => {
+                    eprintln!("mirrorsync: {e}");
+                    return Ok(exit::USAGE);
+                }
+            };
+            let mut failed = false;
+            let mut reports = Vec::new();
+            for r in results {
+                match r.result {
+                    Ok(report) => reports.push(report),
+                    Err(e) => {
+                        failed = true;
+                        eprintln!("mirrorsync: {e:#}");
+                        eprintln!("  the served tree of {:?} was left as it was", r.name);
+                    }
+                }
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&reports)?);
+            } else if dry_run {
+                for r in &reports {
+                    print_plan(r);
+                }
+            } else if std::io::stdout().is_terminal() {
+                for r in &reports {
+                    print_summary(r);
+                }
+            }
+            Ok(if failed { exit::MIRROR_FAILED } else { exit::OK })
+        }
+        Command::Status { names, json } => {
+            let config = match Config::load(cli.config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("mirrorsync: {e}");
+                    return Ok(exit::USAGE);
+                }
+            };
+            let mirrors = sync::select(&config, &names)?;
+            let mut all = Vec::new();
+            for m in mirrors {
+                let dirs = mirrorsync::snapshot::MirrorDirs::new(&config.global.root, &m.name);
+                let state = mirrorsync::state::MirrorState::load(&dirs.base)?;
+                let current = dirs.current_id()?;
+                let snapshots = dirs.snapshot_ids()?;
+                all.push(serde_json::json!({
+                    "name": m.name,
+                    "kind": m.kind_name(),
+                    "upstream": m.upstream.as_str(),
+                    "snapshot": current,
+                    "snapshots": snapshots,
+                    "last_run": state.last_run,
+                    "last_success": state.last_success,
+                }));
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else {
+                for s in &all {
+                    let last = &s["last_run"];
+                    println!(
+                        "{:<16} {:<10} snapshot {:<22} last run {} ({})",
+                        s["name"].as_str().unwrap_or(""),
+                        last["result"].as_str().unwrap_or("never run"),
+                        s["snapshot"].as_str().unwrap_or("-"),
+                        last["finished"].as_str().unwrap_or("-"),
+                        last["error"].as_str().unwrap_or("ok"),
+                    );
+                }
+            }
+            Ok(exit::OK)
+        }
+        Command::Demo { dir } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from("demo-mirror"));
+            let mut out = std::io::stdout();
+            runtime()?.block_on(mirrorsync::demo::run(&dir, &mut out))?;
+            Ok(exit::OK)
+        }
+    }
+}
+
+fn print_plan(r: &MirrorReport) {
+    let p: &PlanSummary = &r.plan;
+    println!("{} (dry run):", r.name);
+    println!("  fetch  {:>7} files {:>12}", p.fetch_files, bytes(p.fetch_bytes));
+    println!("  keep   {:>7} files {:>12}", p.link_files, bytes(p.link_bytes));
+    println!("  delete {:>7} files {:>12}", p.delete_files, bytes(p.delete_bytes));
+    for (path, until) in r.grace.iter().take(20) {
+        let until = jiff::Timestamp::from_second(*until)
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+        println!("  kept for grace until {until}: {path}");
+    }
+    if r.grace.len() > 20 {
+        println!("  ... and {} more kept for grace", r.grace.len() - 20);
+    }
+}
+
+fn print_summary(r: &MirrorReport) {
+    match r.outcome {
+        RunOutcome::Unchanged => println!(
+            "{}: upstream unchanged ({} request(s), {:.2}s)",
+            r.name, r.requests, r.seconds
+        ),
+        _ => println!(
+            "{}: published {} — fetched {} files ({}), linked {}, {} in grace, {} deleted, {:.1}s",
+            r.name,
+            r.snapshot.as_deref().unwrap_or("-"),
+            r.files_fetched,
+            bytes(r.bytes_fetched),
+            r.plan.link_files,
+            r.plan.grace_files,
+            r.plan.delete_files,
+            r.seconds
+        ),
+    }
+}
+
+fn bytes(n: u64) -> String {
+    indicatif::HumanBytes(n).to_string()
+}
+
+/// Progress on a terminal; nothing otherwise.
+struct CliReporter {
+    bar: Option<Mutex<Option<ProgressBar>>>,
+}
+
+impl CliReporter {
+    fn new(enabled: bool) -> CliReporter {
+        CliReporter {
+            bar: enabled.then(|| Mutex::new(None)),
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar
+            && let Ok(mut b) = bar.lock()
+            && let Some(b) = b.take()
+        {
+            b.finish_and_clear();
+        }
+    }
+}
+
+impl Reporter for CliReporter {
+    fn on_plan(&self, mirror: &str, summary: &PlanSummary) {
+        let Some(bar) = &self.bar else { return };
+        let pb = ProgressBar::new(summary.fetch_bytes);
+        pb.set_style(
+            ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        pb.set_prefix(mirror.to_string());
+        if let Ok(mut b) = bar.lock() {
+            if let Some(old) = b.take() {
+                old.finish_and_clear();
+            }
+            *b = Some(pb);
+        }
+    }
+
+    fn on_progress(&self, n: u64) {
+        if let Some(bar) = &self.bar
+            && let Ok(b) = bar.lock()
+            && let Some(b) = b.as_ref()
+        {
+            b.inc(n);
+        }
+    }
+
+    fn on_warning(&self, mirror: &str, message: &str) {
+        if self.bar.is_some() {
+            eprintln!("mirrorsync: {mirror}: {message}");
+        }
+    }
+}

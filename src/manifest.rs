@@ -1,0 +1,160 @@
+//! The manifest of a published snapshot: every file it holds, with size and SHA256.
+//!
+//! Written once when a snapshot is published (snapshots are never modified after), and
+//! read by the next run's planner: a file listed here with the size and digest that
+//! upstream now lists is known good and is hard-linked, not fetched or re-hashed. The
+//! manifest also remembers since when a file has been gone upstream, for `grace`.
+//!
+//! Format: one line per file, tab separated, sorted by path:
+//! `<sha256 hex>\t<size>\t<gone-since unix seconds or ->\t<path>`.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use crate::relpath::RelPath;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("reading {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}, line {line}: {detail}")]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        detail: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub size: u64,
+    pub sha256: [u8; 32],
+    /// Unix seconds since which upstream no longer lists this file; kept for grace.
+    pub gone_since: Option<i64>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Manifest {
+    pub files: HashMap<RelPath, Entry>,
+}
+
+impl Manifest {
+    pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
+        let io = |source| ManifestError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let f = std::fs::File::open(path).map_err(io)?;
+        let mut files = HashMap::new();
+        for (n, line) in BufReader::new(f).lines().enumerate() {
+            let line = line.map_err(io)?;
+            let syntax = |detail: &str| ManifestError::Syntax {
+                path: path.to_path_buf(),
+                line: n + 1,
+                detail: detail.to_string(),
+            };
+            let mut parts = line.splitn(4, '\t');
+            let (Some(hash), Some(size), Some(gone), Some(p)) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                return Err(syntax("expected 4 tab-separated fields"));
+            };
+            let mut sha256 = [0u8; 32];
+            hex::decode_to_slice(hash, &mut sha256).map_err(|_| syntax("bad SHA256"))?;
+            let size = size.parse().map_err(|_| syntax("bad size"))?;
+            let gone_since = match gone {
+                "-" => None,
+                g => Some(g.parse().map_err(|_| syntax("bad gone-since"))?),
+            };
+            let rel = RelPath::new(p).map_err(|_| syntax("unsafe path"))?;
+            files.insert(
+                rel,
+                Entry {
+                    size,
+                    sha256,
+                    gone_since,
+                },
+            );
+        }
+        Ok(Manifest { files })
+    }
+
+    /// Writes the manifest to `path` (a temporary name; the caller renames it).
+    pub fn write(&self, path: &Path) -> Result<(), ManifestError> {
+        let io = |source| ManifestError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut entries: Vec<_> = self.files.iter().collect();
+        entries.sort_by(|a, b| a.0.cmp(b.0));
+        let f = std::fs::File::create(path).map_err(io)?;
+        let mut w = BufWriter::new(f);
+        for (p, e) in entries {
+            let gone = e
+                .gone_since
+                .map_or_else(|| "-".to_string(), |g| g.to_string());
+            writeln!(w, "{}\t{}\t{}\t{}", hex::encode(e.sha256), e.size, gone, p).map_err(io)?;
+        }
+        let f = w.into_inner().map_err(|e| io(e.into_error()))?;
+        f.sync_all().map_err(io)?;
+        Ok(())
+    }
+
+    pub fn total_bytes(&self) -> u64 {
+        self.files.values().map(|e| e.size).sum()
+    }
+
+    /// Files in this snapshot by content, to link a file that moved or a by-hash copy.
+    pub fn by_digest(&self) -> HashMap<[u8; 32], &RelPath> {
+        self.files
+            .iter()
+            .map(|(p, e)| (e.sha256, p))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_manifest_survives_a_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = Manifest::default();
+        m.files.insert(
+            RelPath::new("pool/main/a/a.deb").unwrap(),
+            Entry {
+                size: 10,
+                sha256: [7; 32],
+                gone_since: None,
+            },
+        );
+        m.files.insert(
+            RelPath::new("pool/main/b/b b.deb").unwrap(),
+            Entry {
+                size: 0,
+                sha256: [0; 32],
+                gone_since: Some(1_700_000_000),
+            },
+        );
+        let p = dir.path().join("m");
+        m.write(&p).unwrap();
+        let back = Manifest::load(&p).unwrap();
+        assert_eq!(back.files, m.files);
+        assert_eq!(back.total_bytes(), 10);
+    }
+
+    #[test]
+    fn a_damaged_manifest_names_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m");
+        std::fs::write(&p, "zz\t1\t-\tpool/x\n").unwrap();
+        let err = Manifest::load(&p).unwrap_err().to_string();
+        assert!(err.ends_with("m, line 1: bad SHA256"), "{err}");
+    }
+}

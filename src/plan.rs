@@ -1,0 +1,357 @@
+//! The planner: what upstream lists and what the published snapshot holds, in; the
+//! actions that build the next snapshot, out. No I/O, so it is cheap to test and bench.
+//!
+//! A wanted file already published with the same size and SHA256 is linked (the
+//! published tree was verified when it was built, and snapshots never change). A file
+//! with the same content under another path (a by-hash copy, a moved package) is linked
+//! from there. Everything else is fetched. Published files upstream no longer lists are
+//! kept for `grace` after the run that first missed them, then dropped.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use crate::manifest::{Entry, Manifest};
+use crate::relpath::RelPath;
+
+/// A file the next snapshot must hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wanted {
+    pub path: RelPath,
+    pub size: u64,
+    pub sha256: [u8; 32],
+    /// Where to fetch it, relative to the upstream URL (a by-hash path may differ).
+    pub source: RelPath,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Hard-link `from` of the published snapshot to `to` in staging.
+    Link { from: RelPath, to: Wanted },
+    /// Download into staging.
+    Fetch(Wanted),
+}
+
+impl Action {
+    pub fn wanted(&self) -> &Wanted {
+        match self {
+            Action::Link { to, .. } => to,
+            Action::Fetch(w) => w,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{path} is listed twice with different contents ({first_size} bytes {first_sha256} and {second_size} bytes {second_sha256})")]
+pub struct Conflict {
+    pub path: RelPath,
+    pub first_size: u64,
+    pub first_sha256: String,
+    pub second_size: u64,
+    pub second_sha256: String,
+}
+
+/// The wanted files of a run, deduplicated by path.
+#[derive(Debug, Default)]
+pub struct WantedSet {
+    files: HashMap<RelPath, Wanted>,
+}
+
+impl WantedSet {
+    /// Adds `w`; the same path twice is fine if it is the same file (Architecture: all
+    /// packages appear in every Packages), an error if not.
+    pub fn insert(&mut self, w: Wanted) -> Result<bool, Conflict> {
+        if let Some(have) = self.files.get(&w.path) {
+            if have.size == w.size && have.sha256 == w.sha256 {
+                return Ok(false);
+            }
+            return Err(Conflict {
+                path: w.path.clone(),
+                first_size: have.size,
+                first_sha256: hex::encode(have.sha256),
+                second_size: w.size,
+                second_sha256: hex::encode(w.sha256),
+            });
+        }
+        self.files.insert(w.path.clone(), w);
+        Ok(true)
+    }
+
+    pub fn remove(&mut self, p: &RelPath) -> Option<Wanted> {
+        self.files.remove(p)
+    }
+
+    pub fn contains(&self, p: &RelPath) -> bool {
+        self.files.contains_key(p)
+    }
+
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Wanted> {
+        self.files.values()
+    }
+
+    pub fn get(&self, p: &RelPath) -> Option<&Wanted> {
+        self.files.get(p)
+    }
+}
+
+/// Decides link or fetch for each wanted file, in a stable order (by path).
+pub fn plan_files<'a>(
+    wanted: impl IntoIterator<Item = &'a Wanted>,
+    published: &Manifest,
+    by_digest: &HashMap<[u8; 32], &RelPath>,
+) -> Vec<Action> {
+    let mut actions: Vec<Action> = wanted
+        .into_iter()
+        .map(|w| {
+            if let Some(e) = published.files.get(&w.path)
+                && e.size == w.size
+                && e.sha256 == w.sha256
+            {
+                return Action::Link {
+                    from: w.path.clone(),
+                    to: w.clone(),
+                };
+            }
+            match by_digest.get(&w.sha256) {
+                Some(from) if published.files.get(*from).is_some_and(|e| e.size == w.size) => {
+                    Action::Link {
+                        from: (*from).clone(),
+                        to: w.clone(),
+                    }
+                }
+                _ => Action::Fetch(w.clone()),
+            }
+        })
+        .collect();
+    actions.sort_by(|a, b| a.wanted().path.cmp(&b.wanted().path));
+    actions
+}
+
+/// Published files upstream no longer lists: those still within grace, and the rest.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Removals {
+    /// Kept in the next snapshot; the entry carries when the file was first missed.
+    pub kept: Vec<(RelPath, Entry)>,
+    /// Not carried into the next snapshot.
+    pub dropped: Vec<(RelPath, u64)>,
+}
+
+impl Removals {
+    pub fn dropped_bytes(&self) -> u64 {
+        self.dropped.iter().map(|(_, s)| s).sum()
+    }
+}
+
+/// Splits the published files that are no longer wanted into kept-for-grace and dropped.
+/// `keep` holds every path the next snapshot will have anyway.
+pub fn plan_removals(
+    keep: &HashSet<&RelPath>,
+    published: &Manifest,
+    now_unix: i64,
+    grace: Duration,
+) -> Removals {
+    let mut out = Removals::default();
+    for (path, entry) in &published.files {
+        if keep.contains(path) {
+            continue;
+        }
+        let since = entry.gone_since.unwrap_or(now_unix);
+        if now_unix.saturating_sub(since) < grace.as_secs() as i64 {
+            out.kept.push((
+                path.clone(),
+                Entry {
+                    gone_since: Some(since),
+                    ..entry.clone()
+                },
+            ));
+        } else {
+            out.dropped.push((path.clone(), entry.size));
+        }
+    }
+    out.kept.sort_by(|a, b| a.0.cmp(&b.0));
+    out.dropped.sort();
+    out
+}
+
+/// What a run will do, in numbers: the `--dry-run` output and the run summary.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PlanSummary {
+    pub fetch_files: u64,
+    pub fetch_bytes: u64,
+    pub link_files: u64,
+    pub link_bytes: u64,
+    pub grace_files: u64,
+    pub grace_bytes: u64,
+    pub delete_files: u64,
+    pub delete_bytes: u64,
+}
+
+impl PlanSummary {
+    pub fn add_actions(&mut self, actions: &[Action]) {
+        for a in actions {
+            match a {
+                Action::Link { to, .. } => {
+                    self.link_files += 1;
+                    self.link_bytes += to.size;
+                }
+                Action::Fetch(w) => {
+                    self.fetch_files += 1;
+                    self.fetch_bytes += w.size;
+                }
+            }
+        }
+    }
+
+    pub fn add_removals(&mut self, r: &Removals) {
+        self.grace_files += r.kept.len() as u64;
+        self.grace_bytes += r.kept.iter().map(|(_, e)| e.size).sum::<u64>();
+        self.delete_files += r.dropped.len() as u64;
+        self.delete_bytes += r.dropped_bytes();
+    }
+}
+
+/// The mass-deletion guard: a plan dropping more than `max_ratio` of the published
+/// files or bytes is refused, because a broken upstream or a captive portal looks
+/// exactly like "everything was removed".
+pub fn deletes_too_much(r: &Removals, published: &Manifest, max_ratio: f64) -> Option<String> {
+    let total_files = published.files.len() as f64;
+    let total_bytes = published.total_bytes() as f64;
+    if total_files == 0.0 {
+        return None;
+    }
+    let file_ratio = r.dropped.len() as f64 / total_files;
+    let byte_ratio = if total_bytes > 0.0 {
+        r.dropped_bytes() as f64 / total_bytes
+    } else {
+        0.0
+    };
+    (file_ratio > max_ratio || byte_ratio > max_ratio).then(|| {
+        format!(
+            "the plan deletes {} of {} published files ({:.0}%, {:.0}% of the bytes), more than max_delete_ratio = {}",
+            r.dropped.len(),
+            published.files.len(),
+            file_ratio * 100.0,
+            byte_ratio * 100.0,
+            max_ratio
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(path: &str, size: u64, h: u8) -> Wanted {
+        Wanted {
+            path: RelPath::new(path).unwrap(),
+            size,
+            sha256: [h; 32],
+            source: RelPath::new(path).unwrap(),
+        }
+    }
+
+    fn published(files: &[(&str, u64, u8, Option<i64>)]) -> Manifest {
+        let mut m = Manifest::default();
+        for (p, size, h, gone) in files {
+            m.files.insert(
+                RelPath::new(p).unwrap(),
+                Entry {
+                    size: *size,
+                    sha256: [*h; 32],
+                    gone_since: *gone,
+                },
+            );
+        }
+        m
+    }
+
+    #[test]
+    fn unchanged_files_are_linked_and_changed_ones_fetched() {
+        let m = published(&[("pool/a.deb", 10, 1, None), ("pool/b.deb", 20, 2, None)]);
+        let wanted = [
+            w("pool/a.deb", 10, 1),
+            w("pool/b.deb", 21, 9),
+            w("pool/c.deb", 5, 3),
+        ];
+        let actions = plan_files(&wanted, &m, &m.by_digest());
+        assert_eq!(
+            actions,
+            vec![
+                Action::Link {
+                    from: RelPath::new("pool/a.deb").unwrap(),
+                    to: wanted[0].clone()
+                },
+                Action::Fetch(wanted[1].clone()),
+                Action::Fetch(wanted[2].clone()),
+            ]
+        );
+    }
+
+    #[test]
+    fn same_content_elsewhere_is_linked_not_fetched() {
+        let m = published(&[("dists/s/main/binary-arm64/Packages.xz", 100, 7, None)]);
+        let byhash = w("dists/s/main/binary-arm64/by-hash/SHA256/0707", 100, 7);
+        let actions = plan_files([&byhash], &m, &m.by_digest());
+        assert!(matches!(&actions[0], Action::Link { from, .. } if from.as_str().ends_with("Packages.xz")));
+    }
+
+    #[test]
+    fn removed_files_stay_for_grace_then_go() {
+        let hour = 3600;
+        let now = 100 * hour;
+        let m = published(&[
+            ("pool/kept.deb", 1, 1, None),
+            ("pool/just-removed.deb", 2, 2, None),
+            ("pool/removed-earlier.deb", 3, 3, Some(now - 2 * hour)),
+            ("pool/removed-long-ago.deb", 4, 4, Some(now - 7 * hour)),
+        ]);
+        let kept = RelPath::new("pool/kept.deb").unwrap();
+        let keep: HashSet<&RelPath> = [&kept].into_iter().collect();
+        let r = plan_removals(&keep, &m, now, Duration::from_secs(6 * 3600));
+        let kept_paths: Vec<_> = r.kept.iter().map(|(p, e)| (p.as_str(), e.gone_since)).collect();
+        assert_eq!(
+            kept_paths,
+            vec![
+                ("pool/just-removed.deb", Some(now)),
+                ("pool/removed-earlier.deb", Some(now - 2 * hour)),
+            ]
+        );
+        assert_eq!(
+            r.dropped,
+            vec![(RelPath::new("pool/removed-long-ago.deb").unwrap(), 4)]
+        );
+    }
+
+    #[test]
+    fn a_file_listed_twice_differently_is_a_conflict() {
+        let mut set = WantedSet::default();
+        assert_eq!(set.insert(w("pool/a.deb", 1, 1)), Ok(true));
+        assert_eq!(set.insert(w("pool/a.deb", 1, 1)), Ok(false));
+        let err = set.insert(w("pool/a.deb", 2, 2)).unwrap_err();
+        assert!(err.to_string().starts_with("pool/a.deb is listed twice"));
+    }
+
+    #[test]
+    fn wiping_most_of_the_mirror_is_refused() {
+        let m = published(&[
+            ("a", 1, 1, None),
+            ("b", 1, 2, None),
+            ("c", 1, 3, None),
+        ]);
+        let r = plan_removals(&HashSet::new(), &m, 0, Duration::ZERO);
+        let msg = deletes_too_much(&r, &m, 0.4).unwrap();
+        assert!(msg.starts_with("the plan deletes 3 of 3 published files (100%"), "{msg}");
+        let r = Removals {
+            kept: vec![],
+            dropped: vec![(RelPath::new("a").unwrap(), 1)],
+        };
+        assert_eq!(deletes_too_much(&r, &m, 0.4), None);
+    }
+}

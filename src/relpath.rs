@@ -1,0 +1,129 @@
+//! A path inside a mirror tree, checked once where it enters from upstream.
+//!
+//! Every path an upstream hands us (`Filename:`, `Directory:`, a Release entry, a listing
+//! link) is untrusted. [`RelPath::new`] refuses anything that could leave the tree or
+//! confuse the tools around it; the rest of the crate joins a `RelPath` under a root
+//! without further checks.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("empty path")]
+    Empty,
+    #[error("absolute path")]
+    Absolute,
+    #[error("'..' or '.' component")]
+    Traversal,
+    #[error("empty component (\"//\") or trailing '/'")]
+    EmptyComponent,
+    #[error("NUL, control character or backslash")]
+    BadCharacter,
+    #[error("longer than {max} bytes")]
+    TooLong { max: usize },
+}
+
+/// The longest path we accept; Linux's PATH_MAX less room for the root.
+const MAX_LEN: usize = 3072;
+
+/// A relative, normalised path with '/' separators and no way out of its root.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RelPath(String);
+
+impl RelPath {
+    pub fn new(s: &str) -> Result<RelPath, PathError> {
+        if s.is_empty() {
+            return Err(PathError::Empty);
+        }
+        if s.len() > MAX_LEN {
+            return Err(PathError::TooLong { max: MAX_LEN });
+        }
+        if s.starts_with('/') {
+            return Err(PathError::Absolute);
+        }
+        // Backslashes would be separators on some servers and clients; control
+        // characters break the manifest and logs.
+        if s.chars().any(|c| c.is_control() || c == '\\') {
+            return Err(PathError::BadCharacter);
+        }
+        // A server may decode "%2e%2e" or "%2f" before resolving the path we ask for.
+        let lower = s.to_ascii_lowercase();
+        if ["%2e", "%2f", "%5c", "%00"].iter().any(|enc| lower.contains(enc)) {
+            return Err(PathError::Traversal);
+        }
+        for part in s.split('/') {
+            match part {
+                "" => return Err(PathError::EmptyComponent),
+                "." | ".." => return Err(PathError::Traversal),
+                _ => {}
+            }
+        }
+        Ok(RelPath(s.to_string()))
+    }
+
+    /// Joins `self` under `dir`, which may itself be a RelPath string.
+    pub fn join(&self, more: &str) -> Result<RelPath, PathError> {
+        RelPath::new(&format!("{}/{}", self.0, more))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The path under `root` on disk.
+    pub fn under(&self, root: &Path) -> PathBuf {
+        root.join(&self.0)
+    }
+
+    /// The directory part, if any.
+    pub fn parent(&self) -> Option<&str> {
+        self.0.rsplit_once('/').map(|(d, _)| d)
+    }
+
+    pub fn file_name(&self) -> &str {
+        self.0.rsplit_once('/').map_or(&self.0, |(_, f)| f)
+    }
+}
+
+impl fmt::Display for RelPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordinary_pool_paths_pass() {
+        let p = RelPath::new("pool/main/h/hello/hello_2.10-3_arm64.deb").unwrap();
+        assert_eq!(p.parent(), Some("pool/main/h/hello"));
+        assert_eq!(p.file_name(), "hello_2.10-3_arm64.deb");
+    }
+
+    #[test]
+    fn ways_out_of_the_tree_are_refused() {
+        for (bad, why) in [
+            ("", PathError::Empty),
+            ("/etc/passwd", PathError::Absolute),
+            ("pool/../../etc/passwd", PathError::Traversal),
+            ("..", PathError::Traversal),
+            ("pool/./x", PathError::Traversal),
+            ("pool//x", PathError::EmptyComponent),
+            ("pool/x/", PathError::EmptyComponent),
+            ("pool/x\0y", PathError::BadCharacter),
+            ("pool\\..\\x", PathError::BadCharacter),
+            ("pool/x\ny", PathError::BadCharacter),
+            ("pool/%2E%2e/%2e%2e/etc", PathError::Traversal),
+            ("pool/a%2fb", PathError::Traversal),
+        ] {
+            assert_eq!(RelPath::new(bad), Err(why), "{bad:?}");
+        }
+        assert!(matches!(
+            RelPath::new(&"a/".repeat(2000)),
+            Err(PathError::TooLong { .. })
+        ));
+    }
+}

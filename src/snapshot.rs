@@ -1,0 +1,413 @@
+//! Snapshots on disk: the staging tree a run builds, and the one-rename publish.
+//!
+//! ```text
+//! root/<name>                 -> .mirrorsync/<name>/snapshots/<id>   (what is served)
+//! root/.mirrorsync/<name>/snapshots/<id>/          published, never modified
+//! root/.mirrorsync/<name>/snapshots/<id>.manifest  its files, sizes and SHA256
+//! root/.mirrorsync/<name>/staging/                 the next snapshot, built here
+//! root/.mirrorsync/<name>/partial/                 downloads in progress
+//! ```
+//! The served symlink is the only truth about what is published. Staging survives a
+//! failed run so verified files are not fetched twice; it is published by syncing the
+//! filesystem, renaming it into `snapshots/`, then renaming a new symlink over the
+//! served one, and syncing the directories whose entries changed.
+
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::manifest::{Manifest, ManifestError};
+use crate::relpath::RelPath;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("{action} {path}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "{path} exists and is not a symlink made by mirrorsync; move it away (mirrorsync serves each mirror through a symlink it swaps atomically)"
+    )]
+    NotOurs { path: PathBuf },
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+}
+
+fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> SnapshotError + 'a {
+    move |source| SnapshotError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Where one mirror's trees live.
+#[derive(Debug, Clone)]
+pub struct MirrorDirs {
+    pub root: PathBuf,
+    pub name: String,
+    /// `root/<name>`: the served symlink.
+    pub served: PathBuf,
+    /// `root/.mirrorsync/<name>`.
+    pub base: PathBuf,
+    pub snapshots: PathBuf,
+    pub staging: PathBuf,
+    pub partial: PathBuf,
+}
+
+/// A published snapshot.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub id: String,
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+}
+
+impl MirrorDirs {
+    pub fn new(root: &Path, name: &str) -> MirrorDirs {
+        let base = root.join(".mirrorsync").join(name);
+        MirrorDirs {
+            root: root.to_path_buf(),
+            name: name.to_string(),
+            served: root.join(name),
+            snapshots: base.join("snapshots"),
+            staging: base.join("staging"),
+            partial: base.join("partial"),
+            base,
+        }
+    }
+
+    pub fn create(&self) -> Result<(), SnapshotError> {
+        for d in [&self.snapshots, &self.staging, &self.partial] {
+            std::fs::create_dir_all(d).map_err(io_err("creating", d))?;
+        }
+        Ok(())
+    }
+
+    pub fn manifest_path(&self, id: &str) -> PathBuf {
+        self.snapshots.join(format!("{id}.manifest"))
+    }
+
+    /// The id of the published snapshot, from the served symlink; None before the
+    /// first publish.
+    pub fn current_id(&self) -> Result<Option<String>, SnapshotError> {
+        let target = match std::fs::read_link(&self.served) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                return Err(SnapshotError::NotOurs {
+                    path: self.served.clone(),
+                });
+            }
+            Err(e) => return Err(io_err("reading the symlink", &self.served)(e)),
+        };
+        let expected_parent = Path::new(".mirrorsync").join(&self.name).join("snapshots");
+        match (target.parent(), target.file_name()) {
+            (Some(parent), Some(id)) if parent == expected_parent => {
+                Ok(Some(id.to_string_lossy().into_owned()))
+            }
+            _ => Err(SnapshotError::NotOurs {
+                path: self.served.clone(),
+            }),
+        }
+    }
+
+    /// The published snapshot with its manifest.
+    pub fn current(&self) -> Result<Option<Snapshot>, SnapshotError> {
+        let Some(id) = self.current_id()? else {
+            return Ok(None);
+        };
+        let manifest = Manifest::load(&self.manifest_path(&id))?;
+        Ok(Some(Snapshot {
+            dir: self.snapshots.join(&id),
+            id,
+            manifest,
+        }))
+    }
+
+    /// Every snapshot id on disk, oldest first (ids sort by time).
+    pub fn snapshot_ids(&self) -> Result<Vec<String>, SnapshotError> {
+        let mut ids = Vec::new();
+        let rd = match std::fs::read_dir(&self.snapshots) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(ids),
+            Err(e) => return Err(io_err("listing", &self.snapshots)(e)),
+        };
+        for entry in rd {
+            let entry = entry.map_err(io_err("listing", &self.snapshots))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.path().is_dir() && !name.starts_with('.') {
+                ids.push(name);
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// A fresh id: the UTC time, made unique against what is on disk.
+    pub fn new_id(&self, now: jiff::Timestamp) -> String {
+        let base = now.strftime("%Y%m%dT%H%M%SZ").to_string();
+        let mut id = base.clone();
+        let mut n = 1;
+        while self.snapshots.join(&id).exists() || self.manifest_path(&id).exists() {
+            n += 1;
+            id = format!("{base}-{n}");
+        }
+        id
+    }
+}
+
+/// Hard-links `from` to `to`, replacing whatever `to` was. Parent dirs are created.
+pub fn link_file(from: &Path, to: &Path) -> Result<(), SnapshotError> {
+    if let (Ok(a), Ok(b)) = (std::fs::metadata(from), std::fs::symlink_metadata(to))
+        && a.dev() == b.dev()
+        && a.ino() == b.ino()
+    {
+        return Ok(());
+    }
+    ensure_parent(to)?;
+    match std::fs::remove_file(to) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err("removing", to)(e)),
+    }
+    std::fs::hard_link(from, to).map_err(io_err("hard-linking", to))
+}
+
+/// Moves a verified download into place, read-only so nobody edits a file that
+/// published snapshots share by hard link.
+pub fn install_file(tmp: &Path, to: &Path) -> Result<(), SnapshotError> {
+    use std::os::unix::fs::PermissionsExt;
+    ensure_parent(to)?;
+    std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(0o444))
+        .map_err(io_err("setting permissions of", tmp))?;
+    std::fs::rename(tmp, to).map_err(io_err("renaming into staging", to))
+}
+
+/// Writes a small file generated by the run (Release, trace) into staging.
+pub fn write_file(
+    to: &Path,
+    bytes: &[u8],
+    mtime: Option<std::time::SystemTime>,
+) -> Result<(), SnapshotError> {
+    use std::os::unix::fs::PermissionsExt;
+    ensure_parent(to)?;
+    let tmp = to.with_file_name(format!(
+        ".{}.tmp",
+        to.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+    ));
+    std::fs::write(&tmp, bytes).map_err(io_err("writing", &tmp))?;
+    if let Some(t) = mtime {
+        let f = std::fs::File::options()
+            .write(true)
+            .open(&tmp)
+            .map_err(io_err("opening", &tmp))?;
+        f.set_modified(t).map_err(io_err("setting the mtime of", &tmp))?;
+    }
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o444))
+        .map_err(io_err("setting permissions of", &tmp))?;
+    // Removing first: `to` may be a hard link into a published snapshot.
+    let _ = std::fs::remove_file(to);
+    std::fs::rename(&tmp, to).map_err(io_err("renaming into staging", to))
+}
+
+fn ensure_parent(p: &Path) -> Result<(), SnapshotError> {
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent).map_err(io_err("creating", parent))?;
+    }
+    Ok(())
+}
+
+/// Removes from staging every file the next snapshot should not hold (left over from
+/// a failed run or linked from an older tree), and empty directories.
+pub fn clean_staging(
+    staging: &Path,
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<u64, SnapshotError> {
+    let mut removed = 0;
+    let mut dirs = Vec::new();
+    for entry in walkdir::WalkDir::new(staging).min_depth(1) {
+        let entry = entry.map_err(|e| {
+            let path = e.path().map_or_else(|| staging.to_path_buf(), Path::to_path_buf);
+            io_err("walking", &path)(io::Error::other(e.to_string()))
+        })?;
+        let rel = entry
+            .path()
+            .strip_prefix(staging)
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if entry.file_type().is_dir() {
+            dirs.push(entry.path().to_path_buf());
+            continue;
+        }
+        if !keep(&rel) {
+            std::fs::remove_file(entry.path()).map_err(io_err("removing", entry.path()))?;
+            removed += 1;
+        }
+    }
+    // Deepest first, so parents empty out after their children.
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+    for d in dirs {
+        let _ = std::fs::remove_dir(&d); // fails, as wanted, when not empty
+    }
+    Ok(removed)
+}
+
+/// Makes staging the published snapshot `id`, with `manifest`, in one rename of the
+/// served symlink. Everything is on disk before the rename, and the rename is on disk
+/// before this returns: a power cut at any point leaves one of the two trees served.
+pub fn publish(dirs: &MirrorDirs, id: &str, manifest: &Manifest) -> Result<(), SnapshotError> {
+    let manifest_tmp = dirs.snapshots.join(format!(".{id}.manifest.tmp"));
+    manifest.write(&manifest_tmp)?;
+    // One syncfs flushes every file and directory written into staging, far cheaper
+    // on a slow disk than an fsync per file.
+    sync_filesystem(&dirs.staging)?;
+    let snap = dirs.snapshots.join(id);
+    std::fs::rename(&dirs.staging, &snap).map_err(io_err("renaming staging to", &snap))?;
+    std::fs::rename(&manifest_tmp, dirs.manifest_path(id))
+        .map_err(io_err("renaming", &manifest_tmp))?;
+    fsync_dir(&dirs.snapshots)?;
+
+    let link_tmp = dirs.root.join(format!(".{}.new-link", dirs.name));
+    let _ = std::fs::remove_file(&link_tmp);
+    let target = Path::new(".mirrorsync")
+        .join(&dirs.name)
+        .join("snapshots")
+        .join(id);
+    std::os::unix::fs::symlink(&target, &link_tmp).map_err(io_err("creating symlink", &link_tmp))?;
+    if let Ok(m) = std::fs::symlink_metadata(&dirs.served)
+        && !m.file_type().is_symlink()
+    {
+        let _ = std::fs::remove_file(&link_tmp);
+        return Err(SnapshotError::NotOurs {
+            path: dirs.served.clone(),
+        });
+    }
+    std::fs::rename(&link_tmp, &dirs.served).map_err(io_err("publishing", &dirs.served))?;
+    fsync_dir(&dirs.root)?;
+    std::fs::create_dir_all(&dirs.staging).map_err(io_err("creating", &dirs.staging))?;
+    Ok(())
+}
+
+/// Keeps the served snapshot and the newest others up to `keep` in all; removes the
+/// rest with their manifests. Returns the ids removed.
+pub fn prune(dirs: &MirrorDirs, keep: usize) -> Result<Vec<String>, SnapshotError> {
+    let current = dirs.current_id()?;
+    let ids = dirs.snapshot_ids()?;
+    let others: Vec<&String> = ids
+        .iter()
+        .filter(|id| Some(*id) != current.as_ref())
+        .collect();
+    let keep_others = keep.saturating_sub(usize::from(current.is_some()));
+    let drop_count = others.len().saturating_sub(keep_others);
+    let mut removed = Vec::new();
+    for id in others.into_iter().take(drop_count) {
+        let dir = dirs.snapshots.join(id);
+        remove_tree(&dir)?;
+        let _ = std::fs::remove_file(dirs.manifest_path(id));
+        removed.push(id.clone());
+    }
+    Ok(removed)
+}
+
+/// Removes a tree whose files are read-only (the directories are not).
+pub fn remove_tree(dir: &Path) -> Result<(), SnapshotError> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err("removing", dir)(e)),
+    }
+}
+
+fn sync_filesystem(path: &Path) -> Result<(), SnapshotError> {
+    let f = std::fs::File::open(path).map_err(io_err("opening", path))?;
+    rustix::fs::syncfs(&f).map_err(|e| io_err("syncing the filesystem of", path)(e.into()))
+}
+
+pub fn fsync_dir(path: &Path) -> Result<(), SnapshotError> {
+    let f = std::fs::File::open(path).map_err(io_err("opening", path))?;
+    f.sync_all().map_err(io_err("syncing", path))
+}
+
+/// The staged copy of `rel`, if it is already there with the wanted size. Contents are
+/// checked by the caller (a hard link to the published tree needs no check).
+pub fn staged_path(staging: &Path, rel: &RelPath) -> PathBuf {
+    rel.under(staging)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest_of(files: &[(&str, &[u8])]) -> Manifest {
+        let mut m = Manifest::default();
+        for (p, data) in files {
+            use sha2::Digest;
+            m.files.insert(
+                RelPath::new(p).unwrap(),
+                crate::manifest::Entry {
+                    size: data.len() as u64,
+                    sha256: sha2::Sha256::digest(data).into(),
+                    gone_since: None,
+                },
+            );
+        }
+        m
+    }
+
+    #[test]
+    fn publishing_swaps_the_served_symlink_and_prune_keeps_the_newest() {
+        let root = tempfile::tempdir().unwrap();
+        let dirs = MirrorDirs::new(root.path(), "debian");
+        dirs.create().unwrap();
+        assert_eq!(dirs.current_id().unwrap(), None);
+
+        for (i, id) in ["20260101T000000Z", "20260102T000000Z", "20260103T000000Z"]
+            .iter()
+            .enumerate()
+        {
+            let body = format!("version {i}");
+            write_file(&dirs.staging.join("dists/x/Release"), body.as_bytes(), None).unwrap();
+            publish(&dirs, id, &manifest_of(&[("dists/x/Release", body.as_bytes())])).unwrap();
+            assert_eq!(dirs.current_id().unwrap().as_deref(), Some(*id));
+            assert_eq!(
+                std::fs::read_to_string(dirs.served.join("dists/x/Release")).unwrap(),
+                body
+            );
+        }
+        let removed = prune(&dirs, 2).unwrap();
+        assert_eq!(removed, vec!["20260101T000000Z".to_string()]);
+        assert_eq!(
+            dirs.snapshot_ids().unwrap(),
+            vec!["20260102T000000Z", "20260103T000000Z"]
+        );
+        let current = dirs.current().unwrap().unwrap();
+        assert_eq!(current.manifest.files.len(), 1);
+    }
+
+    #[test]
+    fn a_real_directory_where_the_symlink_goes_is_not_overwritten() {
+        let root = tempfile::tempdir().unwrap();
+        let dirs = MirrorDirs::new(root.path(), "debian");
+        dirs.create().unwrap();
+        std::fs::create_dir_all(dirs.served.join("pool")).unwrap();
+        let err = publish(&dirs, "20260101T000000Z", &Manifest::default()).unwrap_err();
+        assert!(matches!(err, SnapshotError::NotOurs { .. }));
+        assert!(dirs.served.join("pool").is_dir());
+    }
+
+    #[test]
+    fn cleaning_staging_removes_what_is_not_wanted() {
+        let root = tempfile::tempdir().unwrap();
+        let s = root.path();
+        write_file(&s.join("pool/a/keep.deb"), b"k", None).unwrap();
+        write_file(&s.join("pool/b/drop.deb"), b"d", None).unwrap();
+        let removed = clean_staging(s, &|p| p == "pool/a/keep.deb").unwrap();
+        assert_eq!(removed, 1);
+        assert!(s.join("pool/a/keep.deb").exists());
+        assert!(!s.join("pool/b").exists());
+    }
+}

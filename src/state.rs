@@ -1,0 +1,119 @@
+//! `root/.mirrorsync/<name>/state.json`: what the last runs did, for `status`, the
+//! no-op shortcut and the health metrics.
+//!
+//! The served symlink, not this file, says what is published: state is written after a
+//! publish and may lag it by a crash, never lead it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::upstream::Validators;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("reading {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is damaged: {detail}")]
+    Damaged { path: PathBuf, detail: String },
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct MirrorState {
+    pub last_run: Option<RunRecord>,
+    pub last_success: Option<RunRecord>,
+    /// Fingerprint of the mirror's config when it was last published; the no-op
+    /// shortcut is only safe while it is unchanged.
+    pub config_fingerprint: Option<String>,
+    /// Per upstream file (e.g. "dists/bookworm/InRelease"): its validators when the
+    /// published snapshot took it.
+    #[serde(default)]
+    pub validators: BTreeMap<String, Validators>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub started: String,
+    pub finished: String,
+    pub result: String,
+    pub trigger: String,
+    pub error: Option<String>,
+    pub snapshot: Option<String>,
+    pub files_fetched: u64,
+    pub bytes_fetched: u64,
+    pub files_linked: u64,
+    pub files_deleted: u64,
+    pub files_in_grace: u64,
+    pub requests: u64,
+    pub seconds: f64,
+    /// The newest upstream Release Date seen, RFC 3339.
+    pub upstream_date: Option<String>,
+}
+
+impl MirrorState {
+    pub fn path(base: &Path) -> PathBuf {
+        base.join("state.json")
+    }
+
+    /// Reads the state; a missing file is a first run.
+    pub fn load(base: &Path) -> Result<MirrorState, StateError> {
+        let path = Self::path(base);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StateError::Damaged {
+                path,
+                detail: e.to_string(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(MirrorState::default()),
+            Err(source) => Err(StateError::Io { path, source }),
+        }
+    }
+
+    /// Writes atomically: temp file, fsync, rename.
+    pub fn save(&self, base: &Path) -> Result<(), StateError> {
+        let path = Self::path(base);
+        let tmp = base.join(".state.json.tmp");
+        let io = |source| StateError::Io {
+            path: tmp.clone(),
+            source,
+        };
+        let json = serde_json::to_vec_pretty(self).map_err(|e| StateError::Damaged {
+            path: path.clone(),
+            detail: e.to_string(),
+        })?;
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp).map_err(io)?;
+            f.write_all(&json).map_err(io)?;
+            f.sync_all().map_err(io)?;
+        }
+        std::fs::rename(&tmp, &path).map_err(io)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_round_trips_and_a_first_run_has_none() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(MirrorState::load(dir.path()).unwrap().last_run.is_none());
+        let mut s = MirrorState::default();
+        s.validators.insert(
+            "dists/bookworm/InRelease".into(),
+            Validators {
+                etag: Some("\"abc\"".into()),
+                last_modified: None,
+            },
+        );
+        s.save(dir.path()).unwrap();
+        let back = MirrorState::load(dir.path()).unwrap();
+        assert_eq!(back.validators, s.validators);
+    }
+}

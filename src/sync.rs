@@ -1,0 +1,202 @@
+//! A sync run: take the lock, run each mirror, record what happened.
+//!
+//! One failed mirror does not stop the others; each result is recorded in its
+//! `state.json` and handed back for the exit code. The per-kind work lives in
+//! `apt::sync` (and `images` for image trees).
+
+use std::time::Instant;
+
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::config::{Config, Global, Mirror, MirrorKind};
+use crate::lock::{LockError, RunLock};
+use crate::plan::PlanSummary;
+use crate::report::Reporter;
+use crate::snapshot::MirrorDirs;
+use crate::state::{MirrorState, RunRecord};
+use crate::trace::Trigger;
+
+/// How a run was asked to behave.
+#[derive(Debug, Clone, Default)]
+pub struct SyncOptions {
+    pub dry_run: bool,
+    pub verify_all: bool,
+    pub allow_mass_delete: bool,
+    pub trigger: Trigger,
+}
+
+/// Shared by the mirrors of one run.
+pub struct RunContext<'a> {
+    pub global: &'a Global,
+    pub options: &'a SyncOptions,
+    pub reporter: &'a dyn Reporter,
+    /// The run's start, used for snapshot ids, grace and expiry checks.
+    pub now: jiff::Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunOutcome {
+    /// Upstream unchanged; nothing fetched or published.
+    #[default]
+    Unchanged,
+    Published,
+    DryRun,
+}
+
+/// What one mirror's run did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MirrorReport {
+    pub name: String,
+    pub outcome: RunOutcome,
+    pub snapshot: Option<String>,
+    pub plan: PlanSummary,
+    pub files_fetched: u64,
+    pub bytes_fetched: u64,
+    pub files_total: u64,
+    pub requests: u64,
+    pub seconds: f64,
+    pub warnings: Vec<String>,
+    pub pruned: Vec<String>,
+    /// Newest upstream Release Date, RFC 3339.
+    pub upstream_date: Option<String>,
+    /// Files kept for grace, with the Unix time they go.
+    pub grace: Vec<(String, i64)>,
+}
+
+/// The result of one mirror in a run.
+pub struct MirrorResult {
+    pub name: String,
+    pub result: anyhow::Result<MirrorReport>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Locked(#[from] LockError),
+    #[error("no mirror named {0:?} in the config")]
+    UnknownMirror(String),
+}
+
+/// Syncs the named mirrors (all when `names` is empty).
+pub async fn run(
+    config: &Config,
+    names: &[String],
+    options: &SyncOptions,
+    reporter: &dyn Reporter,
+) -> Result<Vec<MirrorResult>, RunError> {
+    let selected = select(config, names)?;
+    // --dry-run writes nothing, not even the lock file.
+    let _lock = if options.dry_run {
+        None
+    } else {
+        Some(RunLock::acquire(&config.global.root)?)
+    };
+    let ctx = RunContext {
+        global: &config.global,
+        options,
+        reporter,
+        now: jiff::Timestamp::now(),
+    };
+    let mut results = Vec::new();
+    for mirror in selected {
+        let span = tracing::info_span!("mirror", name = %mirror.name);
+        let _enter = span.enter();
+        reporter.on_mirror_start(&mirror.name);
+        let started = jiff::Timestamp::now();
+        let clock = Instant::now();
+        let result = sync_mirror(&ctx, mirror)
+            .await
+            .with_context(|| format!("mirror {:?} ({})", mirror.name, mirror.upstream));
+        if !options.dry_run {
+            record(&ctx, mirror, started, clock, &result);
+        }
+        results.push(MirrorResult {
+            name: mirror.name.clone(),
+            result,
+        });
+    }
+    Ok(results)
+}
+
+pub fn select<'c>(config: &'c Config, names: &[String]) -> Result<Vec<&'c Mirror>, RunError> {
+    if names.is_empty() {
+        return Ok(config.mirrors.iter().collect());
+    }
+    names
+        .iter()
+        .map(|n| {
+            config
+                .mirrors
+                .iter()
+                .find(|m| &m.name == n)
+                .ok_or_else(|| RunError::UnknownMirror(n.clone()))
+        })
+        .collect()
+}
+
+async fn sync_mirror(ctx: &RunContext<'_>, mirror: &Mirror) -> anyhow::Result<MirrorReport> {
+    match &mirror.kind {
+        MirrorKind::Apt(apt) => crate::apt::sync::sync_apt(ctx, mirror, apt).await,
+        MirrorKind::Images(_) => anyhow::bail!(
+            "kind = \"images\" mirrors are not supported by this version of mirrorsync yet"
+        ),
+    }
+}
+
+/// Writes the run into state.json. A failure to record is logged, not fatal: the
+/// mirror itself is already published or untouched.
+fn record(
+    ctx: &RunContext<'_>,
+    mirror: &Mirror,
+    started: jiff::Timestamp,
+    clock: Instant,
+    result: &anyhow::Result<MirrorReport>,
+) {
+    let dirs = MirrorDirs::new(&ctx.global.root, &mirror.name);
+    if std::fs::create_dir_all(&dirs.base).is_err() {
+        return;
+    }
+    let mut state = match MirrorState::load(&dirs.base) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "state.json unreadable; starting it afresh");
+            MirrorState::default()
+        }
+    };
+    let mut rec = RunRecord {
+        started: started.to_string(),
+        finished: jiff::Timestamp::now().to_string(),
+        seconds: clock.elapsed().as_secs_f64(),
+        trigger: ctx.options.trigger.as_str().to_string(),
+        ..RunRecord::default()
+    };
+    match result {
+        Ok(r) => {
+            rec.result = match r.outcome {
+                RunOutcome::Published => "published",
+                RunOutcome::Unchanged => "unchanged",
+                RunOutcome::DryRun => "dry-run",
+            }
+            .into();
+            rec.snapshot = r.snapshot.clone();
+            rec.files_fetched = r.files_fetched;
+            rec.bytes_fetched = r.bytes_fetched;
+            rec.files_linked = r.plan.link_files;
+            rec.files_deleted = r.plan.delete_files;
+            rec.files_in_grace = r.plan.grace_files;
+            rec.requests = r.requests;
+            rec.upstream_date = r.upstream_date.clone();
+            state.last_success = Some(rec.clone());
+        }
+        Err(e) => {
+            rec.result = "failed".into();
+            rec.error = Some(format!("{e:#}"));
+        }
+    }
+    state.last_run = Some(rec);
+    if let Err(e) = state.save(&dirs.base) {
+        tracing::warn!(error = %e, "could not record the run in state.json");
+    }
+}
