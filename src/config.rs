@@ -247,11 +247,13 @@ struct HumanDuration(Duration);
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        humantime::parse_duration(&s).map(HumanDuration).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "bad duration {s:?} ({e}); write it like \"60s\", \"15m\", \"6h\" or \"1h 30m\""
-            ))
-        })
+        humantime::parse_duration(&s)
+            .map(HumanDuration)
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "bad duration {s:?} ({e}); write it like \"60s\", \"15m\", \"6h\" or \"1h 30m\""
+                ))
+            })
     }
 }
 
@@ -308,8 +310,8 @@ struct HttpUrl(Url);
 impl<'de> Deserialize<'de> for HttpUrl {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        let url = Url::parse(&s)
-            .map_err(|e| serde::de::Error::custom(format!("bad URL {s:?}: {e}")))?;
+        let url =
+            Url::parse(&s).map_err(|e| serde::de::Error::custom(format!("bad URL {s:?}: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(serde::de::Error::custom(format!(
                 "URL {s:?} must start with http:// or https://"
@@ -467,13 +469,9 @@ fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, ConfigErr
             ip: m.ip.unwrap_or(global_net.ip),
             bind_address: m.bind_address.or(global_net.bind_address),
         };
-        let keyring = m.keyring.map(|k| {
-            if k.is_absolute() {
-                k
-            } else {
-                base_dir.join(k)
-            }
-        });
+        let keyring = m
+            .keyring
+            .map(|k| if k.is_absolute() { k } else { base_dir.join(k) });
         if let Some(k) = &keyring
             && !k.is_file()
         {
@@ -632,7 +630,10 @@ check_signature = false
         let err = Config::from_toml(&text, Path::new("m.toml"))
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with("m.toml: line 7, column 1: unknown field `concurency`"), "{err}");
+        assert!(
+            err.starts_with("m.toml: line 7, column 1: unknown field `concurency`"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -655,7 +656,9 @@ check_signature = false
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("[[mirror]] at line 9 (\"debian\"): keyring /nonexistent/key.gpg does not exist"),
+            err.contains(
+                "[[mirror]] at line 8 (\"debian\"): keyring /nonexistent/key.gpg does not exist"
+            ),
             "{err}"
         );
     }

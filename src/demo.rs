@@ -104,6 +104,8 @@ keyring = "{keyring}"
         noop.requests, noop.seconds
     )?;
 
+    let suite = repo.suite.clone();
+    let components = repo.components.join(" ");
     let names: Vec<String> = repo.packages.keys().cloned().collect();
     for n in names.iter().take(5) {
         repo.upgrade_package(n);
@@ -130,7 +132,11 @@ keyring = "{keyring}"
     let trace_path = served.join("project/trace/mirror.demo.invalid");
     let trace = std::fs::read_to_string(&trace_path)
         .with_context(|| format!("reading {}", trace_path.display()))?;
-    writeln!(out, "\nThe served tree is {} (a symlink to the snapshot in use).", served.display())?;
+    writeln!(
+        out,
+        "\nThe served tree is {} (a symlink to the snapshot in use).",
+        served.display()
+    )?;
     writeln!(out, "Its trace file, as mirror checkers read it:")?;
     for line in trace.lines() {
         writeln!(out, "    {line}")?;
@@ -139,10 +145,10 @@ keyring = "{keyring}"
     writeln!(out, "  mirrorsync -c {} status", config_path.display())?;
     writeln!(
         out,
-        "  serve {} with nginx (autoindex on) and point apt at it:\n    deb [signed-by={}] http://<host>/fixture {} main contrib",
+        "  serve {} with nginx (autoindex on) and point apt at it:
+    deb [signed-by={}] http://<host>/fixture {suite} {components}",
         root.display(),
         dir.join("upstream-work/archive-keyring.gpg").display(),
-        "bookworm"
     )?;
     drop(server);
     Ok(())

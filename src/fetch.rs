@@ -35,11 +35,18 @@ pub enum StageError {
     },
     #[error("a staging task failed: {0}")]
     Task(String),
+    /// The same failure as another path with the same content.
+    #[error("{message}")]
+    Shared { message: String, not_found: bool },
 }
 
 impl StageError {
     pub fn is_not_found(&self) -> bool {
-        matches!(self, StageError::Fetch(e) if e.is_not_found())
+        match self {
+            StageError::Fetch(e) => e.is_not_found(),
+            StageError::Shared { not_found, .. } => *not_found,
+            _ => false,
+        }
     }
 }
 
@@ -55,7 +62,9 @@ pub enum Placed {
     Linked,
     /// Already in staging from an earlier run, verified again.
     Reused,
-    Fetched { received: u64 },
+    Fetched {
+        received: u64,
+    },
 }
 
 /// Where things go, and where they come from.
@@ -103,7 +112,10 @@ impl Stager<'_> {
 
     /// Splits links into those whose published source still hashes right and the
     /// wanted files whose source is damaged.
-    async fn check_links(&self, links: Vec<(RelPath, Wanted)>) -> (Vec<(RelPath, Wanted)>, Vec<Wanted>) {
+    async fn check_links(
+        &self,
+        links: Vec<(RelPath, Wanted)>,
+    ) -> (Vec<(RelPath, Wanted)>, Vec<Wanted>) {
         let Some(published) = self.published.map(Path::to_path_buf) else {
             return (links, Vec::new());
         };
@@ -139,9 +151,10 @@ impl Stager<'_> {
             links
                 .into_iter()
                 .map(|(from, w)| {
-                    let result = snapshot::link_file(&from.under(&published), &w.path.under(&staging))
-                        .map(|()| Placed::Linked)
-                        .map_err(StageError::from);
+                    let result =
+                        snapshot::link_file(&from.under(&published), &w.path.under(&staging))
+                            .map(|()| Placed::Linked)
+                            .map_err(StageError::from);
                     Outcome { wanted: w, result }
                 })
                 .collect::<Vec<_>>()
@@ -183,11 +196,10 @@ impl Stager<'_> {
                     let e = match err.take() {
                         Some(e) => e,
                         // Each member gets the failure; only the first keeps its source.
-                        None if not_found => StageError::Fetch(FetchError::Status {
-                            url: msg.clone(),
-                            code: 404,
-                        }),
-                        None => StageError::Task(msg.clone()),
+                        None => StageError::Shared {
+                            message: msg.clone(),
+                            not_found,
+                        },
                     };
                     out.push(Outcome {
                         wanted: w.clone(),
@@ -224,7 +236,8 @@ impl Stager<'_> {
                 sources.push(&w.path);
             }
         }
-        self.reporter.on_fetch_start(first.path.as_str(), first.size);
+        self.reporter
+            .on_fetch_start(first.path.as_str(), first.size);
         let mut last = None;
         for source in sources {
             let url = self
@@ -236,7 +249,11 @@ impl Stager<'_> {
                 })?;
             let reporter = self.reporter;
             let progress = move |n: u64| reporter.on_progress(n);
-            match self.upstream.download(&url, &tmp, expected, &progress).await {
+            match self
+                .upstream
+                .download(&url, &tmp, expected, &progress)
+                .await
+            {
                 Ok(d) => {
                     let (tmp2, dest2) = (tmp.clone(), dest.clone());
                     tokio::task::spawn_blocking(move || snapshot::install_file(&tmp2, &dest2))

@@ -74,7 +74,11 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let first = RunLock::acquire(root.path()).unwrap();
         let err = RunLock::acquire(root.path()).unwrap_err();
-        assert!(err.to_string().contains(&format!("(pid {})", std::process::id())), "{err}");
+        assert!(
+            err.to_string()
+                .contains(&format!("(pid {})", std::process::id())),
+            "{err}"
+        );
         drop(first);
         RunLock::acquire(root.path()).unwrap();
     }

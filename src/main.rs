@@ -23,7 +23,11 @@ mod exit {
 }
 
 #[derive(Parser)]
-#[command(name = "mirrorsync", version, about = "Keep apt repositories and OS image trees mirrored: verified, staged, published atomically")]
+#[command(
+    name = "mirrorsync",
+    version,
+    about = "Keep apt repositories and OS image trees mirrored: verified, staged, published atomically"
+)]
 struct Cli {
     /// The config file [default: ./mirrors.toml, then /etc/mirrorsync/mirrors.toml]
     #[arg(short, long, global = true)]
@@ -214,7 +218,11 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                     print_summary(r);
                 }
             }
-            Ok(if failed { exit::MIRROR_FAILED } else { exit::OK })
+            Ok(if failed {
+                exit::MIRROR_FAILED
+            } else {
+                exit::OK
+            })
         }
         Command::Status { names, json } => {
             let config = match Config::load(cli.config.as_deref()) {
@@ -270,9 +278,21 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
 fn print_plan(r: &MirrorReport) {
     let p: &PlanSummary = &r.plan;
     println!("{} (dry run):", r.name);
-    println!("  fetch  {:>7} files {:>12}", p.fetch_files, bytes(p.fetch_bytes));
-    println!("  keep   {:>7} files {:>12}", p.link_files, bytes(p.link_bytes));
-    println!("  delete {:>7} files {:>12}", p.delete_files, bytes(p.delete_bytes));
+    println!(
+        "  fetch  {:>7} files {:>12}",
+        p.fetch_files,
+        bytes(p.fetch_bytes)
+    );
+    println!(
+        "  keep   {:>7} files {:>12}",
+        p.link_files,
+        bytes(p.link_bytes)
+    );
+    println!(
+        "  delete {:>7} files {:>12}",
+        p.delete_files,
+        bytes(p.delete_bytes)
+    );
     for (path, until) in r.grace.iter().take(20) {
         let until = jiff::Timestamp::from_second(*until)
             .map(|t| t.to_string())

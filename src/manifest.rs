@@ -111,10 +111,7 @@ impl Manifest {
 
     /// Files in this snapshot by content, to link a file that moved or a by-hash copy.
     pub fn by_digest(&self) -> HashMap<[u8; 32], &RelPath> {
-        self.files
-            .iter()
-            .map(|(p, e)| (e.sha256, p))
-            .collect()
+        self.files.iter().map(|(p, e)| (e.sha256, p)).collect()
     }
 }
 

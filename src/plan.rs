@@ -41,7 +41,9 @@ impl Action {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("{path} is listed twice with different contents ({first_size} bytes {first_sha256} and {second_size} bytes {second_sha256})")]
+#[error(
+    "{path} is listed twice with different contents ({first_size} bytes {first_sha256} and {second_size} bytes {second_sha256})"
+)]
 pub struct Conflict {
     pub path: RelPath,
     pub first_size: u64,
@@ -299,7 +301,9 @@ mod tests {
         let m = published(&[("dists/s/main/binary-arm64/Packages.xz", 100, 7, None)]);
         let byhash = w("dists/s/main/binary-arm64/by-hash/SHA256/0707", 100, 7);
         let actions = plan_files([&byhash], &m, &m.by_digest());
-        assert!(matches!(&actions[0], Action::Link { from, .. } if from.as_str().ends_with("Packages.xz")));
+        assert!(
+            matches!(&actions[0], Action::Link { from, .. } if from.as_str().ends_with("Packages.xz"))
+        );
     }
 
     #[test]
@@ -315,7 +319,11 @@ mod tests {
         let kept = RelPath::new("pool/kept.deb").unwrap();
         let keep: HashSet<&RelPath> = [&kept].into_iter().collect();
         let r = plan_removals(&keep, &m, now, Duration::from_secs(6 * 3600));
-        let kept_paths: Vec<_> = r.kept.iter().map(|(p, e)| (p.as_str(), e.gone_since)).collect();
+        let kept_paths: Vec<_> = r
+            .kept
+            .iter()
+            .map(|(p, e)| (p.as_str(), e.gone_since))
+            .collect();
         assert_eq!(
             kept_paths,
             vec![
@@ -340,14 +348,13 @@ mod tests {
 
     #[test]
     fn wiping_most_of_the_mirror_is_refused() {
-        let m = published(&[
-            ("a", 1, 1, None),
-            ("b", 1, 2, None),
-            ("c", 1, 3, None),
-        ]);
+        let m = published(&[("a", 1, 1, None), ("b", 1, 2, None), ("c", 1, 3, None)]);
         let r = plan_removals(&HashSet::new(), &m, 0, Duration::ZERO);
         let msg = deletes_too_much(&r, &m, 0.4).unwrap();
-        assert!(msg.starts_with("the plan deletes 3 of 3 published files (100%"), "{msg}");
+        assert!(
+            msg.starts_with("the plan deletes 3 of 3 published files (100%"),
+            "{msg}"
+        );
         let r = Removals {
             kept: vec![],
             dropped: vec![(RelPath::new("a").unwrap(), 1)],

@@ -49,7 +49,10 @@ impl RelPath {
         }
         // A server may decode "%2e%2e" or "%2f" before resolving the path we ask for.
         let lower = s.to_ascii_lowercase();
-        if ["%2e", "%2f", "%5c", "%00"].iter().any(|enc| lower.contains(enc)) {
+        if ["%2e", "%2f", "%5c", "%00"]
+            .iter()
+            .any(|enc| lower.contains(enc))
+        {
             return Err(PathError::Traversal);
         }
         for part in s.split('/') {

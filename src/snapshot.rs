@@ -36,7 +36,10 @@ pub enum SnapshotError {
     Manifest(#[from] ManifestError),
 }
 
-fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> SnapshotError + 'a {
+fn io_err<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(io::Error) -> SnapshotError + 'a {
     move |source| SnapshotError::Io {
         action,
         path: path.to_path_buf(),
@@ -197,7 +200,8 @@ pub fn write_file(
     ensure_parent(to)?;
     let tmp = to.with_file_name(format!(
         ".{}.tmp",
-        to.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+        to.file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
     ));
     std::fs::write(&tmp, bytes).map_err(io_err("writing", &tmp))?;
     if let Some(t) = mtime {
@@ -205,7 +209,8 @@ pub fn write_file(
             .write(true)
             .open(&tmp)
             .map_err(io_err("opening", &tmp))?;
-        f.set_modified(t).map_err(io_err("setting the mtime of", &tmp))?;
+        f.set_modified(t)
+            .map_err(io_err("setting the mtime of", &tmp))?;
     }
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o444))
         .map_err(io_err("setting permissions of", &tmp))?;
@@ -223,15 +228,14 @@ fn ensure_parent(p: &Path) -> Result<(), SnapshotError> {
 
 /// Removes from staging every file the next snapshot should not hold (left over from
 /// a failed run or linked from an older tree), and empty directories.
-pub fn clean_staging(
-    staging: &Path,
-    keep: &dyn Fn(&str) -> bool,
-) -> Result<u64, SnapshotError> {
+pub fn clean_staging(staging: &Path, keep: &dyn Fn(&str) -> bool) -> Result<u64, SnapshotError> {
     let mut removed = 0;
     let mut dirs = Vec::new();
     for entry in walkdir::WalkDir::new(staging).min_depth(1) {
         let entry = entry.map_err(|e| {
-            let path = e.path().map_or_else(|| staging.to_path_buf(), Path::to_path_buf);
+            let path = e
+                .path()
+                .map_or_else(|| staging.to_path_buf(), Path::to_path_buf);
             io_err("walking", &path)(io::Error::other(e.to_string()))
         })?;
         let rel = entry
@@ -277,7 +281,8 @@ pub fn publish(dirs: &MirrorDirs, id: &str, manifest: &Manifest) -> Result<(), S
         .join(&dirs.name)
         .join("snapshots")
         .join(id);
-    std::os::unix::fs::symlink(&target, &link_tmp).map_err(io_err("creating symlink", &link_tmp))?;
+    std::os::unix::fs::symlink(&target, &link_tmp)
+        .map_err(io_err("creating symlink", &link_tmp))?;
     if let Ok(m) = std::fs::symlink_metadata(&dirs.served)
         && !m.file_type().is_symlink()
     {
@@ -371,7 +376,12 @@ mod tests {
         {
             let body = format!("version {i}");
             write_file(&dirs.staging.join("dists/x/Release"), body.as_bytes(), None).unwrap();
-            publish(&dirs, id, &manifest_of(&[("dists/x/Release", body.as_bytes())])).unwrap();
+            publish(
+                &dirs,
+                id,
+                &manifest_of(&[("dists/x/Release", body.as_bytes())]),
+            )
+            .unwrap();
             assert_eq!(dirs.current_id().unwrap().as_deref(), Some(*id));
             assert_eq!(
                 std::fs::read_to_string(dirs.served.join("dists/x/Release")).unwrap(),

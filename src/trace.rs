@@ -276,7 +276,10 @@ mod tests {
             )],
             hierarchy: None,
         };
-        let text = render_own(&input(&up, &arches, &configured), master.archive_serial().as_deref());
+        let text = render_own(
+            &input(&up, &arches, &configured),
+            master.archive_serial().as_deref(),
+        );
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "Wed Apr 27 15:50:50 UTC 2016");
         let field = regex_lite_field;
@@ -322,14 +325,19 @@ mod tests {
                 ("master".into(), Bytes::from_static(b"x\n")),
                 ("upstream.example.net".into(), Bytes::from_static(b"y\n")),
             ],
-            hierarchy: Some("upstream.example.net upstream.example.net up1 master.example\n".into()),
+            hierarchy: Some(
+                "upstream.example.net upstream.example.net up1 master.example\n".into(),
+            ),
         };
         let files = render(&input(&up, &arches, &arches), &upstream);
         let get = |n: &str| {
             let p = RelPath::new(&format!("project/trace/{n}")).unwrap();
             String::from_utf8(files.iter().find(|(q, _)| *q == p).unwrap().1.to_vec()).unwrap()
         };
-        assert_eq!(get("_traces"), "master\nupstream.example.net\nmirror.example.org\n");
+        assert_eq!(
+            get("_traces"),
+            "master\nupstream.example.net\nmirror.example.org\n"
+        );
         let h = get("_hierarchy");
         assert!(h.starts_with("upstream.example.net upstream.example.net up1 master.example\nmirror.example.org mirror.example.org "), "{h}");
         assert!(h.ends_with(" upstream.example.net\n"));

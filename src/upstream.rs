@@ -75,11 +75,11 @@ impl FetchError {
     /// Worth another try: the network or the server may do better in a moment.
     pub fn is_transient(&self) -> bool {
         match self {
-            FetchError::Status { code, .. } => {
-                *code >= 500 || *code == 429 || *code == 408
-            }
+            FetchError::Status { code, .. } => *code >= 500 || *code == 429 || *code == 408,
             FetchError::Transport { source, .. } => {
-                !(source.is_builder() || source.is_redirect() || source.is_decode())
+                // A body cut off mid-way is the network too; only a bad request or a
+                // redirect loop will fail the same way again.
+                !(source.is_builder() || source.is_redirect())
             }
             FetchError::Truncated { .. } => true,
             _ => false,

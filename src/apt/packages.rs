@@ -449,7 +449,9 @@ mod tests {
         let text = HELLO.replace("pool/main/x/x.deb", "../../../etc/cron.d/evil");
         let err = parse(IndexKind::Packages, &text).unwrap_err().to_string();
         assert!(
-            err.starts_with("test, line 10, package \"x\": unsafe path \"../../../etc/cron.d/evil\""),
+            err.starts_with(
+                "test, line 10, package \"x\": unsafe path \"../../../etc/cron.d/evil\""
+            ),
             "{err}"
         );
     }

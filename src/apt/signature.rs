@@ -374,13 +374,15 @@ impl std::fmt::UpperHex for HexId<'_> {
 /// What a valid signature vouches for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
-    /// The signed content, exactly what the signature covers. For a
-    /// clear-signed file that is the dash-unescaped text with trailing spaces
-    /// and tabs removed from each line and LF line ends (the cleartext
-    /// framework hashes lines that way, so anything else would be unsigned);
-    /// like GnuPG, the line break just before the signature armor is not part
-    /// of it, so Debian's InRelease text does not end in a newline. For
-    /// InRelease this is the Release text.
+    /// The signed content. For a detached signature, the data as given. For
+    /// a clear-signed file, the dash-unescaped text with trailing spaces and
+    /// tabs removed from each line and LF line ends: the cleartext framework
+    /// hashes lines that way, so anything else would be unsigned. Its last
+    /// line always ends in a newline, as in the text apt extracts: GnuPG
+    /// (which Debian signs with) does not sign the line break before the
+    /// signature armor, rPGP does, and without this Debian's InRelease text
+    /// would differ from its Release file by that one byte. For InRelease
+    /// this is therefore byte for byte the Release text.
     pub text: String,
     /// Upper-case hex fingerprint of the key (or subkey) that verified.
     pub signer: String,
@@ -409,10 +411,11 @@ fn verify_clearsigned_at(
     // `signed_text` is the canonical CRLF form the hash covers.
     let canonical = msg.signed_text();
     let signer = check_signatures(keyring, msg.signatures(), canonical.as_bytes(), now)?;
-    Ok(Verified {
-        text: canonical.replace("\r\n", "\n"),
-        signer,
-    })
+    let mut text = canonical.replace("\r\n", "\n");
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    Ok(Verified { text, signer })
 }
 
 /// Cuts the one clear-signed block out of `text`. Text before it and after
@@ -824,12 +827,15 @@ mod tests {
     }
 
     #[test]
-    fn signed_text_matches_the_file_body() {
+    fn signed_text_is_the_release_file() {
         let raw = String::from_utf8(inrelease()).unwrap();
         let verified = verify_clearsigned(&debian_keyring(), raw.as_bytes()).unwrap();
+        // Debian's Release is the InRelease body up to and including the
+        // newline before the signature armor.
         let body_start = raw.find("\n\n").unwrap() + 2;
-        let body_end = raw.find("\n-----BEGIN PGP SIGNATURE-----").unwrap();
+        let body_end = raw.find("\n-----BEGIN PGP SIGNATURE-----").unwrap() + 1;
         assert_eq!(verified.text, raw[body_start..body_end]);
+        assert!(verified.text.ends_with("\n") && !verified.text.ends_with("\n\n"));
     }
 
     #[test]
@@ -1044,8 +1050,8 @@ mod tests {
             Keyring::from_bytes(&key.public_key_armored().unwrap().into_bytes(), "demo").unwrap();
         for text in [
             "-leading dash\n- dash space\n--double\n-----BEGIN PGP SIGNATURE-----\nplain\n-\n",
-            "-----END PGP SIGNATURE-----",
-            "no final newline\n-x",
+            "-----END PGP SIGNATURE-----\n",
+            "-\n- x\n",
             "",
             "\n\n",
         ] {
@@ -1053,6 +1059,10 @@ mod tests {
             let verified = verify_clearsigned(&keyring, signed.as_bytes()).unwrap();
             assert_eq!(verified.text, text, "signed form:\n{signed}");
         }
+        // A last line without a newline comes back with one (see `Verified::text`).
+        let signed = key.clearsign("no final newline\n-x").unwrap();
+        let verified = verify_clearsigned(&keyring, signed.as_bytes()).unwrap();
+        assert_eq!(verified.text, "no final newline\n-x\n");
     }
 
     #[test]

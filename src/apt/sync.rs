@@ -32,8 +32,8 @@ use crate::relpath::RelPath;
 use crate::snapshot::{self, MirrorDirs, Snapshot};
 use crate::state::MirrorState;
 use crate::sync::{MirrorReport, RunContext, RunOutcome};
-use crate::trace::TraceInput;
 use crate::trace;
+use crate::trace::TraceInput;
 use crate::upstream::{FetchError, Meta, Upstream, Validators};
 
 /// Large enough for any real Release (Debian's main suite is ~200 KB), small enough
@@ -75,8 +75,10 @@ pub async fn sync_apt(
                 // Publishing a mix of two upstream states is what gives clients hash
                 // sum mismatches; start over, once, from the new Release.
                 tracing::warn!(mirror = %mirror.name, "{e}; restarting from the new Release");
-                ctx.reporter
-                    .on_warning(&mirror.name, &format!("{e}; restarted from the new Release"));
+                ctx.reporter.on_warning(
+                    &mirror.name,
+                    &format!("{e}; restarted from the new Release"),
+                );
                 restarted = true;
             }
             other => return other,
@@ -127,7 +129,10 @@ async fn sync_once(
             name: mirror.name.clone(),
             outcome: RunOutcome::Unchanged,
             snapshot: current.map(|c| c.id),
-            requests: upstream.counters.requests.load(std::sync::atomic::Ordering::Relaxed),
+            requests: upstream
+                .counters
+                .requests
+                .load(std::sync::atomic::Ordering::Relaxed),
             seconds: started.elapsed().as_secs_f64(),
             upstream_date: newest_date(&suites),
             ..MirrorReport::default()
@@ -142,7 +147,10 @@ async fn sync_once(
             .prefix("mirrorsync-dry-run-")
             .tempdir()
             .context("creating a scratch directory for --dry-run")?;
-        (scratch.path().join("staging"), scratch.path().join("partial"))
+        (
+            scratch.path().join("staging"),
+            scratch.path().join("partial"),
+        )
     } else {
         dirs.create()?;
         (dirs.staging.clone(), dirs.partial.clone())
@@ -186,7 +194,8 @@ async fn sync_once(
             let key = variant_key(path.as_str());
             let source = if s.release.acquire_by_hash {
                 let dir = path.parent().unwrap_or("");
-                let by_hash = RelPath::new(&format!("{dir}/by-hash/SHA256/{}", hex::encode(sha256)))?;
+                let by_hash =
+                    RelPath::new(&format!("{dir}/by-hash/SHA256/{}", hex::encode(sha256)))?;
                 wanted.insert(Wanted {
                     path: by_hash.clone(),
                     size: f.size,
@@ -210,6 +219,7 @@ async fn sync_once(
     let index_actions = plan::plan_files(wanted.iter(), published, &by_digest);
     summary.add_actions(&index_actions);
     let mut located: HashMap<RelPath, PathBuf> = HashMap::new();
+    let mut dry_ok_variants = Vec::new();
     let to_run = if opts.dry_run {
         // Read linked indices where they are published; fetch only the changed ones.
         let mut fetches = Vec::new();
@@ -217,6 +227,9 @@ async fn sync_once(
             match a {
                 Action::Link { from, to } => {
                     if let Some(c) = &current {
+                        if let Some(k) = variant_of.get(&to.path) {
+                            dry_ok_variants.push(k.clone());
+                        }
                         located.insert(to.path, from.under(&c.dir));
                     }
                 }
@@ -228,7 +241,7 @@ async fn sync_once(
         index_actions
     };
     let outcomes = stager.run(to_run).await;
-    let mut ok_variants = HashSet::new();
+    let mut ok_variants: HashSet<String> = dry_ok_variants.into_iter().collect();
     let mut failures = Vec::new();
     let mut received = 0u64;
     let mut fetched_files = 0u64;
@@ -288,8 +301,7 @@ async fn sync_once(
             let index_name = format!("{} {}", s.name, path);
             let files = tokio::task::spawn_blocking(move || {
                 let mut files = Vec::new();
-                packages::pool_files_of(&file, kind, &index_name, |f| files.push(f))
-                    .map(|_| files)
+                packages::pool_files_of(&file, kind, &index_name, |f| files.push(f)).map(|_| files)
             })
             .await
             .map_err(|e| anyhow!("index parser task: {e}"))??;
@@ -308,7 +320,10 @@ async fn sync_once(
         if let Some(have) = wanted.get(&w.path)
             && (have.size != w.size || have.sha256 != w.sha256)
         {
-            bail!("{} is both an index and a pool file with other contents", w.path);
+            bail!(
+                "{} is both an index and a pool file with other contents",
+                w.path
+            );
         }
     }
     let pool_actions = plan::plan_files(pool.iter(), published, &by_digest);
@@ -329,7 +344,9 @@ async fn sync_once(
     if let Some(why) = plan::deletes_too_much(&removals, published, ctx.global.max_delete_ratio)
         && !opts.allow_mass_delete
     {
-        bail!("{why}; refusing to publish (rerun with --allow-mass-delete if upstream really removed them)");
+        bail!(
+            "{why}; refusing to publish (rerun with --allow-mass-delete if upstream really removed them)"
+        );
     }
     if opts.dry_run {
         return Ok(MirrorReport {
@@ -339,9 +356,17 @@ async fn sync_once(
             grace: removals
                 .kept
                 .iter()
-                .map(|(p, e)| (p.to_string(), e.gone_since.unwrap_or(0) + ctx.global.grace.as_secs() as i64))
+                .map(|(p, e)| {
+                    (
+                        p.to_string(),
+                        e.gone_since.unwrap_or(0) + ctx.global.grace.as_secs() as i64,
+                    )
+                })
                 .collect(),
-            requests: upstream.counters.requests.load(std::sync::atomic::Ordering::Relaxed),
+            requests: upstream
+                .counters
+                .requests
+                .load(std::sync::atomic::Ordering::Relaxed),
             seconds: started.elapsed().as_secs_f64(),
             upstream_date: newest_date(&suites),
             ..MirrorReport::default()
@@ -446,9 +471,11 @@ async fn sync_once(
     let publish_manifest = manifest;
     let publish_id = id.clone();
     let files_total = publish_manifest.files.len() as u64;
-    tokio::task::spawn_blocking(move || snapshot::publish(&publish_dirs, &publish_id, &publish_manifest))
-        .await
-        .map_err(|e| anyhow!("publishing: {e}"))??;
+    tokio::task::spawn_blocking(move || {
+        snapshot::publish(&publish_dirs, &publish_id, &publish_manifest)
+    })
+    .await
+    .map_err(|e| anyhow!("publishing: {e}"))??;
     let pruned = snapshot::prune(&dirs, ctx.global.keep_snapshots.get())?;
     let _ = std::fs::remove_dir_all(&partial).and_then(|()| std::fs::create_dir_all(&partial));
 
@@ -461,9 +488,7 @@ async fn sync_once(
                 .insert(s.signed_path.to_string(), v.clone());
         }
     }
-    new_state
-        .save(&dirs.base)
-        .context("recording the run")?;
+    new_state.save(&dirs.base).context("recording the run")?;
     Ok(MirrorReport {
         name: mirror.name.clone(),
         outcome: RunOutcome::Published,
@@ -472,7 +497,10 @@ async fn sync_once(
         files_fetched: fetched_files,
         bytes_fetched: received,
         files_total,
-        requests: upstream.counters.requests.load(std::sync::atomic::Ordering::Relaxed),
+        requests: upstream
+            .counters
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed),
         seconds: started.elapsed().as_secs_f64(),
         warnings,
         pruned,
@@ -480,7 +508,12 @@ async fn sync_once(
         grace: removals
             .kept
             .iter()
-            .map(|(p, e)| (p.to_string(), e.gone_since.unwrap_or(0) + ctx.global.grace.as_secs() as i64))
+            .map(|(p, e)| {
+                (
+                    p.to_string(),
+                    e.gone_since.unwrap_or(0) + ctx.global.grace.as_secs() as i64,
+                )
+            })
             .collect(),
     })
 }
@@ -538,7 +571,19 @@ async fn fetch_suite(
             last_modified,
         }) => Some((body, validators, last_modified)),
         Err(e) if e.is_not_found() => {
-            return fetch_release_gpg(upstream, &url(&release_path)?, &url(&gpg_path)?, keyring, apt, name, &release_path, &gpg_path, current, now).await;
+            return fetch_release_gpg(
+                upstream,
+                &url(&release_path)?,
+                &url(&gpg_path)?,
+                keyring,
+                apt,
+                name,
+                &release_path,
+                &gpg_path,
+                current,
+                now,
+            )
+            .await;
         }
         Err(e) => return Err(e).context("fetching InRelease"),
     };
@@ -563,9 +608,11 @@ async fn fetch_suite(
         bail!("{in_url}: 304 Not Modified to an unconditional request");
     };
     let text = match keyring {
-        Some(k) => signature::verify_clearsigned(k, &body)
-            .with_context(|| format!("verifying {in_url}"))?
-            .text,
+        Some(k) => {
+            signature::verify_clearsigned(k, &body)
+                .with_context(|| format!("verifying {in_url}"))?
+                .text
+        }
         None => release::unverified_text(&body)
             .ok_or_else(|| anyhow!("{in_url}: not a Release or clear-signed InRelease"))?,
     };
@@ -619,7 +666,8 @@ async fn fetch_release_gpg(
     current: Option<&Snapshot>,
     now: jiff::Timestamp,
 ) -> anyhow::Result<Suite> {
-    let (body, validators, mtime) = match upstream.get_meta(rel_url, MAX_RELEASE_BYTES, None).await {
+    let (body, validators, mtime) = match upstream.get_meta(rel_url, MAX_RELEASE_BYTES, None).await
+    {
         Ok(Meta::Body {
             body,
             validators,
@@ -744,7 +792,9 @@ fn check_dates(
 fn published_date(c: &Snapshot, suite: &str) -> Option<jiff::Timestamp> {
     ["InRelease", "Release"].iter().find_map(|f| {
         let bytes = std::fs::read(c.dir.join(format!("dists/{suite}/{f}"))).ok()?;
-        Release::parse(&release::unverified_text(&bytes)?).ok()?.date
+        Release::parse(&release::unverified_text(&bytes)?)
+            .ok()?
+            .date
     })
 }
 

@@ -1,0 +1,412 @@
+//! An operator mirrors a signed apt repository: cold, no-op and delta runs, and every
+//! way upstream can go wrong leaving the served tree exactly as it was.
+
+use mirrorsync::fixture::FixtureSpec;
+use mirrorsync::fixture::server::Fault;
+
+use crate::support::*;
+
+fn small() -> FixtureSpec {
+    FixtureSpec::default().with_packages(30)
+}
+
+#[test]
+fn a_cold_sync_mirrors_every_index_and_pool_file_and_is_silent_under_cron() {
+    let env = Env::new(small());
+    let out = env.sync();
+    assert_ok(&out);
+    assert!(
+        out.stdout.is_empty() && out.stderr.is_empty(),
+        "cron must get no mail on success"
+    );
+
+    let served = env.served();
+    let upstream = digest_tree(&env.repo.dir);
+    let mirror = env.served_digest();
+    for (path, size) in env.repo.pool_files() {
+        assert_eq!(mirror[&path], upstream[&path], "{path}");
+        assert_eq!(mirror[&path].0, size);
+    }
+    for f in ["InRelease", "Release", "Release.gpg"] {
+        let p = format!("dists/bookworm/{f}");
+        assert_eq!(mirror[&p], upstream[&p], "{p}");
+    }
+    // Every served index and its by-hash twin, byte for byte.
+    for (path, digest) in upstream.iter().filter(|(p, _)| p.starts_with("dists/")) {
+        assert_eq!(mirror.get(path), Some(digest), "{path}");
+    }
+    assert!(
+        !served
+            .join("dists/bookworm/main/binary-amd64/Packages")
+            .exists()
+    );
+    let trace = std::fs::read_to_string(served.join("project/trace/mirror.test.invalid")).unwrap();
+    assert!(trace.contains("\nArchitectures: amd64 arm64\n"), "{trace}");
+    assert_eq!(
+        std::fs::read(served.join("project/trace/master")).unwrap(),
+        std::fs::read(env.repo.dir.join("project/trace/master")).unwrap()
+    );
+    // The served path is a symlink into a snapshot, and published files are read-only.
+    assert!(
+        std::fs::symlink_metadata(&served)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    let meta = std::fs::metadata(served.join("dists/bookworm/InRelease")).unwrap();
+    assert!(meta.permissions().readonly());
+    assert!(temp_files(&env.root).is_empty());
+}
+
+#[test]
+fn a_no_op_resync_asks_for_the_inrelease_only() {
+    let env = Env::new(small());
+    assert_ok(&env.sync());
+    let before = env.snapshot_id();
+    env.server.clear_log();
+    assert_ok(&env.sync());
+    let requests = env.server.requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert_eq!(requests[0].path, "/dists/bookworm/InRelease");
+    assert!(
+        requests[0].conditional,
+        "the InRelease request must be conditional"
+    );
+    assert_eq!(
+        env.snapshot_id(),
+        before,
+        "nothing changed, nothing published"
+    );
+}
+
+#[test]
+fn a_delta_fetches_only_the_changed_packages_and_keeps_removed_ones_for_grace() {
+    let mut env = Env::new(small());
+    assert_ok(&env.sync());
+    let names: Vec<String> = env.repo.packages.keys().cloned().collect();
+    let removed = env.repo.remove_package(&names[0]).unwrap();
+    let upgraded_old = env.repo.packages[&names[1]].filename();
+    let upgraded = env.repo.upgrade_package(&names[1]).unwrap().filename();
+    let added = env.repo.add_package("zz-new").filename();
+    env.publish();
+    env.server.clear_log();
+
+    assert_ok(&env.sync());
+    let mut pool: Vec<String> = env
+        .server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/pool/"))
+        .map(|r| r.path)
+        .collect();
+    pool.sort();
+    let mut expected = vec![format!("/{upgraded}"), format!("/{added}")];
+    expected.sort();
+    assert_eq!(pool, expected, "only the new pool files cross the network");
+
+    let served = env.served();
+    assert!(served.join(&added).exists());
+    assert!(served.join(&upgraded).exists());
+    // Clients holding the previous Packages can still fetch what they list.
+    assert!(served.join(removed.filename()).exists());
+    assert!(served.join(&upgraded_old).exists());
+    let mirror = env.served_digest();
+    let upstream = digest_tree(&env.repo.dir);
+    assert_eq!(
+        mirror["dists/bookworm/InRelease"],
+        upstream["dists/bookworm/InRelease"]
+    );
+}
+
+#[test]
+fn removed_files_go_once_their_grace_is_over() {
+    let mut env = Env::with_config(small(), "");
+    // grace = 0s: removed files go at the next publish.
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(
+        &env.config,
+        text.replace("keep_snapshots = 2", "keep_snapshots = 2\ngrace = \"0s\""),
+    )
+    .unwrap();
+    assert_ok(&env.sync());
+    let name = env.repo.packages.keys().next().cloned().unwrap();
+    let gone = env.repo.remove_package(&name).unwrap().filename();
+    env.publish();
+    assert_ok(&env.sync());
+    assert!(!env.served().join(&gone).exists());
+}
+
+/// Runs a sync that must fail with exit 1 and leave the published tree untouched.
+fn assert_fails_cleanly(env: &Env, expect_in_stderr: &str) -> String {
+    let before = env.served_digest();
+    let snapshot = env.snapshot_id();
+    let out = env.sync();
+    let stderr = assert_exit(&out, 1);
+    assert!(
+        stderr.contains(expect_in_stderr),
+        "stderr lacks {expect_in_stderr:?}:\n{stderr}"
+    );
+    assert!(stderr.contains("mirror \"debian\""), "{stderr}");
+    assert_eq!(env.served_digest(), before, "the served tree changed");
+    assert_eq!(env.snapshot_id(), snapshot);
+    assert!(
+        stray_files(&env.root).is_empty(),
+        "{:?}",
+        stray_files(&env.root)
+    );
+    assert!(
+        temp_files(&env.root).is_empty(),
+        "{:?}",
+        temp_files(&env.root)
+    );
+    stderr
+}
+
+/// A mirror already synced once, and an upstream with one new package.
+fn synced_with_a_new_package() -> (Env, String) {
+    let mut env = Env::new(small());
+    assert_ok(&env.sync());
+    let path = env.repo.add_package("aaa-new").filename();
+    env.publish();
+    (env, path)
+}
+
+#[test]
+fn a_pool_file_with_the_wrong_hash_is_not_published() {
+    let (env, path) = synced_with_a_new_package();
+    env.server.fault(&format!("/{path}"), Fault::Corrupt, None);
+    let stderr = assert_fails_cleanly(&env, "SHA256 mismatch");
+    assert!(stderr.contains(&path), "{stderr}");
+}
+
+#[test]
+fn a_truncated_body_is_retried_and_then_fails_cleanly() {
+    let (env, path) = synced_with_a_new_package();
+    env.server
+        .fault(&format!("/{path}"), Fault::Truncate(100), None);
+    assert_fails_cleanly(&env, &path);
+    // Retried within the run (retries = 2): three attempts in all.
+    assert_eq!(env.server.count(&format!("/{path}")), 3);
+}
+
+#[test]
+fn a_cut_off_download_resumes_with_range() {
+    let (env, path) = synced_with_a_new_package();
+    env.server
+        .fault(&format!("/{path}"), Fault::Truncate(300), Some(1));
+    assert_ok(&env.sync());
+    let reqs: Vec<_> = env
+        .server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == format!("/{path}"))
+        .collect();
+    assert_eq!(reqs.len(), 2, "{reqs:?}");
+    assert_eq!(reqs[1].range.as_deref(), Some("bytes=300-"));
+    assert_eq!(
+        std::fs::read(env.served().join(&path)).unwrap(),
+        std::fs::read(env.repo.dir.join(&path)).unwrap()
+    );
+}
+
+#[test]
+fn a_body_longer_than_listed_is_cut_off() {
+    let (env, path) = synced_with_a_new_package();
+    env.server
+        .fault(&format!("/{path}"), Fault::Extend(5000), None);
+    assert_fails_cleanly(&env, "longer than");
+}
+
+#[test]
+fn a_missing_pool_file_fails_the_mirror() {
+    let (env, path) = synced_with_a_new_package();
+    env.server
+        .fault(&format!("/{path}"), Fault::Status(404), None);
+    assert_fails_cleanly(&env, "HTTP 404");
+}
+
+#[test]
+fn a_captive_portal_page_is_not_taken_for_a_package() {
+    let (env, path) = synced_with_a_new_package();
+    env.server
+        .fault(&format!("/{path}"), Fault::SoftNotFound, None);
+    assert_fails_cleanly(&env, &path);
+}
+
+#[test]
+fn server_errors_are_retried_until_they_pass() {
+    let (env, path) = synced_with_a_new_package();
+    env.server
+        .fault(&format!("/{path}"), Fault::Status(503), Some(2));
+    assert_ok(&env.sync());
+    assert!(env.served().join(&path).exists());
+}
+
+#[test]
+fn a_tampered_inrelease_is_refused() {
+    let (env, _) = synced_with_a_new_package();
+    let p = env.repo.dir.join("dists/bookworm/InRelease");
+    let text = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(&p, text.replacen("Suite: bookworm", "Suite: bookwurm", 1)).unwrap();
+    assert_fails_cleanly(&env, "no valid signature");
+}
+
+#[test]
+fn an_inrelease_signed_by_another_key_is_refused() {
+    let mut env = Env::new(small());
+    // The mirror trusts a key from another archive.
+    let other = tempfile::tempdir().unwrap();
+    let stranger = FixtureSpec::default()
+        .with_packages(1)
+        .build(other.path())
+        .unwrap();
+    std::fs::copy(&stranger.keyring, &env.repo.keyring).unwrap();
+    env.publish();
+    let out = env.sync();
+    let stderr = assert_exit(&out, 1);
+    assert!(
+        stderr.contains("no valid signature by a key in the keyring"),
+        "{stderr}"
+    );
+    assert!(!env.served().exists());
+}
+
+#[test]
+fn a_filename_leaving_the_tree_fails_and_writes_nothing_outside() {
+    let mut env = Env::new(small());
+    assert_ok(&env.sync());
+    env.repo.extra_stanza = Some(
+        "Package: evil\nVersion: 1\nArchitecture: all\nFilename: ../../../../tmp/evil.deb\nSize: 3\nSHA256: 0000000000000000000000000000000000000000000000000000000000000000\n"
+            .into(),
+    );
+    env.publish();
+    let stderr = assert_fails_cleanly(&env, "unsafe path \"../../../../tmp/evil.deb\"");
+    assert!(stderr.contains("package \"evil\""), "{stderr}");
+    assert!(
+        stderr.contains("Packages"),
+        "the message names the index: {stderr}"
+    );
+}
+
+#[test]
+fn a_rolled_back_release_is_refused() {
+    let mut env = Env::new(small());
+    assert_ok(&env.sync());
+    let old = env
+        .repo
+        .date()
+        .checked_sub(jiff::SignedDuration::from_hours(2))
+        .unwrap();
+    env.repo.set_date(old);
+    env.repo.add_package("rollback-bait");
+    env.publish();
+    assert_fails_cleanly(&env, "refusing a rollback");
+}
+
+#[test]
+fn an_expired_release_is_refused() {
+    let mut env = Env::new(small());
+    let long_ago = jiff::Timestamp::now()
+        .checked_sub(jiff::SignedDuration::from_hours(24 * 30))
+        .unwrap();
+    env.repo.set_date(long_ago);
+    env.publish();
+    let stderr = assert_exit(&env.sync(), 1);
+    assert!(stderr.contains("Valid-Until"), "{stderr}");
+    assert!(!env.served().exists());
+}
+
+#[test]
+fn a_second_run_while_the_lock_is_held_exits_3_at_once() {
+    let env = Env::new(small());
+    assert_ok(&env.sync());
+    let held = mirrorsync::lock::RunLock::acquire(&env.root).unwrap();
+    let before = env.served_digest();
+    let stderr = assert_exit(&env.sync(), 3);
+    assert!(stderr.contains("another mirrorsync run"), "{stderr}");
+    drop(held);
+    assert_eq!(env.served_digest(), before);
+    assert_ok(&env.sync());
+}
+
+#[test]
+fn a_dry_run_prints_the_plan_and_writes_nothing() {
+    let mut env = Env::new(small());
+    assert_ok(&env.sync());
+    let name = env.repo.packages.keys().next().cloned().unwrap();
+    env.repo.remove_package(&name);
+    env.repo.add_package("dry-new");
+    env.publish();
+    let before = digest_tree(&env.root);
+    let out = env.run(&["sync", "--dry-run"]);
+    assert_ok(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("debian (dry run):"), "{stdout}");
+    assert!(stdout.contains("kept for grace until"), "{stdout}");
+    assert_eq!(digest_tree(&env.root), before, "a dry run wrote something");
+}
+
+#[test]
+fn a_failed_run_keeps_its_verified_downloads_for_the_next() {
+    let mut env = Env::new(small());
+    assert_ok(&env.sync());
+    let good = env.repo.add_package("aaa-good").filename();
+    let bad = env.repo.add_package("aaa-bad").filename();
+    env.publish();
+    env.server
+        .fault(&format!("/{bad}"), Fault::Status(404), None);
+    assert_exit(&env.sync(), 1);
+    env.server.clear_faults();
+    env.server.clear_log();
+    assert_ok(&env.sync());
+    assert_eq!(env.server.count(&format!("/{good}")), 0, "fetched twice");
+    assert_eq!(env.server.count(&format!("/{bad}")), 1);
+}
+
+#[test]
+fn one_failing_mirror_does_not_stop_the_others() {
+    let env = Env::new(small());
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    let broken = format!(
+        "{text}\n[[mirror]]\nname = \"broken\"\nkind = \"apt\"\nupstream = \"{}nowhere/\"\nsuites = [\"bookworm\"]\ncomponents = [\"main\"]\narchitectures = [\"amd64\"]\nkeyring = \"{}\"\n",
+        env.server.url(),
+        env.repo.keyring.display()
+    );
+    // The broken one first, so the good one runs after a failure.
+    let (global, mirrors) = broken.split_once("[[mirror]]").unwrap();
+    let mut parts: Vec<&str> = mirrors.split("[[mirror]]").collect();
+    parts.reverse();
+    std::fs::write(
+        &env.config,
+        format!("{global}[[mirror]]{}", parts.join("[[mirror]]")),
+    )
+    .unwrap();
+    let stderr = assert_exit(&env.sync(), 1);
+    assert!(stderr.contains("mirror \"broken\""), "{stderr}");
+    assert!(env.served().join("dists/bookworm/InRelease").exists());
+}
+
+#[test]
+fn verify_all_refetches_a_damaged_published_file() {
+    let mut env = Env::new(small());
+    assert_ok(&env.sync());
+    let (path, _) = env.repo.pool_files()[0].clone();
+    // Damage the published copy behind mirrorsync's back (a bad disk).
+    let file = env.served().join(&path);
+    let mut perms = std::fs::metadata(&file).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(&file, perms).unwrap();
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[10] ^= 1;
+    std::fs::write(&file, bytes).unwrap();
+    env.repo.add_package("force-a-change");
+    env.publish();
+    env.server.clear_log();
+    assert_ok(&env.run(&["sync", "--verify-all"]));
+    assert_eq!(env.server.count(&format!("/{path}")), 1);
+    assert_eq!(
+        std::fs::read(env.served().join(&path)).unwrap(),
+        std::fs::read(env.repo.dir.join(&path)).unwrap()
+    );
+}

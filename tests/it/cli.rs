@@ -1,0 +1,90 @@
+//! The command line as an operator meets it: config errors, exit codes, the demo.
+
+use std::process::Command;
+
+use crate::support::*;
+
+fn mirrorsync() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_mirrorsync"))
+}
+
+#[test]
+fn check_config_names_file_line_and_column_of_an_unknown_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("mirrors.toml");
+    std::fs::write(
+        &cfg,
+        "[global]\nroot = \"/srv/mirror\"\nhostname = \"m.example.org\"\nconcurency = 3\n",
+    )
+    .unwrap();
+    let out = mirrorsync()
+        .arg("-c")
+        .arg(&cfg)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    let stderr = assert_exit(&out, 2);
+    assert!(
+        stderr.contains(&format!(
+            "{}: line 4, column 1: unknown field `concurency`",
+            cfg.display()
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_valid_config_checks_clean_and_silently() {
+    let env = Env::new(mirrorsync::fixture::FixtureSpec::default().with_packages(1));
+    let out = env.run(&["check-config"]);
+    assert_ok(&out);
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn a_sync_of_an_unknown_mirror_is_a_usage_error() {
+    let env = Env::new(mirrorsync::fixture::FixtureSpec::default().with_packages(1));
+    let stderr = assert_exit(&env.run(&["sync", "nosuch"]), 2);
+    assert!(stderr.contains("no mirror named \"nosuch\""), "{stderr}");
+}
+
+#[test]
+fn json_output_summarises_each_mirror() {
+    let env = Env::new(mirrorsync::fixture::FixtureSpec::default().with_packages(5));
+    let out = env.run(&["sync", "--json"]);
+    assert_ok(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["name"], "debian");
+    assert_eq!(v[0]["outcome"], "published");
+    assert!(v[0]["bytes_fetched"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn the_demo_mirrors_changes_and_resyncs_a_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = dir.path().join("demo");
+    let out = mirrorsync().arg("demo").arg(&demo).output().unwrap();
+    assert_ok(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("1. cold sync:"), "{stdout}");
+    assert!(
+        stdout.contains("2. no-op sync:  upstream unchanged, 1 request(s)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("3. delta sync:"), "{stdout}");
+    assert!(
+        demo.join("mirror/fixture/dists/bookworm/InRelease")
+            .exists()
+    );
+    // A second demo run in the same place starts afresh.
+    assert_ok(&mirrorsync().arg("demo").arg(&demo).output().unwrap());
+}
+
+#[test]
+fn the_demo_refuses_a_directory_it_did_not_make() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("precious"), b"data").unwrap();
+    let out = mirrorsync().arg("demo").arg(dir.path()).output().unwrap();
+    assert_exit(&out, 2);
+    assert!(dir.path().join("precious").exists());
+}

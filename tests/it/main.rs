@@ -1,0 +1,5 @@
+//! Integration tests: the real binary against real HTTP servers on loopback.
+
+mod apt_sync;
+mod cli;
+mod support;

@@ -1,0 +1,190 @@
+//! Test support: an upstream repository served on loopback, a mirror root, and the
+//! real `mirrorsync` binary run against them the way cron runs it (no terminal).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use mirrorsync::fixture::server::FixtureServer;
+use mirrorsync::fixture::{FixtureRepo, FixtureSpec};
+use sha2::{Digest, Sha256};
+
+pub struct Env {
+    /// Owns the temporary directory; everything else lives inside it.
+    _work: tempfile::TempDir,
+    pub repo: FixtureRepo,
+    pub server: FixtureServer,
+    pub root: PathBuf,
+    pub config: PathBuf,
+}
+
+/// Path -> (size, sha256) of every file under a directory, symlinks followed.
+pub type TreeDigest = BTreeMap<String, (u64, String)>;
+
+impl Env {
+    pub fn new(spec: FixtureSpec) -> Env {
+        Self::with_config(spec, "")
+    }
+
+    /// `extra` is appended to the mirror's section of mirrors.toml.
+    pub fn with_config(spec: FixtureSpec, extra: &str) -> Env {
+        let work = tempfile::tempdir().expect("tempdir");
+        let repo = spec.build(&work.path().join("upstream")).expect("fixture");
+        let server = FixtureServer::start(&repo.dir).expect("server");
+        let root = work.path().join("mirror");
+        let config = work.path().join("mirrors.toml");
+        let env = Env {
+            _work: work,
+            repo,
+            server,
+            root,
+            config,
+        };
+        env.write_config(extra);
+        env
+    }
+
+    pub fn write_config(&self, extra: &str) {
+        let text = format!(
+            r#"[global]
+root = "{root}"
+hostname = "mirror.test.invalid"
+concurrency = 4
+timeout = "5s"
+retries = 2
+retry_delay = "10ms"
+keep_snapshots = 2
+
+[[mirror]]
+name = "debian"
+kind = "apt"
+upstream = "{url}"
+suites = ["{suite}"]
+components = ["main", "contrib"]
+architectures = ["amd64", "arm64"]
+keyring = "{keyring}"
+{extra}
+"#,
+            root = self.root.display(),
+            url = self.server.url(),
+            suite = self.repo.suite,
+            keyring = self.repo.keyring.display(),
+        );
+        std::fs::write(&self.config, text).expect("config");
+    }
+
+    /// Runs `mirrorsync -c <config> <args>` without a terminal.
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_mirrorsync"))
+            .arg("-c")
+            .arg(&self.config)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("running mirrorsync")
+    }
+
+    pub fn sync(&self) -> Output {
+        self.run(&["sync"])
+    }
+
+    /// The served tree, `root/debian`.
+    pub fn served(&self) -> PathBuf {
+        self.root.join("debian")
+    }
+
+    pub fn served_digest(&self) -> TreeDigest {
+        digest_tree(&self.served())
+    }
+
+    pub fn publish(&mut self) {
+        self.repo.publish().expect("publishing the fixture");
+    }
+
+    pub fn snapshot_id(&self) -> Option<String> {
+        std::fs::read_link(self.served())
+            .ok()
+            .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
+    }
+}
+
+pub fn digest_tree(dir: &Path) -> TreeDigest {
+    let mut out = BTreeMap::new();
+    if !dir.exists() {
+        return out;
+    }
+    for e in walkdir::WalkDir::new(dir).follow_links(true) {
+        let e = e.expect("walk");
+        if e.file_type().is_file() {
+            let bytes = std::fs::read(e.path()).expect("read");
+            let rel = e
+                .path()
+                .strip_prefix(dir)
+                .expect("prefix")
+                .to_string_lossy()
+                .into_owned();
+            out.insert(
+                rel,
+                (bytes.len() as u64, hex::encode(Sha256::digest(&bytes))),
+            );
+        }
+    }
+    out
+}
+
+/// Asserts the run succeeded, showing its output if not.
+#[track_caller]
+pub fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "mirrorsync failed ({:?})\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[track_caller]
+pub fn assert_exit(out: &Output, code: i32) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{stderr}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    stderr
+}
+
+/// Every file under the mirror root that is not inside a mirror's own trees: must
+/// be empty, whatever a hostile upstream sent.
+pub fn stray_files(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in walkdir::WalkDir::new(root).min_depth(1) {
+        let Ok(e) = e else { continue };
+        let rel = e
+            .path()
+            .strip_prefix(root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let inside = rel == "debian"
+            || rel == ".mirrorsync"
+            || rel == ".mirrorsync/lock"
+            || rel.starts_with(".mirrorsync/debian");
+        if !inside {
+            out.push(rel);
+        }
+    }
+    out
+}
+
+/// Leftover temporary files from our own writes (`.tmp` names) anywhere under root.
+pub fn temp_files(root: &Path) -> Vec<String> {
+    walkdir::WalkDir::new(root)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .map(|e| e.path().display().to_string())
+        .collect()
+}
