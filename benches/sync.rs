@@ -1,0 +1,198 @@
+//! End-to-end benchmark: the release binary syncing a generated repository from a
+//! loopback server, against a plain parallel fetch of the same files.
+//!
+//! `cargo bench --bench sync` (or `scripts/bench.sh`). Prints a table: cold, no-op
+//! and delta sync time, bytes, requests, peak RSS of the mirrorsync process (from
+//! /usr/bin/time -v when present), and the baseline. Sizes via env:
+//! `BENCH_PACKAGES` (default 2000), `BENCH_MIN_SIZE`/`BENCH_MAX_SIZE` in bytes
+//! (default 20000..300000), `BENCH_CONCURRENCY` (default 8).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use futures_util::StreamExt;
+use mirrorsync::fixture::FixtureSpec;
+use mirrorsync::fixture::server::FixtureServer;
+use tokio::io::AsyncWriteExt;
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Run {
+    seconds: f64,
+    peak_rss_kib: Option<u64>,
+    requests: usize,
+    bytes: u64,
+}
+
+fn main() -> anyhow::Result<()> {
+    // `cargo bench` passes --bench; any other argument is a filter we ignore.
+    let packages = env_num("BENCH_PACKAGES", 2000) as usize;
+    let min = env_num("BENCH_MIN_SIZE", 20_000);
+    let max = env_num("BENCH_MAX_SIZE", 300_000);
+    let concurrency = env_num("BENCH_CONCURRENCY", 8);
+    let work = tempfile::tempdir()?;
+    let t = Instant::now();
+    let mut repo = FixtureSpec::default()
+        .with_packages(packages)
+        .with_sizes(min, max)
+        .build(&work.path().join("upstream"))?;
+    let pool: Vec<(String, u64)> = repo.pool_files();
+    let pool_bytes: u64 = pool.iter().map(|(_, s)| s).sum();
+    eprintln!(
+        "generated {} packages, {:.1} MB of pool, in {:.1}s",
+        packages,
+        pool_bytes as f64 / 1e6,
+        t.elapsed().as_secs_f64()
+    );
+    let server = FixtureServer::start(&repo.dir)?;
+    let root = work.path().join("mirror");
+    let config = work.path().join("mirrors.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[global]\nroot = \"{}\"\nhostname = \"bench.invalid\"\nconcurrency = {concurrency}\n\n[[mirror]]\nname = \"bench\"\nkind = \"apt\"\nupstream = \"{}\"\nsuites = [\"bookworm\"]\ncomponents = [\"main\", \"contrib\"]\narchitectures = [\"amd64\", \"arm64\"]\nkeyring = \"{}\"\n",
+            root.display(),
+            server.url(),
+            repo.keyring.display()
+        ),
+    )?;
+
+    // Baseline: the same pool files, same concurrency, straight to disk.
+    let baseline_dir = work.path().join("baseline");
+    std::fs::create_dir_all(&baseline_dir)?;
+    server.clear_log();
+    let t = Instant::now();
+    let fetched = tokio::runtime::Runtime::new()?.block_on(plain_fetch(
+        &server.url(),
+        &pool,
+        &baseline_dir,
+        concurrency as usize,
+    ))?;
+    let baseline = Run {
+        seconds: t.elapsed().as_secs_f64(),
+        peak_rss_kib: None,
+        requests: server.requests().len(),
+        bytes: fetched,
+    };
+    std::fs::remove_dir_all(&baseline_dir)?;
+
+    let cold = timed_sync(&config, &server)?;
+    let noop = timed_sync(&config, &server)?;
+    // Delta: 2% of packages upgraded, 1% removed, 1% added.
+    let names: Vec<String> = repo.packages.keys().cloned().collect();
+    let n = names.len();
+    for name in names.iter().take(n / 50) {
+        repo.upgrade_package(name);
+    }
+    for name in names.iter().skip(n / 50).take(n / 100) {
+        repo.remove_package(name);
+    }
+    for i in 0..n / 100 {
+        repo.add_package(&format!("zz-bench-new-{i}"));
+    }
+    repo.publish()?;
+    let delta = timed_sync(&config, &server)?;
+
+    println!();
+    println!("mirrorsync end-to-end benchmark: {packages} packages, 2 architectures + all, {:.1} MB pool, concurrency {concurrency}, loopback", pool_bytes as f64 / 1e6);
+    println!("| run | time | received | requests | peak RSS |");
+    println!("|---|---:|---:|---:|---:|");
+    for (name, r) in [
+        ("plain parallel fetch (baseline)", &baseline),
+        ("cold sync", &cold),
+        ("no-op resync", &noop),
+        ("delta resync (2% upgraded, 1% removed, 1% added)", &delta),
+    ] {
+        println!(
+            "| {name} | {:.3} s | {:.1} MB | {} | {} |",
+            r.seconds,
+            r.bytes as f64 / 1e6,
+            r.requests,
+            r.peak_rss_kib
+                .map_or_else(|| "-".to_string(), |k| format!("{:.1} MB", k as f64 / 1024.0))
+        );
+    }
+    println!(
+        "cold sync / baseline: {:.2}x",
+        cold.seconds / baseline.seconds.max(1e-9)
+    );
+    Ok(())
+}
+
+
+fn timed_sync(config: &Path, server: &FixtureServer) -> anyhow::Result<Run> {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_mirrorsync"));
+    server.clear_log();
+    let use_time = Path::new("/usr/bin/time").exists();
+    let mut cmd = if use_time {
+        let mut c = Command::new("/usr/bin/time");
+        c.arg("-v").arg(&bin);
+        c
+    } else {
+        Command::new(&bin)
+    };
+    cmd.arg("-c").arg(config).arg("sync").arg("--json");
+    let t = Instant::now();
+    let out = cmd.output()?;
+    let seconds = t.elapsed().as_secs_f64();
+    if !out.status.success() {
+        anyhow::bail!(
+            "sync failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let peak_rss_kib = stderr
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Maximum resident set size (kbytes):"))
+        .and_then(|v| v.trim().parse().ok());
+    Ok(Run {
+        seconds,
+        peak_rss_kib,
+        requests: server.requests().len(),
+        bytes: report[0]["bytes_fetched"].as_u64().unwrap_or(0),
+    })
+}
+
+async fn plain_fetch(
+    base: &str,
+    files: &[(String, u64)],
+    dir: &Path,
+    concurrency: usize,
+) -> anyhow::Result<u64> {
+    let client = reqwest::Client::new();
+    let results: Vec<anyhow::Result<u64>> = futures_util::stream::iter(files.iter().enumerate())
+        .map(|(i, (path, _))| {
+            let client = client.clone();
+            let url = format!("{base}{path}");
+            let dest = dir.join(i.to_string());
+            async move {
+                let resp = client.get(&url).send().await?.error_for_status()?;
+                let mut f = tokio::fs::File::create(&dest).await?;
+                let mut stream = resp.bytes_stream();
+                let mut n = 0u64;
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk?;
+                    n += chunk.len() as u64;
+                    f.write_all(&chunk).await?;
+                }
+                f.flush().await?;
+                Ok(n)
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let mut total = 0;
+    for r in results {
+        total += r?;
+    }
+    Ok(total)
+}
