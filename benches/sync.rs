@@ -100,7 +100,10 @@ fn main() -> anyhow::Result<()> {
     let delta = timed_sync(&config, &server)?;
 
     println!();
-    println!("mirrorsync end-to-end benchmark: {packages} packages, 2 architectures + all, {:.1} MB pool, concurrency {concurrency}, loopback", pool_bytes as f64 / 1e6);
+    println!(
+        "mirrorsync end-to-end benchmark: {packages} packages, 2 architectures + all, {:.1} MB pool, concurrency {concurrency}, loopback",
+        pool_bytes as f64 / 1e6
+    );
     println!("| run | time | received | requests | peak RSS |");
     println!("|---|---:|---:|---:|---:|");
     for (name, r) in [
@@ -114,8 +117,10 @@ fn main() -> anyhow::Result<()> {
             r.seconds,
             r.bytes as f64 / 1e6,
             r.requests,
-            r.peak_rss_kib
-                .map_or_else(|| "-".to_string(), |k| format!("{:.1} MB", k as f64 / 1024.0))
+            r.peak_rss_kib.map_or_else(
+                || "-".to_string(),
+                |k| format!("{:.1} MB", k as f64 / 1024.0)
+            )
         );
     }
     println!(
@@ -124,7 +129,6 @@ fn main() -> anyhow::Result<()> {
     );
     Ok(())
 }
-
 
 fn timed_sync(config: &Path, server: &FixtureServer) -> anyhow::Result<Run> {
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_mirrorsync"));
@@ -142,10 +146,7 @@ fn timed_sync(config: &Path, server: &FixtureServer) -> anyhow::Result<Run> {
     let out = cmd.output()?;
     let seconds = t.elapsed().as_secs_f64();
     if !out.status.success() {
-        anyhow::bail!(
-            "sync failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        anyhow::bail!("sync failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     let stderr = String::from_utf8_lossy(&out.stderr);

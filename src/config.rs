@@ -51,6 +51,9 @@ pub struct Global {
     pub keep_snapshots: NonZeroUsize,
     pub grace: Duration,
     pub max_delete_ratio: f64,
+    /// How long a run waits for an upstream that is mid-update
+    /// (Archive-Update-in-Progress) before it gives up.
+    pub upstream_busy_wait: Duration,
     pub network: Network,
 }
 
@@ -160,6 +163,8 @@ struct RawGlobal {
     #[serde(default = "default_ip")]
     ip: IpFamily,
     bind_address: Option<IpAddr>,
+    #[serde(default = "default_busy_wait")]
+    upstream_busy_wait: HumanDuration,
 }
 
 #[derive(Debug, Deserialize)]
@@ -235,6 +240,9 @@ fn default_retry_delay() -> HumanDuration {
 }
 fn default_max_delete_ratio() -> f64 {
     0.4
+}
+fn default_busy_wait() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30 * 60))
 }
 fn default_ip() -> IpFamily {
     IpFamily::Any
@@ -568,6 +576,7 @@ fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, ConfigErr
             keep_snapshots: g.keep_snapshots,
             grace: g.grace.0,
             max_delete_ratio: g.max_delete_ratio,
+            upstream_busy_wait: g.upstream_busy_wait.0,
             network: global_net,
         },
         mirrors,

@@ -157,7 +157,7 @@ impl MirrorDirs {
         let mut n = 1;
         while self.snapshots.join(&id).exists() || self.manifest_path(&id).exists() {
             n += 1;
-            id = format!("{base}-{n}");
+            id = format!("{base}-{n:03}");
         }
         id
     }

@@ -293,6 +293,28 @@ impl Upstream {
         .await
     }
 
+    /// HEADs `url`: true for 200, false for 404/410. Used for marker files.
+    pub async fn exists(&self, url: &Url) -> Result<bool, FetchError> {
+        self.retrying(|| async {
+            self.count_request();
+            let resp = self
+                .client
+                .head(url.clone())
+                .send()
+                .await
+                .map_err(|e| (transport(url, e), None))?;
+            match resp.status() {
+                s if s.is_success() => Ok(true),
+                StatusCode::NOT_FOUND | StatusCode::GONE => Ok(false),
+                s => {
+                    check_status(url, s, resp.headers())?;
+                    Ok(false)
+                }
+            }
+        })
+        .await
+    }
+
     /// Downloads `url` into `dest`, which must be on the same filesystem as where the
     /// file will live. Existing bytes in `dest` are resumed with Range. On success
     /// `dest` holds exactly the expected bytes; on a checksum or length error it is

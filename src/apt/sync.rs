@@ -14,7 +14,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, anyhow, bail};
 use bytes::Bytes;
@@ -47,6 +47,16 @@ struct UpstreamMoved {
     url: String,
 }
 
+/// The upstream is itself mid-update (ftpsync's Archive-Update-in-Progress marker).
+#[derive(Debug, thiserror::Error)]
+#[error("upstream is in the middle of an update ({marker} is present)")]
+struct UpstreamBusy {
+    marker: String,
+}
+
+/// Polls for the end of an upstream update at most this far apart.
+const MAX_BUSY_POLL: Duration = Duration::from_secs(60);
+
 /// A suite's signed metadata, as it goes into the next snapshot.
 struct Suite {
     name: String,
@@ -69,8 +79,33 @@ pub async fn sync_apt(
 ) -> anyhow::Result<MirrorReport> {
     let started = Instant::now();
     let mut restarted = false;
+    let mut waited = Duration::ZERO;
+    let mut polls = 0u32;
     loop {
         match sync_once(ctx, mirror, apt, started).await {
+            Err(e) if e.downcast_ref::<UpstreamBusy>().is_some() => {
+                // Copying an archive mid-update copies its half state; wait for it
+                // within the budget instead.
+                let budget = ctx.global.upstream_busy_wait;
+                if waited >= budget {
+                    return Err(e.context(format!(
+                        "waited {} for it to finish (upstream_busy_wait)",
+                        humantime::format_duration(budget)
+                    )));
+                }
+                let delay = mirror
+                    .network
+                    .retry_delay
+                    .saturating_mul(1 << polls.min(16))
+                    .min(MAX_BUSY_POLL)
+                    .min(budget - waited);
+                tracing::warn!(mirror = %mirror.name, "{e}; waiting {delay:?}");
+                ctx.reporter
+                    .on_warning(&mirror.name, &format!("{e}; waiting"));
+                tokio::time::sleep(delay).await;
+                waited += delay;
+                polls += 1;
+            }
             Err(e) if !restarted && e.downcast_ref::<UpstreamMoved>().is_some() => {
                 // Publishing a mix of two upstream states is what gives clients hash
                 // sum mismatches; start over, once, from the new Release.
@@ -137,6 +172,12 @@ async fn sync_once(
             upstream_date: newest_date(&suites),
             ..MirrorReport::default()
         });
+    }
+
+    if !opts.dry_run
+        && let Some(marker) = update_in_progress(&upstream, &mirror.upstream).await
+    {
+        return Err(UpstreamBusy { marker }.into());
     }
 
     // Where this run builds: the real staging tree, or a scratch one for --dry-run
@@ -813,6 +854,32 @@ async fn check_moved(upstream: &Upstream, base: &Url, suites: &[Suite]) -> anyho
         }
     }
     Ok(())
+}
+
+/// The name of an Archive-Update-in-Progress marker at the upstream's root, if any.
+/// ftpsync names it after the upstream's own host name; a root listing shows any.
+async fn update_in_progress(upstream: &Upstream, base: &Url) -> Option<String> {
+    const MARKER: &str = "Archive-Update-in-Progress-";
+    if let Ok(Meta::Body { body, .. }) = upstream.get_meta(base, 1 << 20, None).await {
+        let text = String::from_utf8_lossy(&body);
+        if let Some(at) = text.find(MARKER) {
+            let name: String = text[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+                .collect();
+            return Some(name);
+        }
+    }
+    let name = format!("{MARKER}{}", base.host_str().unwrap_or_default());
+    let url = base.join(&name).ok()?;
+    match upstream.exists(&url).await {
+        Ok(true) => Some(name),
+        Ok(false) => None,
+        Err(e) => {
+            tracing::debug!(error = %e, "could not check for an update in progress");
+            None
+        }
+    }
 }
 
 /// The index a path is a variant of: its path without the compression suffix.

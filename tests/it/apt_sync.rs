@@ -410,3 +410,77 @@ fn verify_all_refetches_a_damaged_published_file() {
         std::fs::read(env.repo.dir.join(&path)).unwrap()
     );
 }
+
+#[test]
+fn an_upstream_that_publishes_mid_run_restarts_the_suite_instead_of_mixing() {
+    let mut env = Env::new(small());
+    // Without by-hash, indices are fetched by name: a publish mid-run shows as a
+    // hash mismatch against the InRelease the run started from.
+    env.repo.by_hash = false;
+    env.publish();
+    assert_ok(&env.sync());
+    env.repo.add_package("bbb-first");
+    env.publish();
+    let stale_inrelease = std::fs::read(env.repo.dir.join("dists/bookworm/InRelease")).unwrap();
+    env.repo.add_package("bbb-second");
+    env.publish();
+    // The run's first look at InRelease sees the previous publish.
+    env.server.fault(
+        "/dists/bookworm/InRelease",
+        Fault::Replace(stale_inrelease),
+        Some(1),
+    );
+    assert_ok(&env.sync());
+    assert_eq!(
+        std::fs::read(env.served().join("dists/bookworm/InRelease")).unwrap(),
+        std::fs::read(env.repo.dir.join("dists/bookworm/InRelease")).unwrap(),
+        "the mirror must end on the newest Release, not a mix"
+    );
+    assert!(
+        env.served()
+            .join(env.repo.packages["bbb-second"].filename())
+            .exists()
+    );
+}
+
+#[test]
+fn an_upstream_mid_update_is_waited_for() {
+    let (env, path) = synced_with_a_new_package();
+    let marker = env.repo.dir.join("Archive-Update-in-Progress-127.0.0.1");
+    std::fs::write(&marker, "upstream.example.org\n").unwrap();
+    let remover = {
+        let marker = marker.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(800));
+            std::fs::remove_file(marker).unwrap();
+        })
+    };
+    let started = std::time::Instant::now();
+    assert_ok(&env.sync());
+    remover.join().unwrap();
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(800),
+        "did not wait"
+    );
+    assert!(env.served().join(&path).exists());
+}
+
+#[test]
+fn an_upstream_that_stays_mid_update_fails_after_the_budget() {
+    let (env, _) = synced_with_a_new_package();
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(
+        &env.config,
+        text.replace(
+            "keep_snapshots = 2",
+            "keep_snapshots = 2\nupstream_busy_wait = \"300ms\"",
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        env.repo.dir.join("Archive-Update-in-Progress-127.0.0.1"),
+        "x",
+    )
+    .unwrap();
+    assert_fails_cleanly(&env, "Archive-Update-in-Progress-127.0.0.1");
+}

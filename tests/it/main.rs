@@ -2,4 +2,5 @@
 
 mod apt_sync;
 mod cli;
+mod live;
 mod support;
