@@ -416,6 +416,11 @@ fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, ConfigErr
             g.root.display().to_string()
         ));
     }
+    if g.root.is_absolute()
+        && let Some(problem) = root_problem(&g.root)
+    {
+        problems.push(format!("[global] root {}: {problem}", g.root.display()));
+    }
     if !(0.0..=1.0).contains(&g.max_delete_ratio) {
         problems.push(format!(
             "[global] max_delete_ratio {} must be between 0 and 1",
@@ -583,6 +588,27 @@ fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, ConfigErr
     })
 }
 
+/// Why mirrorsync could not write under `root`, if it could not. A root that does not
+/// exist yet is fine when its nearest existing ancestor is writable (it is created).
+fn root_problem(root: &Path) -> Option<String> {
+    use rustix::fs::{Access, access};
+    let existing = root.ancestors().find(|p| p.exists())?;
+    if existing == root && !root.is_dir() {
+        return Some("exists and is not a directory".into());
+    }
+    if access(existing, Access::WRITE_OK).is_err() {
+        return Some(if existing == root {
+            "is not writable by this user".into()
+        } else {
+            format!(
+                "does not exist and cannot be created ({} is not writable by this user)",
+                existing.display()
+            )
+        });
+    }
+    None
+}
+
 fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && !s.starts_with('.')
@@ -604,7 +630,7 @@ mod tests {
 
     const GOOD: &str = r#"
 [global]
-root = "/srv/mirror"
+root = "/tmp/mirrorsync-unit/srv"
 hostname = "mirror.example.org"
 bandwidth_limit = "40Mbit"
 grace = "6h"
@@ -668,6 +694,65 @@ check_signature = false
             err.contains(
                 "[[mirror]] at line 8 (\"debian\"): keyring /nonexistent/key.gpg does not exist"
             ),
+            "{err}"
+        );
+    }
+
+    fn error_of(text: &str) -> String {
+        Config::from_toml(text, Path::new("/etc/mirrorsync/mirrors.toml"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn config_errors_read_well() {
+        insta::assert_snapshot!(
+            error_of(&GOOD.replace("grace = \"6h\"", "grace = \"6h\"\nconcurency = 4")),
+            @r"
+        /etc/mirrorsync/mirrors.toml: line 7, column 1: unknown field `concurency`, expected one of `root`, `hostname`, `concurrency`, `bandwidth_limit`, `keep_snapshots`, `grace`, `timeout`, `retries`, `retry_delay`, `max_delete_ratio`, `ip`, `bind_address`, `upstream_busy_wait`
+          |
+          7 | concurency = 4
+          |
+        "
+        );
+        insta::assert_snapshot!(
+            error_of(&GOOD.replace("\"40Mbit\"", "\"40 furlongs\"")),
+            @r#"
+        /etc/mirrorsync/mirrors.toml: line 5, column 19: bad rate "40 furlongs"; write bits like "40Mbit" or "500kbit", or bytes like "5MB/s" or "2MiB/s"
+          |
+          5 | bandwidth_limit = "40 furlongs"
+          |
+        "#
+        );
+        insta::assert_snapshot!(
+            error_of(&GOOD.replace("grace = \"6h\"", "grace = \"6h\"\nconcurrency = \"eight\"")),
+            @r#"
+        /etc/mirrorsync/mirrors.toml: line 7, column 15: invalid type: string "eight", expected a nonzero usize
+          |
+          7 | concurrency = "eight"
+          |
+        "#
+        );
+        insta::assert_snapshot!(
+            error_of(&GOOD.replace("kind = \"apt\"", "kind = \"rsync\"")),
+            @r#"
+        /etc/mirrorsync/mirrors.toml: line 10, column 8: unknown variant `rsync`, expected `apt` or `images`
+          |
+         10 | kind = "rsync"
+          |
+        "#
+        );
+    }
+
+    #[test]
+    fn a_root_that_is_a_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("not-a-dir");
+        std::fs::write(&file, "").unwrap();
+        let text = GOOD.replace("/tmp/mirrorsync-unit/srv", &file.display().to_string());
+        let err = error_of(&text);
+        assert!(
+            err.ends_with("not-a-dir: exists and is not a directory"),
             "{err}"
         );
     }

@@ -80,6 +80,10 @@ enum Command {
     },
     /// Validate the config and exit (0, or 2 with the errors)
     CheckConfig,
+    /// Print shell completions (bash, zsh, fish, elvish, powershell)
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff) on stdout
+    Man,
     /// Build a signed repository, serve it on loopback, mirror it, change it, resync
     Demo {
         /// Where to put it [default: ./demo-mirror]
@@ -177,6 +181,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                     Some(TriggerArg::Cron) => Trigger::Cron,
                     Some(TriggerArg::Manual) => Trigger::Manual,
                     Some(TriggerArg::Push) => Trigger::Push,
+                    // An ssh forced command, as ftpsync's push mirroring uses.
+                    None if std::env::var_os("SSH_ORIGINAL_COMMAND").is_some() => Trigger::Push,
                     None if interactive => Trigger::Manual,
                     None => Trigger::Cron,
                 },
@@ -186,6 +192,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             reporter.finish();
             let results = match results {
                 Ok(r) => r,
+                Err(e @ RunError::Queued(_)) => {
+                    eprintln!("mirrorsync: {e}");
+                    return Ok(exit::OK);
+                }
                 Err(RunError::Locked(e)) => {
                     eprintln!("mirrorsync: {e}");
                     return Ok(exit::LOCKED);
@@ -264,6 +274,21 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                     );
                 }
             }
+            Ok(exit::OK)
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "mirrorsync",
+                &mut std::io::stdout(),
+            );
+            Ok(exit::OK)
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
             Ok(exit::OK)
         }
         Command::Demo { dir } => {

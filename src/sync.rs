@@ -75,6 +75,9 @@ pub struct MirrorResult {
 pub enum RunError {
     #[error(transparent)]
     Locked(#[from] LockError),
+    /// A push trigger arrived during another run; that run will sync again.
+    #[error("another run is in progress; it will sync {} again when it ends", .0.join(", "))]
+    Queued(Vec<String>),
     #[error("no mirror named {0:?} in the config")]
     UnknownMirror(String),
 }
@@ -91,33 +94,98 @@ pub async fn run(
     let _lock = if options.dry_run {
         None
     } else {
-        Some(RunLock::acquire(&config.global.root)?)
-    };
-    let ctx = RunContext {
-        global: &config.global,
-        options,
-        reporter,
-        now: jiff::Timestamp::now(),
+        match RunLock::acquire(&config.global.root) {
+            Ok(lock) => Some(lock),
+            Err(e @ LockError::Held { .. }) if options.trigger == Trigger::Push => {
+                // ftpsync-style push mirroring: the upstream says "new content now";
+                // the running sync may have started before it, so it must go again.
+                let names: Vec<String> = selected.iter().map(|m| m.name.clone()).collect();
+                queue_rerun(&config.global.root, &names).map_err(|_| e)?;
+                return Err(RunError::Queued(names));
+            }
+            Err(e) => return Err(e.into()),
+        }
     };
     let mut results = Vec::new();
-    for mirror in selected {
+    let mut batch = selected;
+    loop {
+        let ctx = RunContext {
+            global: &config.global,
+            options,
+            reporter,
+            now: jiff::Timestamp::now(),
+        };
+        run_batch(&ctx, &batch, &mut results).await;
+        if options.dry_run {
+            break;
+        }
+        // Push triggers that arrived while we ran: once more for those mirrors.
+        let queued = take_queued(&config.global.root);
+        if queued.is_empty() {
+            break;
+        }
+        batch = config
+            .mirrors
+            .iter()
+            .filter(|m| queued.contains(&m.name))
+            .collect();
+        if batch.is_empty() {
+            break;
+        }
+        tracing::info!(mirrors = ?queued, "push trigger arrived during the run; syncing again");
+    }
+    Ok(results)
+}
+
+/// The file push triggers leave for the run holding the lock.
+fn queue_path(root: &std::path::Path) -> std::path::PathBuf {
+    root.join(".mirrorsync").join("push-queue")
+}
+
+fn queue_rerun(root: &std::path::Path, names: &[String]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(queue_path(root))?;
+    for n in names {
+        writeln!(f, "{n}")?;
+    }
+    f.sync_all()
+}
+
+/// Reads and clears the queued reruns (called with the lock held).
+fn take_queued(root: &std::path::Path) -> Vec<String> {
+    let path = queue_path(root);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Vec::new();
+    };
+    let _ = std::fs::remove_file(&path);
+    let mut names: Vec<String> = text.lines().map(str::to_string).collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+async fn run_batch(ctx: &RunContext<'_>, selected: &[&Mirror], results: &mut Vec<MirrorResult>) {
+    let (options, reporter) = (ctx.options, ctx.reporter);
+    for mirror in selected.iter().copied() {
         let span = tracing::info_span!("mirror", name = %mirror.name);
         let _enter = span.enter();
         reporter.on_mirror_start(&mirror.name);
         let started = jiff::Timestamp::now();
         let clock = Instant::now();
-        let result = sync_mirror(&ctx, mirror)
+        let result = sync_mirror(ctx, mirror)
             .await
             .with_context(|| format!("mirror {:?} ({})", mirror.name, mirror.upstream));
         if !options.dry_run {
-            record(&ctx, mirror, started, clock, &result);
+            record(ctx, mirror, started, clock, &result);
         }
         results.push(MirrorResult {
             name: mirror.name.clone(),
             result,
         });
     }
-    Ok(results)
 }
 
 pub fn select<'c>(config: &'c Config, names: &[String]) -> Result<Vec<&'c Mirror>, RunError> {

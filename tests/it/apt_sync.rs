@@ -484,3 +484,149 @@ fn an_upstream_that_stays_mid_update_fails_after_the_budget() {
     .unwrap();
     assert_fails_cleanly(&env, "Archive-Update-in-Progress-127.0.0.1");
 }
+
+#[test]
+fn with_sources_the_source_packages_are_mirrored_too() {
+    let env = Env::with_config(small().with_sources(), "sources = true");
+    assert_ok(&env.sync());
+    let sources = env.repo.source_pool_files();
+    assert!(!sources.is_empty());
+    let mirror = env.served_digest();
+    let upstream = digest_tree(&env.repo.dir);
+    for (path, _) in &sources {
+        assert_eq!(mirror.get(path), upstream.get(path), "{path}");
+    }
+    assert!(mirror.contains_key("dists/bookworm/main/source/Sources.xz"));
+    let trace =
+        std::fs::read_to_string(env.served().join("project/trace/mirror.test.invalid")).unwrap();
+    assert!(
+        trace.contains("\nArchitectures: amd64 arm64 source\n"),
+        "{trace}"
+    );
+}
+
+#[test]
+fn without_sources_no_source_package_is_fetched() {
+    let env = Env::new(small().with_sources());
+    assert_ok(&env.sync());
+    assert!(!env.served().join("dists/bookworm/main/source").exists());
+    for (path, _) in env.repo.source_pool_files() {
+        assert!(!env.served().join(&path).exists(), "{path}");
+    }
+}
+
+#[test]
+fn without_inrelease_the_detached_release_gpg_is_used() {
+    let env = Env::new(small());
+    env.server
+        .fault("/dists/bookworm/InRelease", Fault::Status(404), None);
+    assert_ok(&env.sync());
+    let mirror = env.served_digest();
+    let upstream = digest_tree(&env.repo.dir);
+    for f in ["Release", "Release.gpg"] {
+        let p = format!("dists/bookworm/{f}");
+        assert_eq!(mirror[&p], upstream[&p]);
+    }
+    assert!(!mirror.contains_key("dists/bookworm/InRelease"));
+}
+
+#[test]
+fn a_release_gpg_by_another_key_is_refused() {
+    let env = Env::new(small());
+    env.server
+        .fault("/dists/bookworm/InRelease", Fault::Status(404), None);
+    let other = tempfile::tempdir().unwrap();
+    let stranger = FixtureSpec::default()
+        .with_packages(1)
+        .build(other.path())
+        .unwrap();
+    let forged = stranger
+        .signing_key()
+        .sign_detached_armored(&std::fs::read(env.repo.dir.join("dists/bookworm/Release")).unwrap())
+        .unwrap();
+    env.server.fault(
+        "/dists/bookworm/Release.gpg",
+        Fault::Replace(forged.into_bytes()),
+        None,
+    );
+    let stderr = assert_exit(&env.sync(), 1);
+    assert!(stderr.contains("no valid signature"), "{stderr}");
+    assert!(!env.served().exists());
+}
+
+#[test]
+fn an_index_served_with_the_wrong_hash_fails_the_mirror() {
+    let mut env = Env::new(small());
+    assert_ok(&env.sync());
+    env.repo.add_package("ccc-new");
+    env.publish();
+    // Every Packages index upstream now lists comes with the wrong bytes; the one
+    // the new package changed is fetched and must be caught.
+    let inrelease = std::fs::read_to_string(env.repo.dir.join("dists/bookworm/InRelease")).unwrap();
+    for line in inrelease
+        .lines()
+        .skip_while(|l| !l.starts_with("SHA256:"))
+        .skip(1)
+    {
+        let mut parts = line.split_whitespace();
+        let (Some(hash), Some(_), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
+            break;
+        };
+        if path.contains("/Packages.") {
+            let dir = path.rsplit_once('/').unwrap().0;
+            env.server.fault(
+                &format!("/dists/bookworm/{dir}/by-hash/SHA256/{hash}"),
+                Fault::Corrupt,
+                None,
+            );
+            env.server
+                .fault(&format!("/dists/bookworm/{path}"), Fault::Corrupt, None);
+        }
+    }
+    assert_fails_cleanly(&env, "SHA256 mismatch");
+}
+
+#[test]
+fn the_trace_file_reports_the_run_as_checkers_read_it() {
+    let env = Env::new(small());
+    assert_ok(&env.sync());
+    let trace =
+        std::fs::read_to_string(env.served().join("project/trace/mirror.test.invalid")).unwrap();
+    let lines: Vec<&str> = trace.lines().collect();
+    // Line 1 as `date -u` prints it, e.g. "Wed Nov 25 10:55:16 UTC 2026".
+    let first: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(first.len(), 6, "{}", lines[0]);
+    assert_eq!(first[4], "UTC");
+    assert!(
+        lines[1..].iter().all(|l| l.split_once(": ").is_some()),
+        "{trace}"
+    );
+    let field = |k: &str| {
+        lines
+            .iter()
+            .find_map(|l| l.strip_prefix(&format!("{k}: ")))
+            .unwrap_or_else(|| panic!("no {k} in {trace}"))
+            .to_string()
+    };
+    assert_eq!(field("Archive serial"), env.repo.archive_serial());
+    assert_eq!(
+        field("Creator"),
+        format!("mirrorsync {}", env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(field("Running on host"), "mirror.test.invalid");
+    assert_eq!(field("Architectures-Configuration"), "INCLUDE amd64 arm64");
+    assert_eq!(field("Upstream-mirror"), "127.0.0.1");
+    assert_eq!(field("Trigger"), "cron");
+    assert_eq!(field("Revision"), "inrelease i18n");
+    assert!(field("Total bytes received").parse::<u64>().unwrap() > 0);
+    assert!(field("Date").ends_with(" +0000"));
+    assert!(trace.len() <= 1024);
+    let traces = std::fs::read_to_string(env.served().join("project/trace/_traces")).unwrap();
+    assert_eq!(traces, "master\nmirror.test.invalid\n");
+    let hierarchy = std::fs::read_to_string(env.served().join("project/trace/_hierarchy")).unwrap();
+    assert!(
+        hierarchy.starts_with("mirror.test.invalid mirror.test.invalid "),
+        "{hierarchy}"
+    );
+    assert!(hierarchy.ends_with(" 127.0.0.1\n"), "{hierarchy}");
+}

@@ -3,4 +3,5 @@
 mod apt_sync;
 mod cli;
 mod live;
+mod operability;
 mod support;
