@@ -67,6 +67,7 @@ fn main() -> anyhow::Result<()> {
     let baseline_dir = work.path().join("baseline");
     std::fs::create_dir_all(&baseline_dir)?;
     server.clear_log();
+    settle();
     let t = Instant::now();
     let fetched = tokio::runtime::Runtime::new()?.block_on(plain_fetch(
         &server.url(),
@@ -74,8 +75,17 @@ fn main() -> anyhow::Result<()> {
         &baseline_dir,
         concurrency as usize,
     ))?;
-    let baseline = Run {
+    let fetch_only = t.elapsed().as_secs_f64();
+    // The same, made durable: what a crash-safe mirror cannot avoid.
+    let _ = Command::new("sync").status();
+    let baseline_synced = Run {
         seconds: t.elapsed().as_secs_f64(),
+        peak_rss_kib: None,
+        requests: server.requests().len(),
+        bytes: fetched,
+    };
+    let baseline = Run {
+        seconds: fetch_only,
         peak_rss_kib: None,
         requests: server.requests().len(),
         bytes: fetched,
@@ -99,6 +109,22 @@ fn main() -> anyhow::Result<()> {
     repo.publish()?;
     let delta = timed_sync(&config, &server)?;
 
+    // A capped cold sync into a fresh root, sized to take about ten seconds.
+    let cap = (pool_bytes / 10).max(1);
+    let capped_config = work.path().join("capped.toml");
+    std::fs::write(
+        &capped_config,
+        std::fs::read_to_string(&config)?.replace(
+            &root.display().to_string(),
+            &work.path().join("capped").display().to_string(),
+        ),
+    )?;
+    let capped = timed_sync_with(
+        &capped_config,
+        &server,
+        &["--bwlimit", &format!("{cap}B/s")],
+    )?;
+
     println!();
     println!(
         "mirrorsync end-to-end benchmark: {packages} packages, 2 architectures + all, {:.1} MB pool, concurrency {concurrency}, loopback",
@@ -108,9 +134,11 @@ fn main() -> anyhow::Result<()> {
     println!("|---|---:|---:|---:|---:|");
     for (name, r) in [
         ("plain parallel fetch (baseline)", &baseline),
+        ("plain parallel fetch + sync to disk", &baseline_synced),
         ("cold sync", &cold),
         ("no-op resync", &noop),
         ("delta resync (2% upgraded, 1% removed, 1% added)", &delta),
+        ("cold sync with --bwlimit", &capped),
     ] {
         println!(
             "| {name} | {:.3} s | {:.1} MB | {} | {} |",
@@ -124,13 +152,33 @@ fn main() -> anyhow::Result<()> {
         );
     }
     println!(
-        "cold sync / baseline: {:.2}x",
-        cold.seconds / baseline.seconds.max(1e-9)
+        "cold sync / baseline: {:.2}x; / baseline + sync: {:.2}x",
+        cold.seconds / baseline.seconds.max(1e-9),
+        cold.seconds / baseline_synced.seconds.max(1e-9)
+    );
+    let achieved = capped.bytes as f64 / capped.seconds;
+    println!(
+        "--bwlimit {:.2} MB/s: achieved {:.2} MB/s over {:.1} s ({:+.1}% of the cap, whole run incl. publish)",
+        cap as f64 / 1e6,
+        achieved / 1e6,
+        capped.seconds,
+        (achieved / cap as f64 - 1.0) * 100.0
     );
     Ok(())
 }
 
+/// Flushes everything dirty before a timed run, so no run pays for the writes of
+/// the one before it (the fixture, the baseline) in its own sync to disk.
+fn settle() {
+    let _ = Command::new("sync").status();
+}
+
 fn timed_sync(config: &Path, server: &FixtureServer) -> anyhow::Result<Run> {
+    timed_sync_with(config, server, &[])
+}
+
+fn timed_sync_with(config: &Path, server: &FixtureServer, extra: &[&str]) -> anyhow::Result<Run> {
+    settle();
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_mirrorsync"));
     server.clear_log();
     let use_time = Path::new("/usr/bin/time").exists();
@@ -141,7 +189,11 @@ fn timed_sync(config: &Path, server: &FixtureServer) -> anyhow::Result<Run> {
     } else {
         Command::new(&bin)
     };
-    cmd.arg("-c").arg(config).arg("sync").arg("--json");
+    cmd.arg("-c")
+        .arg(config)
+        .arg("sync")
+        .arg("--json")
+        .args(extra);
     let t = Instant::now();
     let out = cmd.output()?;
     let seconds = t.elapsed().as_secs_f64();
@@ -150,6 +202,11 @@ fn timed_sync(config: &Path, server: &FixtureServer) -> anyhow::Result<Run> {
     }
     let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     let stderr = String::from_utf8_lossy(&out.stderr);
+    if std::env::var_os("BENCH_VERBOSE").is_some() {
+        for l in stderr.lines().filter(|l| l.contains("mirrorsync")) {
+            eprintln!("  {l}");
+        }
+    }
     let peak_rss_kib = stderr
         .lines()
         .find_map(|l| l.trim().strip_prefix("Maximum resident set size (kbytes):"))

@@ -67,6 +67,10 @@ enum Command {
         /// A machine-readable summary on stdout
         #[arg(long)]
         json: bool,
+        /// Cap the total download rate of this run ("40Mbit", "5MB/s"), overriding
+        /// bandwidth_limit
+        #[arg(long, value_parser = parse_bwlimit)]
+        bwlimit: Option<u64>,
         /// What started this run, recorded in the trace file [default: cron without
         /// a terminal, manual with one]
         #[arg(long, value_enum)]
@@ -163,15 +167,21 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             verify_all,
             allow_mass_delete,
             json,
+            bwlimit,
             trigger,
         } => {
-            let config = match Config::load(cli.config.as_deref()) {
+            let mut config = match Config::load(cli.config.as_deref()) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("mirrorsync: {e}");
                     return Ok(exit::USAGE);
                 }
             };
+            if let Some(rate) = bwlimit {
+                for m in &mut config.mirrors {
+                    m.network.bandwidth_limit = Some(rate);
+                }
+            }
             let interactive = std::io::stderr().is_terminal();
             let options = SyncOptions {
                 dry_run,
@@ -298,6 +308,11 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(exit::OK)
         }
     }
+}
+
+fn parse_bwlimit(s: &str) -> Result<u64, String> {
+    mirrorsync::config::parse_rate(s)
+        .ok_or_else(|| format!("bad rate {s:?}; write it like \"40Mbit\" or \"5MB/s\""))
 }
 
 fn print_plan(r: &MirrorReport) {

@@ -143,6 +143,9 @@ pub struct Removals {
     pub kept: Vec<(RelPath, Entry)>,
     /// Not carried into the next snapshot.
     pub dropped: Vec<(RelPath, u64)>,
+    /// Those of both that upstream stopped listing in this very run: what the
+    /// mass-deletion guard weighs (files already in grace were weighed before).
+    pub newly_gone: Vec<(RelPath, u64)>,
 }
 
 impl Removals {
@@ -164,6 +167,9 @@ pub fn plan_removals(
         if keep.contains(path) {
             continue;
         }
+        if entry.gone_since.is_none() {
+            out.newly_gone.push((path.clone(), entry.size));
+        }
         let since = entry.gone_since.unwrap_or(now_unix);
         if now_unix.saturating_sub(since) < grace.as_secs() as i64 {
             out.kept.push((
@@ -179,6 +185,7 @@ pub fn plan_removals(
     }
     out.kept.sort_by(|a, b| a.0.cmp(&b.0));
     out.dropped.sort();
+    out.newly_gone.sort();
     out
 }
 
@@ -219,26 +226,45 @@ impl PlanSummary {
     }
 }
 
-/// The mass-deletion guard: a plan dropping more than `max_ratio` of the published
-/// files or bytes is refused, because a broken upstream or a captive portal looks
-/// exactly like "everything was removed".
-pub fn deletes_too_much(r: &Removals, published: &Manifest, max_ratio: f64) -> Option<String> {
-    let total_files = published.files.len() as f64;
-    let total_bytes = published.total_bytes() as f64;
+/// The mass-deletion guard: a run in which upstream stops listing more than
+/// `max_ratio` of the published files or bytes is refused, because a broken upstream
+/// or a captive portal looks exactly like "everything was removed". It is weighed on
+/// the run that sees them go, the one that would publish the gutted indices, whether
+/// grace keeps the files a while longer or not.
+///
+/// `weighs` says which files count: content, not the indices that turn over with
+/// every publish.
+pub fn deletes_too_much(
+    r: &Removals,
+    published: &Manifest,
+    max_ratio: f64,
+    weighs: &dyn Fn(&RelPath) -> bool,
+) -> Option<String> {
+    let (mut count, mut bytes) = (0usize, 0u64);
+    for (p, e) in &published.files {
+        if weighs(p) {
+            count += 1;
+            bytes += e.size;
+        }
+    }
+    let total_files = count as f64;
+    let total_bytes = bytes as f64;
     if total_files == 0.0 {
         return None;
     }
-    let file_ratio = r.dropped.len() as f64 / total_files;
+    let gone: Vec<&(RelPath, u64)> = r.newly_gone.iter().filter(|(p, _)| weighs(p)).collect();
+    let gone_bytes: u64 = gone.iter().map(|(_, s)| s).sum();
+    let file_ratio = gone.len() as f64 / total_files;
     let byte_ratio = if total_bytes > 0.0 {
-        r.dropped_bytes() as f64 / total_bytes
+        gone_bytes as f64 / total_bytes
     } else {
         0.0
     };
     (file_ratio > max_ratio || byte_ratio > max_ratio).then(|| {
         format!(
-            "the plan deletes {} of {} published files ({:.0}%, {:.0}% of the bytes), more than max_delete_ratio = {}",
-            r.dropped.len(),
-            published.files.len(),
+            "upstream no longer lists {} of {} published files ({:.0}%, {:.0}% of the bytes), more than max_delete_ratio = {}",
+            gone.len(),
+            count,
             file_ratio * 100.0,
             byte_ratio * 100.0,
             max_ratio
@@ -350,15 +376,27 @@ mod tests {
     fn wiping_most_of_the_mirror_is_refused() {
         let m = published(&[("a", 1, 1, None), ("b", 1, 2, None), ("c", 1, 3, None)]);
         let r = plan_removals(&HashSet::new(), &m, 0, Duration::ZERO);
-        let msg = deletes_too_much(&r, &m, 0.4).unwrap();
+        let all = |_: &RelPath| true;
+        let msg = deletes_too_much(&r, &m, 0.4, &all).unwrap();
         assert!(
-            msg.starts_with("the plan deletes 3 of 3 published files (100%"),
+            msg.starts_with("upstream no longer lists 3 of 3 published files (100%"),
             "{msg}"
         );
+        // With grace the files stay a while, but the run that sees them go is the
+        // one to stop.
+        let r = plan_removals(&HashSet::new(), &m, 0, Duration::from_secs(3600));
+        assert!(r.dropped.is_empty());
+        assert!(deletes_too_much(&r, &m, 0.4, &all).is_some());
         let r = Removals {
             kept: vec![],
             dropped: vec![(RelPath::new("a").unwrap(), 1)],
+            newly_gone: vec![(RelPath::new("a").unwrap(), 1)],
         };
-        assert_eq!(deletes_too_much(&r, &m, 0.4), None);
+        assert_eq!(deletes_too_much(&r, &m, 0.4, &all), None);
+        // Files that do not weigh (indices) never trip it.
+        let r = plan_removals(&HashSet::new(), &m, 0, Duration::ZERO);
+        assert_eq!(deletes_too_much(&r, &m, 0.4, &|p| p.as_str() == "a"), Some(
+            "upstream no longer lists 1 of 1 published files (100%, 100% of the bytes), more than max_delete_ratio = 0.4".into()
+        ));
     }
 }

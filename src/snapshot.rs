@@ -184,6 +184,7 @@ pub fn link_file(from: &Path, to: &Path) -> Result<(), SnapshotError> {
 /// published snapshots share by hard link.
 pub fn install_file(tmp: &Path, to: &Path) -> Result<(), SnapshotError> {
     use std::os::unix::fs::PermissionsExt;
+    start_writeback(tmp);
     ensure_parent(to)?;
     std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(0o444))
         .map_err(io_err("setting permissions of", tmp))?;
@@ -196,27 +197,32 @@ pub fn write_file(
     bytes: &[u8],
     mtime: Option<std::time::SystemTime>,
 ) -> Result<(), SnapshotError> {
+    use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
     ensure_parent(to)?;
-    let tmp = to.with_file_name(format!(
-        ".{}.tmp",
-        to.file_name()
-            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
-    ));
-    std::fs::write(&tmp, bytes).map_err(io_err("writing", &tmp))?;
+    let parent = to.parent().unwrap_or(Path::new("."));
+    // A fresh name created with O_EXCL: never an existing file, which in staging
+    // may be a hard link into a published snapshot.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".mirrorsync-")
+        .suffix(".tmp")
+        .tempfile_in(parent)
+        .map_err(io_err("creating a temporary file in", parent))?;
+    tmp.write_all(bytes)
+        .map_err(io_err("writing", tmp.path()))?;
     if let Some(t) = mtime {
-        let f = std::fs::File::options()
-            .write(true)
-            .open(&tmp)
-            .map_err(io_err("opening", &tmp))?;
-        f.set_modified(t)
-            .map_err(io_err("setting the mtime of", &tmp))?;
+        tmp.as_file()
+            .set_modified(t)
+            .map_err(io_err("setting the mtime of", to))?;
     }
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o444))
-        .map_err(io_err("setting permissions of", &tmp))?;
-    // Removing first: `to` may be a hard link into a published snapshot.
-    let _ = std::fs::remove_file(to);
-    std::fs::rename(&tmp, to).map_err(io_err("renaming into staging", to))
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o444))
+        .map_err(io_err("setting permissions of", to))?;
+    // rename(2) replaces `to` (even a hard link into a published snapshot) with the
+    // new inode; the old one is untouched.
+    tmp.persist(to)
+        .map_err(|e| io_err("renaming into staging", to)(e.error))?;
+    Ok(())
 }
 
 fn ensure_parent(p: &Path) -> Result<(), SnapshotError> {
@@ -327,6 +333,23 @@ pub fn remove_tree(dir: &Path) -> Result<(), SnapshotError> {
     }
 }
 
+/// Asks the kernel to start writing a finished download to disk now, without waiting,
+/// so the syncfs before publishing finds little left to do and the disk works while
+/// the network does. Best effort: any failure only moves the work to the syncfs.
+fn start_writeback(path: &Path) {
+    #[cfg(target_os = "linux")]
+    if let Ok(f) = std::fs::File::open(path) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a valid open descriptor, whole-file range, a flag that only
+        // initiates writeback; no memory is passed to the kernel.
+        unsafe {
+            libc::sync_file_range(f.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = path;
+}
+
 fn sync_filesystem(path: &Path) -> Result<(), SnapshotError> {
     let f = std::fs::File::open(path).map_err(io_err("opening", path))?;
     rustix::fs::syncfs(&f).map_err(|e| io_err("syncing the filesystem of", path)(e.into()))
@@ -407,6 +430,23 @@ mod tests {
         let err = publish(&dirs, "20260101T000000Z", &Manifest::default()).unwrap_err();
         assert!(matches!(err, SnapshotError::NotOurs { .. }));
         assert!(dirs.served.join("pool").is_dir());
+    }
+
+    #[test]
+    fn writing_over_a_hard_link_leaves_the_published_inode_alone() {
+        let root = tempfile::tempdir().unwrap();
+        let published = root.path().join("published");
+        let staged = root.path().join("staging/dists/x/InRelease");
+        write_file(&published, b"served", None).unwrap();
+        link_file(&published, &staged).unwrap();
+        write_file(&staged, b"next", None).unwrap();
+        assert_eq!(std::fs::read(&published).unwrap(), b"served");
+        assert_eq!(std::fs::read(&staged).unwrap(), b"next");
+        let leftovers: Vec<_> = std::fs::read_dir(staged.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(leftovers, ["InRelease"]);
     }
 
     #[test]

@@ -110,6 +110,7 @@ mod tests {
             Validators {
                 etag: Some("\"abc\"".into()),
                 last_modified: None,
+                content_sha256: None,
             },
         );
         s.save(dir.path()).unwrap();

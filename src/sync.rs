@@ -175,9 +175,13 @@ async fn run_batch(ctx: &RunContext<'_>, selected: &[&Mirror], results: &mut Vec
         reporter.on_mirror_start(&mirror.name);
         let started = jiff::Timestamp::now();
         let clock = Instant::now();
-        let result = sync_mirror(ctx, mirror)
-            .await
-            .with_context(|| format!("mirror {:?} ({})", mirror.name, mirror.upstream));
+        let result = sync_mirror(ctx, mirror).await.with_context(|| {
+            format!(
+                "mirror {:?} ({})",
+                mirror.name,
+                crate::upstream::redact(&mirror.upstream)
+            )
+        });
         if !options.dry_run {
             record(ctx, mirror, started, clock, &result);
         }

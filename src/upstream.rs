@@ -109,6 +109,9 @@ impl FetchError {
 pub struct Validators {
     pub etag: Option<String>,
     pub last_modified: Option<String>,
+    /// SHA256 of the content they were taken with (set by the caller that keeps them).
+    #[serde(default)]
+    pub content_sha256: Option<String>,
 }
 
 /// A small body held in memory: Release files, traces, listings.
@@ -248,7 +251,7 @@ impl Upstream {
             if announced.is_some_and(|n| n > max) {
                 return Err((
                     FetchError::TooLong {
-                        url: url.to_string(),
+                        url: redact(url),
                         expected: max,
                     },
                     None,
@@ -256,7 +259,7 @@ impl Upstream {
             }
             let validators = validators_of(resp.headers());
             let last_modified = last_modified_of(resp.headers());
-            let mut body = Vec::with_capacity(announced.unwrap_or(0) as usize);
+            let mut body = Vec::with_capacity(announced.unwrap_or(0).min(1 << 20) as usize);
             let mut stream = resp.bytes_stream();
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(|e| (transport(url, e), None))?;
@@ -264,7 +267,7 @@ impl Upstream {
                 if body.len() as u64 + chunk.len() as u64 > max {
                     return Err((
                         FetchError::TooLong {
-                            url: url.to_string(),
+                            url: redact(url),
                             expected: max,
                         },
                         None,
@@ -277,7 +280,7 @@ impl Upstream {
             {
                 return Err((
                     FetchError::Truncated {
-                        url: url.to_string(),
+                        url: redact(url),
                         expected: n,
                         actual: body.len() as u64,
                     },
@@ -358,6 +361,24 @@ impl Upstream {
         on_progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<Downloaded, (FetchError, Option<Duration>)> {
         let io = |e| (FetchError::io(dest)(e), None);
+        if let Ok(m) = tokio::fs::metadata(dest).await
+            && m.len() == expected.size
+        {
+            // Downloaded in full by a run that died before moving it into place.
+            let path = dest.to_path_buf();
+            let ok = tokio::task::spawn_blocking(move || {
+                crate::fetch::file_matches(&path, expected.size, &expected.sha256)
+            })
+            .await
+            .unwrap_or(false);
+            if ok {
+                return Ok(Downloaded {
+                    received: 0,
+                    last_modified: None,
+                });
+            }
+            tokio::fs::remove_file(dest).await.map_err(io)?;
+        }
         let mut have = match tokio::fs::metadata(dest).await {
             Ok(m) if m.len() <= expected.size => m.len(),
             Ok(_) => {
@@ -378,7 +399,7 @@ impl Upstream {
             tokio::fs::remove_file(dest).await.map_err(io)?;
             return Err((
                 FetchError::Truncated {
-                    url: url.to_string(),
+                    url: redact(url),
                     expected: expected.size,
                     actual: 0,
                 },
@@ -395,7 +416,7 @@ impl Upstream {
         {
             return Err((
                 FetchError::WrongLength {
-                    url: url.to_string(),
+                    url: redact(url),
                     expected: expected.size,
                     announced: have + len,
                 },
@@ -403,12 +424,7 @@ impl Upstream {
             ));
         }
         if is_html(resp.headers()) && !url.path().ends_with(".html") {
-            return Err((
-                FetchError::SoftNotFound {
-                    url: url.to_string(),
-                },
-                None,
-            ));
+            return Err((FetchError::SoftNotFound { url: redact(url) }, None));
         }
         let last_modified = last_modified_of(resp.headers());
 
@@ -449,7 +465,7 @@ impl Upstream {
                 let _ = tokio::fs::remove_file(dest).await;
                 return Err((
                     FetchError::TooLong {
-                        url: url.to_string(),
+                        url: redact(url),
                         expected: expected.size,
                     },
                     None,
@@ -467,7 +483,7 @@ impl Upstream {
         if written < expected.size {
             return Err((
                 FetchError::Truncated {
-                    url: url.to_string(),
+                    url: redact(url),
                     expected: expected.size,
                     actual: written,
                 },
@@ -478,7 +494,7 @@ impl Upstream {
         if actual != expected.sha256 {
             return Err((
                 FetchError::ChecksumMismatch {
-                    url: url.to_string(),
+                    url: redact(url),
                     expected: hex::encode(expected.sha256),
                     actual: hex::encode(actual),
                 },
@@ -599,6 +615,7 @@ fn validators_of(headers: &HeaderMap) -> Validators {
     Validators {
         etag: get(header::ETAG),
         last_modified: get(header::LAST_MODIFIED),
+        content_sha256: None,
     }
 }
 

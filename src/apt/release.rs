@@ -280,6 +280,28 @@ pub fn unverified_text(bytes: &[u8]) -> Option<String> {
     Some(out)
 }
 
+/// True if `bytes` is one clear-signed message and nothing else: it starts with the
+/// BEGIN line and nothing but whitespace follows the END line.
+pub fn clearsigned_frame_is_clean(bytes: &[u8]) -> bool {
+    const BEGIN: &[u8] = b"-----BEGIN PGP SIGNED MESSAGE-----";
+    const END: &[u8] = b"-----END PGP SIGNATURE-----";
+    if !bytes.starts_with(BEGIN) {
+        return false;
+    }
+    let Some(end) = bytes.windows(END.len()).position(|w| w == END) else {
+        return false;
+    };
+    if bytes[BEGIN.len()..]
+        .windows(BEGIN.len())
+        .any(|w| w == BEGIN)
+    {
+        return false;
+    }
+    bytes[end + END.len()..]
+        .iter()
+        .all(|b| b.is_ascii_whitespace())
+}
+
 /// Formats a time the way Release files write it.
 pub fn format_release_date(t: Timestamp) -> String {
     t.strftime("%a, %d %b %Y %H:%M:%S UTC").to_string()
@@ -385,6 +407,17 @@ mod tests {
         assert!(!text.contains("BEGIN PGP"));
         let r = Release::parse(&text).unwrap();
         assert_eq!(r.fields["Codename"], "bookworm-updates");
+    }
+
+    #[test]
+    fn only_a_clean_clearsigned_frame_passes() {
+        assert!(clearsigned_frame_is_clean(REAL.as_bytes()));
+        let prefixed = format!("Origin: Evil\n\n{REAL}");
+        assert!(!clearsigned_frame_is_clean(prefixed.as_bytes()));
+        let suffixed = format!("{REAL}Suite: evil\n");
+        assert!(!clearsigned_frame_is_clean(suffixed.as_bytes()));
+        let twice = format!("{REAL}{REAL}");
+        assert!(!clearsigned_frame_is_clean(twice.as_bytes()));
     }
 
     #[test]

@@ -34,7 +34,7 @@ use crate::state::MirrorState;
 use crate::sync::{MirrorReport, RunContext, RunOutcome};
 use crate::trace;
 use crate::trace::TraceInput;
-use crate::upstream::{FetchError, Meta, Upstream, Validators};
+use crate::upstream::{FetchError, Meta, Upstream, Validators, redact};
 
 /// Large enough for any real Release (Debian's main suite is ~200 KB), small enough
 /// that a hostile upstream cannot fill memory with one.
@@ -281,7 +281,9 @@ async fn sync_once(
     } else {
         index_actions
     };
+    let phase = Instant::now();
     let outcomes = stager.run(to_run).await;
+    tracing::info!(seconds = phase.elapsed().as_secs_f64(), "indices staged");
     let mut ok_variants: HashSet<String> = dry_ok_variants.into_iter().collect();
     let mut failures = Vec::new();
     let mut received = 0u64;
@@ -368,6 +370,11 @@ async fn sync_once(
         }
     }
     let pool_actions = plan::plan_files(pool.iter(), published, &by_digest);
+    tracing::info!(
+        seconds = phase.elapsed().as_secs_f64(),
+        pool_files = pool.len(),
+        "pool planned"
+    );
     summary.add_actions(&pool_actions);
 
     // 4. What upstream no longer lists.
@@ -379,10 +386,24 @@ async fn sync_once(
         .chain(upstream_traces.paths(&ctx.global.hostname))
         .collect();
     keep.extend(meta_paths.iter());
-    let removals = plan::plan_removals(&keep, published, ctx.now.as_second(), ctx.global.grace);
+    let mut removals = plan::plan_removals(&keep, published, ctx.now.as_second(), ctx.global.grace);
+    // Signed metadata is never kept for grace: an old InRelease next to a new Release
+    // (upstream dropped InRelease) is exactly the mix that gives clients mismatches.
+    let (stale, kept): (Vec<_>, Vec<_>) = removals
+        .kept
+        .into_iter()
+        .partition(|(p, _)| is_signed_metadata(p));
+    removals.kept = kept;
+    removals
+        .dropped
+        .extend(stale.into_iter().map(|(p, e)| (p, e.size)));
     summary.add_removals(&removals);
     ctx.reporter.on_plan(&mirror.name, &summary);
-    if let Some(why) = plan::deletes_too_much(&removals, published, ctx.global.max_delete_ratio)
+    // Pool files weigh; indices and traces turn over with every publish.
+    let content =
+        |p: &RelPath| !p.as_str().starts_with("dists/") && !p.as_str().starts_with("project/");
+    if let Some(why) =
+        plan::deletes_too_much(&removals, published, ctx.global.max_delete_ratio, &content)
         && !opts.allow_mass_delete
     {
         bail!(
@@ -414,7 +435,9 @@ async fn sync_once(
         });
     }
 
+    let phase = Instant::now();
     let outcomes = stager.run(pool_actions).await;
+    tracing::info!(seconds = phase.elapsed().as_secs_f64(), "pool staged");
     let mut errors = Vec::new();
     for o in outcomes {
         match o.result {
@@ -508,6 +531,7 @@ async fn sync_once(
     // The Release may have moved on while the pool downloaded; a mix is still
     // consistent (its own indices and pool), so publish it and catch up next run.
     let id = dirs.new_id(ctx.now);
+    let phase = Instant::now();
     let publish_dirs = dirs.clone();
     let publish_manifest = manifest;
     let publish_id = id.clone();
@@ -517,6 +541,7 @@ async fn sync_once(
     })
     .await
     .map_err(|e| anyhow!("publishing: {e}"))??;
+    tracing::info!(seconds = phase.elapsed().as_secs_f64(), snapshot = %id, "published");
     let pruned = snapshot::prune(&dirs, ctx.global.keep_snapshots.get())?;
     let _ = std::fs::remove_dir_all(&partial).and_then(|()| std::fs::create_dir_all(&partial));
 
@@ -524,9 +549,9 @@ async fn sync_once(
     new_state.config_fingerprint = Some(fingerprint);
     for s in &suites {
         if let Some(v) = &s.validators {
-            new_state
-                .validators
-                .insert(s.signed_path.to_string(), v.clone());
+            let mut v = v.clone();
+            v.content_sha256 = Some(hex::encode(Sha256::digest(&s.signed_bytes)));
+            new_state.validators.insert(s.signed_path.to_string(), v);
         }
     }
     new_state.save(&dirs.base).context("recording the run")?;
@@ -590,20 +615,19 @@ async fn fetch_suite(
     let url = |p: &RelPath| -> anyhow::Result<Url> {
         Ok(mirror.upstream.join(&encode_path(p.as_str()))?)
     };
-    let published_signed = current.and_then(|c| {
-        [&inrelease, &release_path]
-            .into_iter()
-            .find(|p| c.manifest.files.contains_key(*p))
-            .map(|p| (p.clone(), c))
-    });
+    let published_inrelease =
+        current.and_then(|c| c.manifest.files.get(&inrelease).map(|e| (c, e.sha256)));
+    // Validators count only for the content they were taken with: after a manual
+    // rollback of the served link, a 304 must not pin the older tree.
     let known = shortcut.and_then(|s| {
-        published_signed
-            .as_ref()
-            .filter(|(p, _)| *p == inrelease)
-            .and_then(|_| s.validators.get(inrelease.as_str()))
+        let (_, sha) = published_inrelease?;
+        s.validators
+            .get(inrelease.as_str())
+            .filter(|v| v.content_sha256.as_deref() == Some(hex::encode(sha).as_str()))
     });
 
     let in_url = url(&inrelease)?;
+    let shown = redact(&in_url);
     let fetched = match upstream.get_meta(&in_url, MAX_RELEASE_BYTES, known).await {
         Ok(Meta::NotModified) => None,
         Ok(Meta::Body {
@@ -612,33 +636,24 @@ async fn fetch_suite(
             last_modified,
         }) => Some((body, validators, last_modified)),
         Err(e) if e.is_not_found() => {
-            return fetch_release_gpg(
-                upstream,
-                &url(&release_path)?,
-                &url(&gpg_path)?,
-                keyring,
-                apt,
-                name,
-                &release_path,
-                &gpg_path,
-                current,
-                now,
-            )
-            .await;
+            return fetch_release_gpg(upstream, mirror, apt, name, keyring, current, shortcut, now)
+                .await;
         }
         Err(e) => return Err(e).context("fetching InRelease"),
     };
-    if let (Some((p, c)), true) = (&published_signed, shortcut.is_some()) {
+    if let (Some((c, sha)), true) = (published_inrelease, shortcut.is_some()) {
         let same = match &fetched {
             None => true,
-            Some((body, _, _)) => c
-                .manifest
-                .files
-                .get(p)
-                .is_some_and(|e| e.sha256 == <[u8; 32]>::from(Sha256::digest(body))),
+            Some((body, _, _)) => sha == <[u8; 32]>::from(Sha256::digest(body)),
         };
         if same {
-            let mut suite = published_suite(name, c, p)?;
+            let mut suite = published_suite(
+                name,
+                c,
+                &inrelease,
+                &["InRelease", "Release", "Release.gpg"],
+            )?;
+            check_still_valid(&suite.release, apt, now).with_context(|| shown.clone())?;
             suite.validators = fetched.map(|(_, v, _)| v).or_else(|| known.cloned());
             return Ok(suite);
         }
@@ -646,36 +661,41 @@ async fn fetch_suite(
     let Some((body, validators, last_modified)) = fetched else {
         // A 304 without a published copy cannot happen: we only ask conditionally
         // when we hold one. Treat it as a server bug.
-        bail!("{in_url}: 304 Not Modified to an unconditional request");
+        bail!("{shown}: 304 Not Modified to an unconditional request");
     };
     let text = match keyring {
         Some(k) => {
+            // apt refuses an InRelease with anything outside its signed part, and so
+            // do we: such bytes would be published unsigned.
+            if !release::clearsigned_frame_is_clean(&body) {
+                bail!("{shown}: text outside the signed part of the InRelease; refusing it");
+            }
             signature::verify_clearsigned(k, &body)
-                .with_context(|| format!("verifying {in_url}"))?
+                .with_context(|| format!("verifying {shown}"))?
                 .text
         }
         None => release::unverified_text(&body)
-            .ok_or_else(|| anyhow!("{in_url}: not a Release or clear-signed InRelease"))?,
+            .ok_or_else(|| anyhow!("{shown}: not a Release or clear-signed InRelease"))?,
     };
-    let release = Release::parse(&text).with_context(|| format!("parsing {in_url}"))?;
-    check_dates(&release, apt, current, name, now).with_context(|| in_url.to_string())?;
+    let release = Release::parse(&text).with_context(|| format!("parsing {shown}"))?;
+    check_dates(&release, apt, current, name, now).with_context(|| shown.clone())?;
     let mut new_files = vec![(inrelease.clone(), body.clone(), last_modified)];
     // Release + Release.gpg too, for clients that do not use InRelease; they must
     // say the same thing or upstream is mid-update.
     let rel = optional(upstream, &url(&release_path)?).await?;
     let gpg = optional(upstream, &url(&gpg_path)?).await?;
-    let gpg_url = url(&gpg_path)?;
+    let gpg_shown = redact(&url(&gpg_path)?);
     if let Some((rel_body, rel_mtime)) = rel {
         if rel_body.as_ref() != text.as_bytes() {
             return Err(UpstreamMoved {
-                url: url(&release_path)?.to_string(),
+                url: redact(&url(&release_path)?),
             }
             .into());
         }
         if let Some((gpg_body, gpg_mtime)) = gpg {
             if let Some(k) = keyring {
                 signature::verify_detached(k, &rel_body, &gpg_body)
-                    .with_context(|| format!("verifying {gpg_url}"))?;
+                    .with_context(|| format!("verifying {gpg_shown}"))?;
             }
             new_files.push((gpg_path.clone(), gpg_body, gpg_mtime));
         }
@@ -697,44 +717,62 @@ async fn fetch_suite(
 #[allow(clippy::too_many_arguments)]
 async fn fetch_release_gpg(
     upstream: &Upstream,
-    rel_url: &Url,
-    gpg_url: &Url,
-    keyring: Option<&Keyring>,
+    mirror: &Mirror,
     apt: &AptMirror,
     name: &str,
-    release_path: &RelPath,
-    gpg_path: &RelPath,
+    keyring: Option<&Keyring>,
     current: Option<&Snapshot>,
+    shortcut: Option<&MirrorState>,
     now: jiff::Timestamp,
 ) -> anyhow::Result<Suite> {
-    let (body, validators, mtime) = match upstream.get_meta(rel_url, MAX_RELEASE_BYTES, None).await
+    let release_path = RelPath::new(&format!("dists/{name}/Release"))?;
+    let gpg_path = RelPath::new(&format!("dists/{name}/Release.gpg"))?;
+    let rel_url = mirror.upstream.join(&encode_path(release_path.as_str()))?;
+    let gpg_url = mirror.upstream.join(&encode_path(gpg_path.as_str()))?;
+    let (rel_shown, gpg_shown) = (redact(&rel_url), redact(&gpg_url));
+    let (body, validators, mtime) = match upstream.get_meta(&rel_url, MAX_RELEASE_BYTES, None).await
     {
         Ok(Meta::Body {
             body,
             validators,
             last_modified,
         }) => (body, validators, last_modified),
-        Ok(Meta::NotModified) => bail!("{rel_url}: 304 Not Modified to an unconditional request"),
+        Ok(Meta::NotModified) => {
+            bail!("{rel_shown}: 304 Not Modified to an unconditional request")
+        }
         Err(e) => {
             return Err(e).context("neither InRelease nor Release could be fetched");
         }
     };
+    if shortcut.is_some()
+        && let Some(c) = current
+        && c.manifest
+            .files
+            .get(&release_path)
+            .is_some_and(|e| e.sha256 == <[u8; 32]>::from(Sha256::digest(&body)))
+    {
+        // Unchanged. An InRelease published earlier is not carried over: upstream
+        // no longer has it, and apt would prefer it to the Release it goes with.
+        let suite = published_suite(name, c, &release_path, &["Release", "Release.gpg"])?;
+        check_still_valid(&suite.release, apt, now).with_context(|| rel_shown.clone())?;
+        return Ok(suite);
+    }
     let mut new_files = vec![(release_path.clone(), body.clone(), mtime)];
     let text = match keyring {
         Some(k) => {
-            let Some((sig, sig_mtime)) = optional(upstream, gpg_url).await? else {
-                bail!("{gpg_url}: missing, and the Release cannot be trusted without it");
+            let Some((sig, sig_mtime)) = optional(upstream, &gpg_url).await? else {
+                bail!("{gpg_shown}: missing, and the Release cannot be trusted without it");
             };
             let verified = signature::verify_detached(k, &body, &sig)
-                .with_context(|| format!("verifying {rel_url} with {gpg_url}"))?;
+                .with_context(|| format!("verifying {rel_shown} with {gpg_shown}"))?;
             new_files.push((gpg_path.clone(), sig, sig_mtime));
             verified.text
         }
         None => String::from_utf8(body.to_vec())
-            .map_err(|_| anyhow!("{rel_url}: Release is not UTF-8"))?,
+            .map_err(|_| anyhow!("{rel_shown}: Release is not UTF-8"))?,
     };
-    let release = Release::parse(&text).with_context(|| format!("parsing {rel_url}"))?;
-    check_dates(&release, apt, current, name, now).with_context(|| rel_url.to_string())?;
+    let release = Release::parse(&text).with_context(|| format!("parsing {rel_shown}"))?;
+    check_dates(&release, apt, current, name, now).with_context(|| rel_shown.clone())?;
     Ok(Suite {
         name: name.to_string(),
         release,
@@ -742,7 +780,7 @@ async fn fetch_release_gpg(
         kept_files: Vec::new(),
         unchanged: false,
         signed_bytes: body,
-        signed_path: release_path.clone(),
+        signed_path: release_path,
         validators: Some(validators),
     })
 }
@@ -765,14 +803,19 @@ async fn optional(
 }
 
 /// A suite whose signed Release is the one already published: carry it over.
-fn published_suite(name: &str, c: &Snapshot, signed: &RelPath) -> anyhow::Result<Suite> {
+fn published_suite(
+    name: &str,
+    c: &Snapshot,
+    signed: &RelPath,
+    carry: &[&str],
+) -> anyhow::Result<Suite> {
     let file = signed.under(&c.dir);
     let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
     let text = release::unverified_text(&bytes)
         .ok_or_else(|| anyhow!("{}: not a Release file", file.display()))?;
     let release = Release::parse(&text).with_context(|| format!("parsing {}", file.display()))?;
     let mut kept = Vec::new();
-    for f in ["InRelease", "Release", "Release.gpg"] {
+    for f in carry {
         let p = RelPath::new(&format!("dists/{name}/{f}"))?;
         if let Some(e) = c.manifest.files.get(&p) {
             kept.push(Wanted {
@@ -793,6 +836,25 @@ fn published_suite(name: &str, c: &Snapshot, signed: &RelPath) -> anyhow::Result
         signed_path: signed.clone(),
         validators: None,
     })
+}
+
+/// An unchanged upstream whose Release has expired leaves a mirror apt refuses: that
+/// is a failure to report, not a no-op.
+fn check_still_valid(
+    release: &Release,
+    apt: &AptMirror,
+    now: jiff::Timestamp,
+) -> anyhow::Result<()> {
+    if apt.check_valid_until
+        && let Some(until) = release.valid_until
+        && until < now
+    {
+        bail!(
+            "the published Release expired at {} (Valid-Until) and upstream has not published a new one",
+            release::format_release_date(until)
+        );
+    }
+    Ok(())
 }
 
 /// Refuses an expired Release and one older than what is published (a rollback,
@@ -847,10 +909,7 @@ async fn check_moved(upstream: &Upstream, base: &Url, suites: &[Suite]) -> anyho
         if let Ok(Meta::Body { body, .. }) = upstream.get_meta(&url, MAX_RELEASE_BYTES, None).await
             && body != s.signed_bytes
         {
-            return Err(UpstreamMoved {
-                url: url.to_string(),
-            }
-            .into());
+            return Err(UpstreamMoved { url: redact(&url) }.into());
         }
     }
     Ok(())
@@ -880,6 +939,14 @@ async fn update_in_progress(upstream: &Upstream, base: &Url) -> Option<String> {
             None
         }
     }
+}
+
+/// `dists/<suite>/InRelease`, `Release` or `Release.gpg`.
+fn is_signed_metadata(p: &RelPath) -> bool {
+    let parts: Vec<&str> = p.as_str().split('/').collect();
+    parts.len() == 3
+        && parts[0] == "dists"
+        && matches!(parts[2], "InRelease" | "Release" | "Release.gpg")
 }
 
 /// The index a path is a variant of: its path without the compression suffix.

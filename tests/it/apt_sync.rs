@@ -630,3 +630,104 @@ fn the_trace_file_reports_the_run_as_checkers_read_it() {
     );
     assert!(hierarchy.ends_with(" 127.0.0.1\n"), "{hierarchy}");
 }
+
+#[test]
+fn an_inrelease_upstream_dropped_is_not_kept_beside_the_new_release() {
+    let mut env = Env::new(small());
+    assert_ok(&env.sync());
+    env.repo.add_package("ddd-new");
+    env.publish();
+    env.server
+        .fault("/dists/bookworm/InRelease", Fault::Status(404), None);
+    assert_ok(&env.sync());
+    assert!(!env.served().join("dists/bookworm/InRelease").exists());
+    assert_eq!(
+        std::fs::read(env.served().join("dists/bookworm/Release")).unwrap(),
+        std::fs::read(env.repo.dir.join("dists/bookworm/Release")).unwrap()
+    );
+}
+
+#[test]
+fn a_release_only_upstream_costs_one_request_when_unchanged() {
+    let env = Env::new(small());
+    env.server
+        .fault("/dists/bookworm/InRelease", Fault::Status(404), None);
+    assert_ok(&env.sync());
+    let snapshot = env.snapshot_id();
+    env.server.clear_log();
+    assert_ok(&env.sync());
+    assert_eq!(
+        env.snapshot_id(),
+        snapshot,
+        "nothing changed, nothing published"
+    );
+    let paths: Vec<String> = env.server.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(
+        paths,
+        ["/dists/bookworm/InRelease", "/dists/bookworm/Release"]
+    );
+}
+
+#[test]
+fn unsigned_text_around_a_genuine_inrelease_is_refused() {
+    let (env, _) = synced_with_a_new_package();
+    let genuine = std::fs::read(env.repo.dir.join("dists/bookworm/InRelease")).unwrap();
+    let mut forged = b"Origin: Evil\nSuite: bookworm\n\n".to_vec();
+    forged.extend_from_slice(&genuine);
+    env.server
+        .fault("/dists/bookworm/InRelease", Fault::Replace(forged), None);
+    assert_fails_cleanly(&env, "text outside the signed part");
+}
+
+#[test]
+fn upstream_credentials_never_reach_messages_or_state() {
+    let env = Env::new(small());
+    let url = env
+        .server
+        .url()
+        .replace("http://", "http://mirror:s3cretpw@");
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(
+        &env.config,
+        text.replace(
+            &format!("upstream = \"{}\"", env.server.url()),
+            &format!("upstream = \"{url}nowhere/\""),
+        ),
+    )
+    .unwrap();
+    let stderr = assert_exit(&env.sync(), 1);
+    assert!(!stderr.contains("s3cretpw"), "{stderr}");
+    let state = std::fs::read_to_string(env.root.join(".mirrorsync/debian/state.json")).unwrap();
+    assert!(state.contains("failed"), "{state}");
+    assert!(!state.contains("s3cretpw"), "{state}");
+}
+
+#[test]
+fn an_upstream_frozen_past_its_valid_until_is_a_failure_not_a_no_op() {
+    let mut env = Env::new(small());
+    env.repo.valid_for = jiff::SignedDuration::from_secs(3);
+    env.repo.set_date(
+        jiff::Timestamp::now()
+            .checked_sub(jiff::SignedDuration::from_secs(60))
+            .unwrap(),
+    );
+    env.publish();
+    assert_ok(&env.sync());
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let stderr = assert_exit(&env.sync(), 1);
+    assert!(stderr.contains("expired"), "{stderr}");
+}
+
+#[test]
+fn an_upstream_that_suddenly_lists_almost_nothing_is_not_published() {
+    let mut env = Env::new(small());
+    assert_ok(&env.sync());
+    let names: Vec<String> = env.repo.packages.keys().cloned().collect();
+    for n in &names[1..] {
+        env.repo.remove_package(n);
+    }
+    env.publish();
+    // grace keeps the files a while, but the gutted indices must not go out.
+    assert_fails_cleanly(&env, "max_delete_ratio");
+    assert_ok(&env.run(&["sync", "--allow-mass-delete"]));
+}

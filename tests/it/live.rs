@@ -254,10 +254,10 @@ fn real_apt_get_updates_and_downloads_from_the_mirror_after_a_cold_sync_and_a_de
 
     // A publish upstream: upgrades, a removal, an addition; apt sees the new state.
     let names: Vec<String> = env.repo.packages.keys().cloned().collect();
-    for n in &names {
-        env.repo.upgrade_package(n);
+    for (n, _) in packages_for_amd64(&env, 3) {
+        env.repo.upgrade_package(&n);
     }
-    env.repo.remove_package(&names[3]);
+    env.repo.remove_package(&names[names.len() - 1]);
     env.repo.add_package("aaa-delta");
     env.publish();
     assert_ok(&env.sync());

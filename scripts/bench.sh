@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The benchmarks, from a fresh clone, in one command:
+#  - benches/sync.rs: end-to-end table (cold, no-op, delta, --bwlimit) against a plain
+#    parallel fetch of the same files, peak RSS from /usr/bin/time -v;
+#  - benches/metadata.rs: Packages parsing and planning at Debian scale (criterion),
+#    and hard-linking a 100,000-file tree.
+# Sizes: BENCH_PACKAGES, BENCH_MIN_SIZE, BENCH_MAX_SIZE, BENCH_CONCURRENCY.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -x /usr/bin/time ] && [ "$(id -u)" -eq 0 ]; then
+    apt-get update -qq && apt-get install -y -qq time >/dev/null
+fi
+cargo bench --bench sync
+cargo bench --bench metadata
+cargo bench --bench link
