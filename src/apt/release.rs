@@ -38,6 +38,8 @@ pub struct IndexFile {
     pub path: RelPath,
     pub size: u64,
     pub sha256: Option<[u8; 32]>,
+    /// Hex, as it names the by-hash/SHA512/ copy; content is verified by SHA256.
+    pub sha512: Option<String>,
 }
 
 /// A parsed Release (or the signed part of an InRelease).
@@ -101,7 +103,17 @@ impl Release {
                     path: rel,
                     size,
                     sha256: None,
+                    sha512: None,
                 });
+                if sec == "SHA512" {
+                    if hash.len() != 128 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        return Err(ReleaseError::Syntax {
+                            line: line_no,
+                            detail: format!("{hash:?} is not a SHA512 digest"),
+                        });
+                    }
+                    entry.sha512 = Some(hash.to_ascii_lowercase());
+                }
                 if entry.size != size {
                     return Err(ReleaseError::ConflictingSize {
                         line: line_no,

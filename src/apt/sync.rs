@@ -244,6 +244,18 @@ async fn sync_once(
                     source: by_hash.clone(),
                 })?;
                 variant_of.insert(by_hash.clone(), key.clone());
+                // apt asks for the strongest hash Release lists: serve that by-hash
+                // copy too (same content, verified by its SHA256).
+                if let Some(sha512) = &f.sha512 {
+                    let strong = RelPath::new(&format!("{dir}/by-hash/SHA512/{sha512}"))?;
+                    wanted.insert(Wanted {
+                        path: strong.clone(),
+                        size: f.size,
+                        sha256,
+                        source: strong.clone(),
+                    })?;
+                    variant_of.insert(strong, key.clone());
+                }
                 by_hash
             } else {
                 path.clone()
