@@ -14,6 +14,7 @@
 //! - [`snapshot`] and [`manifest`]: staging, hard links, the one-rename publish, prune.
 //! - [`trace`]: the ftpsync-style trace files mirror checkers read.
 //! - [`state`]: state.json, what the last runs did.
+//! - [`verify`]: re-hash a published tree against its manifest and signatures.
 //! - [`lock`]: the run lock; [`sync`]: one run over the configured mirrors.
 //! - [`report`]: how progress reaches the front end; nothing here prints.
 //! - [`demo`]: `mirrorsync demo`, the whole product against a fixture on loopback.
@@ -35,3 +36,4 @@ pub mod state;
 pub mod sync;
 pub mod trace;
 pub mod upstream;
+pub mod verify;

@@ -20,6 +20,7 @@ mod exit {
     pub const MIRROR_FAILED: u8 = 1;
     pub const USAGE: u8 = 2;
     pub const LOCKED: u8 = 3;
+    pub const DAMAGED: u8 = 4;
 }
 
 #[derive(Parser)]
@@ -75,6 +76,15 @@ enum Command {
         /// a terminal, manual with one]
         #[arg(long, value_enum)]
         trigger: Option<TriggerArg>,
+    },
+    /// Re-hash the published trees against their manifests and signatures
+    Verify {
+        names: Vec<String>,
+        /// Fetch again what is damaged, and republish
+        #[arg(long)]
+        repair: bool,
+        #[arg(long)]
+        json: bool,
     },
     /// Show the last run, result and snapshot of each mirror
     Status {
@@ -243,6 +253,112 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             } else {
                 exit::OK
             })
+        }
+        Command::Verify {
+            names,
+            repair,
+            json,
+        } => {
+            let config = match Config::load(cli.config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("mirrorsync: {e}");
+                    return Ok(exit::USAGE);
+                }
+            };
+            let mirrors = sync::select(&config, &names)?;
+            let mut damaged = Vec::new();
+            let mut reports = Vec::new();
+            let mut failed = false;
+            for m in mirrors {
+                match mirrorsync::verify::verify_mirror(&config.global, m) {
+                    Ok(r) => {
+                        if !r.damaged.is_empty() {
+                            damaged.push(m.name.clone());
+                        }
+                        reports.push(r);
+                    }
+                    Err(e) => {
+                        failed = true;
+                        eprintln!("mirrorsync: {e:#}");
+                    }
+                }
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&reports)?);
+            } else {
+                for r in &reports {
+                    if r.damaged.is_empty() {
+                        if std::io::stdout().is_terminal() {
+                            println!(
+                                "{}: snapshot {} intact, {} files ({})",
+                                r.name,
+                                r.snapshot.as_deref().unwrap_or("-"),
+                                r.files_checked,
+                                bytes(r.bytes_checked)
+                            );
+                        }
+                        continue;
+                    }
+                    eprintln!(
+                        "mirrorsync: {}: {} damaged file(s) in snapshot {}:",
+                        r.name,
+                        r.damaged.len(),
+                        r.snapshot.as_deref().unwrap_or("-")
+                    );
+                    for d in r.damaged.iter().take(20) {
+                        eprintln!("  {}: {}", d.path, d.problem);
+                    }
+                    if r.damaged.len() > 20 {
+                        eprintln!("  ... and {} more", r.damaged.len() - 20);
+                    }
+                }
+            }
+            if failed {
+                return Ok(exit::MIRROR_FAILED);
+            }
+            if damaged.is_empty() {
+                return Ok(exit::OK);
+            }
+            if !repair {
+                return Ok(exit::DAMAGED);
+            }
+            // Repair: a sync that re-hashes everything it keeps and fetches again
+            // whatever does not match, then publishes a whole, verified snapshot.
+            let options = SyncOptions {
+                verify_all: true,
+                trigger: Trigger::Manual,
+                ..SyncOptions::default()
+            };
+            let reporter = CliReporter::new(false);
+            let results =
+                match runtime()?.block_on(sync::run(&config, &damaged, &options, &reporter)) {
+                    Ok(r) => r,
+                    Err(RunError::Locked(e)) => {
+                        eprintln!("mirrorsync: {e}");
+                        return Ok(exit::LOCKED);
+                    }
+                    Err(e) => {
+                        eprintln!("mirrorsync: {e}");
+                        return Ok(exit::USAGE);
+                    }
+                };
+            let mut code = exit::OK;
+            for r in results {
+                match r.result {
+                    Ok(rep) => eprintln!(
+                        "mirrorsync: {}: repaired, fetched {} file(s) again, published {}",
+                        rep.name,
+                        rep.files_fetched,
+                        rep.snapshot.as_deref().unwrap_or("-")
+                    ),
+                    Err(e) => {
+                        eprintln!("mirrorsync: {e:#}");
+                        code = exit::MIRROR_FAILED;
+                    }
+                }
+            }
+            Ok(code)
         }
         Command::Status { names, json } => {
             let config = match Config::load(cli.config.as_deref()) {

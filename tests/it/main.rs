@@ -5,3 +5,4 @@ mod cli;
 mod live;
 mod operability;
 mod support;
+mod verify;
