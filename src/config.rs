@@ -107,7 +107,8 @@ pub struct AptMirror {
     pub keyring: Option<PathBuf>,
     pub check_valid_until: bool,
     pub allow_rollback: bool,
-    pub tolerate: Vec<String>,
+    /// Paths whose upstream failures are reported but do not block publishing.
+    pub tolerate: globset::GlobSet,
 }
 
 #[derive(Debug, Clone)]
@@ -118,7 +119,7 @@ pub struct ImagesMirror {
     pub rewrite_base: Option<Url>,
     pub max_files: usize,
     pub keyring: Option<PathBuf>,
-    pub tolerate: Vec<String>,
+    pub tolerate: globset::GlobSet,
 }
 
 impl Mirror {
@@ -495,6 +496,18 @@ fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, ConfigErr
                 "{at}: publish (S3) is not supported by this version of mirrorsync"
             ));
         }
+        let mut tolerate = globset::GlobSetBuilder::new();
+        for pattern in &m.tolerate {
+            match globset::Glob::new(pattern) {
+                Ok(g) => {
+                    tolerate.add(g);
+                }
+                Err(e) => problems.push(format!("{at}: tolerate pattern {pattern:?}: {e}")),
+            }
+        }
+        let tolerate = tolerate
+            .build()
+            .unwrap_or_else(|_| globset::GlobSet::empty());
         let kind = match m.kind {
             RawKind::Apt => {
                 for (key, set) in [
@@ -535,7 +548,7 @@ fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, ConfigErr
                     keyring: if m.check_signature { keyring } else { None },
                     check_valid_until: m.check_valid_until,
                     allow_rollback: m.allow_rollback,
-                    tolerate: m.tolerate,
+                    tolerate: tolerate.clone(),
                 })
             }
             RawKind::Images => {
@@ -556,7 +569,7 @@ fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, ConfigErr
                     rewrite_base: m.rewrite_base.map(|u| u.0),
                     max_files: m.max_files.unwrap_or(100_000),
                     keyring,
-                    tolerate: m.tolerate,
+                    tolerate,
                 })
             }
         };

@@ -140,7 +140,7 @@ async fn sync_once(
     let shortcut_ok = !opts.verify_all
         && current.is_some()
         && state.config_fingerprint.as_deref() == Some(fingerprint.as_str());
-    let warnings = Vec::new();
+    let mut warnings = Vec::new();
 
     // 1. Release files.
     let mut suites = Vec::new();
@@ -447,10 +447,12 @@ async fn sync_once(
         });
     }
 
+    check_free_space(&staging, &pool_actions)?;
     let phase = Instant::now();
     let outcomes = stager.run(pool_actions).await;
     tracing::info!(seconds = phase.elapsed().as_secs_f64(), "pool staged");
     let mut errors = Vec::new();
+    let mut tolerated: Vec<(RelPath, Option<Entry>)> = Vec::new();
     for o in outcomes {
         match o.result {
             Ok(Placed::Fetched { received: n }) => {
@@ -458,13 +460,41 @@ async fn sync_once(
                 fetched_files += 1;
             }
             Ok(_) => {}
+            Err(e) if apt.tolerate.is_match(o.wanted.path.as_str()) => {
+                // The operator knows this file is broken upstream: keep the last
+                // good copy if there is one, and say so.
+                let previous = current
+                    .as_ref()
+                    .and_then(|c| c.manifest.files.get(&o.wanted.path).cloned());
+                let kept = if previous.is_some() {
+                    "the published copy is kept"
+                } else {
+                    "left out"
+                };
+                let msg = format!("tolerated failure, {kept}: {}: {e}", o.wanted.path);
+                tracing::warn!("{msg}");
+                ctx.reporter.on_warning(&mirror.name, &msg);
+                warnings.push(msg);
+                tolerated.push((o.wanted.path.clone(), previous));
+            }
             Err(e) => errors.push(format!("{}: {e}", o.wanted.path)),
         }
     }
     if !errors.is_empty() {
         return Err(failed("fetching pool files", errors));
     }
+    for (path, previous) in &tolerated {
+        pool.remove(path);
+        if let (Some(c), Some(_)) = (&current, previous) {
+            snapshot::link_file(&path.under(&c.dir), &path.under(&staging))?;
+        }
+    }
     let mut manifest = Manifest::default();
+    for (path, previous) in tolerated {
+        if let Some(e) = previous {
+            manifest.files.insert(path, e);
+        }
+    }
     for w in wanted.iter().chain(pool.iter()) {
         manifest.files.insert(
             w.path.clone(),
@@ -951,6 +981,34 @@ async fn update_in_progress(upstream: &Upstream, base: &Url) -> Option<String> {
             None
         }
     }
+}
+
+/// Refuses to start downloads that cannot fit: an upstream claiming a 10 TB file, or
+/// a disk that filled up, must not end in ENOSPC halfway through with the disk full
+/// for everything else on the host.
+fn check_free_space(staging: &std::path::Path, actions: &[Action]) -> anyhow::Result<()> {
+    const MIN_MARGIN: u64 = 64 << 20;
+    let need: u64 = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Fetch(w) => Some(w.size),
+            Action::Link { .. } => None,
+        })
+        .sum();
+    let st = rustix::fs::statvfs(staging)
+        .with_context(|| format!("checking the free space of {}", staging.display()))?;
+    let free = st.f_bavail.saturating_mul(st.f_frsize);
+    let margin = (need / 20).max(MIN_MARGIN);
+    if need.saturating_add(margin) > free {
+        bail!(
+            "not enough free space in {}: this run would download {} bytes and {} are free (keeping a margin of {} bytes)",
+            staging.display(),
+            need,
+            free,
+            margin
+        );
+    }
+    Ok(())
 }
 
 /// `dists/<suite>/InRelease`, `Release` or `Release.gpg`.

@@ -2,6 +2,7 @@
 
 mod apt_sync;
 mod cli;
+mod faults;
 mod live;
 mod operability;
 mod support;
