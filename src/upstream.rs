@@ -25,6 +25,10 @@ use crate::ratelimit::RateLimiter;
 
 pub const USER_AGENT: &str = concat!("mirrorsync/", env!("CARGO_PKG_VERSION"));
 
+/// The least a download must move per `timeout` window (a server trickling a byte a
+/// second never trips a read timeout).
+const MIN_BYTES_PER_WINDOW: u64 = 1024;
+
 /// Longest a single backoff sleep may be, whatever Retry-After says.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
@@ -61,6 +65,12 @@ pub enum FetchError {
     },
     #[error("{url}: answered with an HTML page where a file was expected")]
     SoftNotFound { url: String },
+    #[error("{url}: stalled: {bytes} bytes in {seconds} s, below the minimum rate")]
+    TooSlow {
+        url: String,
+        bytes: u64,
+        seconds: u64,
+    },
     #[error("writing {path}")]
     Io {
         path: PathBuf,
@@ -81,7 +91,7 @@ impl FetchError {
                 // redirect loop will fail the same way again.
                 !(source.is_builder() || source.is_redirect())
             }
-            FetchError::Truncated { .. } => true,
+            FetchError::Truncated { .. } | FetchError::TooSlow { .. } => true,
             _ => false,
         }
     }
@@ -151,6 +161,9 @@ pub struct Counters {
 #[derive(Clone)]
 pub struct Upstream {
     client: reqwest::Client,
+    /// A transfer that moves fewer than MIN_BYTES_PER_WINDOW in this long is dead,
+    /// even if it never goes silent long enough for the read timeout.
+    stall_window: Duration,
     retries: u32,
     retry_delay: Duration,
     limiter: Option<Arc<RateLimiter>>,
@@ -177,6 +190,7 @@ impl Upstream {
         let client = builder.build().map_err(FetchError::Client)?;
         Ok(Upstream {
             client,
+            stall_window: net.timeout,
             retries: net.retries,
             retry_delay: net.retry_delay,
             limiter: net.bandwidth_limit.map(|r| Arc::new(RateLimiter::new(r))),
@@ -448,6 +462,8 @@ impl Upstream {
         let mut received = 0u64;
         let mut stream = resp.bytes_stream();
         let mut out = tokio::io::BufWriter::with_capacity(256 * 1024, &mut file);
+        let mut window_start = tokio::time::Instant::now();
+        let mut window_bytes = 0u64;
         while let Some(chunk) = stream.next().await {
             let chunk = match chunk {
                 Ok(c) => c,
@@ -470,6 +486,24 @@ impl Upstream {
                     },
                     None,
                 ));
+            }
+            window_bytes += chunk.len() as u64;
+            if window_start.elapsed() >= self.stall_window {
+                // The bandwidth cap's own pauses are counted too; the cap is meant
+                // to be far above this floor.
+                if window_bytes < MIN_BYTES_PER_WINDOW {
+                    out.flush().await.map_err(io)?;
+                    return Err((
+                        FetchError::TooSlow {
+                            url: redact(url),
+                            bytes: window_bytes,
+                            seconds: self.stall_window.as_secs(),
+                        },
+                        None,
+                    ));
+                }
+                window_start = tokio::time::Instant::now();
+                window_bytes = 0;
             }
             hasher.update(&chunk);
             out.write_all(&chunk).await.map_err(io)?;

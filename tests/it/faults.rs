@@ -112,12 +112,10 @@ fn a_tolerated_file_keeps_its_last_good_copy() {
 
 #[test]
 fn a_killed_run_leaves_the_served_tree_and_the_next_run_resumes() {
-    let mut env = Env::new(
-        FixtureSpec::default()
-            .with_packages(40)
-            .with_sizes(200_000, 400_000),
-    );
+    let mut env = Env::new(FixtureSpec::default().with_packages(20));
     assert_ok(&env.sync());
+    // Big enough that the run is still downloading, with bytes on disk, when it dies.
+    env.repo.size_range = (2_000_000, 4_000_000);
     for i in 0..10 {
         env.repo.add_package(&format!("aaa-kill-{i}"));
     }
@@ -127,11 +125,17 @@ fn a_killed_run_leaves_the_served_tree_and_the_next_run_resumes() {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mirrorsync"))
         .arg("-c")
         .arg(&env.config)
-        .args(["sync", "--bwlimit", "400KB/s"])
+        .args(["sync", "--bwlimit", "4MB/s"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    // Kill it once it is downloading the new pool files.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while env.server.count("/pool/") == 0 {
+        assert!(Instant::now() < deadline, "the run never reached the pool");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     std::thread::sleep(Duration::from_millis(1500));
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
@@ -173,4 +177,56 @@ fn a_killed_run_leaves_the_served_tree_and_the_next_run_resumes() {
         assert!(env.served().join(&p).exists(), "{p}");
     }
     assert_ok(&env.run(&["verify"]));
+}
+
+#[test]
+fn a_server_trickling_a_byte_at_a_time_is_given_up_on() {
+    let mut env = synced("timeout = \"1s\"\nretries = 1");
+    let path = env.repo.add_package("aaa-trickle").filename();
+    env.publish();
+    env.server.fault(&format!("/{path}"), Fault::Trickle, None);
+    let was = before(&env);
+    let started = Instant::now();
+    let stderr = assert_exit(&env.sync(), 1);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(stderr.contains("stalled"), "{stderr}");
+    unchanged(&env, &was);
+}
+
+#[test]
+fn one_filename_listed_with_two_hashes_fails_naming_it() {
+    let mut env = synced("");
+    let (path, _) = env.repo.pool_files()[0].clone();
+    env.repo.extra_stanza = Some(format!(
+        "Package: twin\nVersion: 1\nArchitecture: all\nFilename: {path}\nSize: 3\nSHA256: 0000000000000000000000000000000000000000000000000000000000000000\n"
+    ));
+    env.publish();
+    let was = before(&env);
+    let stderr = assert_exit(&env.sync(), 1);
+    assert!(
+        stderr.contains(&format!("{path} is listed twice with different contents")),
+        "{stderr}"
+    );
+    unchanged(&env, &was);
+}
+
+#[test]
+fn a_stanza_without_sha256_fails_naming_the_package() {
+    let mut env = synced("");
+    env.repo.extra_stanza = Some(
+        "Package: md5only\nVersion: 1\nArchitecture: all\nFilename: pool/main/m/md5only/md5only_1_all.deb\nSize: 3\nMD5sum: 00000000000000000000000000000000\n"
+            .into(),
+    );
+    env.publish();
+    let was = before(&env);
+    let stderr = assert_exit(&env.sync(), 1);
+    assert!(
+        stderr.contains("package \"md5only\": no SHA256 field"),
+        "{stderr}"
+    );
+    unchanged(&env, &was);
 }
