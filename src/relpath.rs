@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
@@ -28,8 +29,12 @@ pub enum PathError {
 const MAX_LEN: usize = 3072;
 
 /// A relative, normalised path with '/' separators and no way out of its root.
+///
+/// Shared, not copied: a mirror of Debian holds ~65,000 of these, and the plan, the
+/// staging outcomes and the manifest all refer to the same ones (a clone is a
+/// reference count, which keeps a Raspberry Pi's memory for the page cache).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RelPath(String);
+pub struct RelPath(Arc<str>);
 
 impl RelPath {
     pub fn new(s: &str) -> Result<RelPath, PathError> {
@@ -62,7 +67,7 @@ impl RelPath {
                 _ => {}
             }
         }
-        Ok(RelPath(s.to_string()))
+        Ok(RelPath(Arc::from(s)))
     }
 
     /// Joins `self` under `dir`, which may itself be a RelPath string.
@@ -76,7 +81,7 @@ impl RelPath {
 
     /// The path under `root` on disk.
     pub fn under(&self, root: &Path) -> PathBuf {
-        root.join(&self.0)
+        root.join(&*self.0)
     }
 
     /// The directory part, if any.
@@ -85,7 +90,7 @@ impl RelPath {
     }
 
     pub fn file_name(&self) -> &str {
-        self.0.rsplit_once('/').map_or(&self.0, |(_, f)| f)
+        self.0.rsplit_once('/').map_or(&*self.0, |(_, f)| f)
     }
 }
 

@@ -562,24 +562,21 @@ async fn sync_once(
             },
         );
     }
-    let staging_for_clean = staging.clone();
-    let keep_paths: HashSet<String> = manifest.files.keys().map(|p| p.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        snapshot::clean_staging(&staging_for_clean, &|p| keep_paths.contains(p))
-    })
-    .await
-    .map_err(|e| anyhow!("cleaning staging: {e}"))??;
-
     // The Release may have moved on while the pool downloaded; a mix is still
     // consistent (its own indices and pool), so publish it and catch up next run.
     let id = dirs.new_id(ctx.now);
     let phase = Instant::now();
     let publish_dirs = dirs.clone();
-    let publish_manifest = manifest;
     let publish_id = id.clone();
-    let files_total = publish_manifest.files.len() as u64;
-    tokio::task::spawn_blocking(move || {
-        snapshot::publish(&publish_dirs, &publish_id, &publish_manifest)
+    let files_total = manifest.files.len() as u64;
+    let staging_for_clean = staging.clone();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        snapshot::clean_staging(&staging_for_clean, &|p| {
+            RelPath::new(p).is_ok_and(|p| manifest.files.contains_key(&p))
+        })
+        .context("cleaning staging")?;
+        snapshot::publish(&publish_dirs, &publish_id, &manifest)?;
+        Ok(())
     })
     .await
     .map_err(|e| anyhow!("publishing: {e}"))??;
