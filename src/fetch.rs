@@ -8,7 +8,6 @@
 //! still hash right. Downloads land in `partial/` (named by digest, so a killed run
 //! resumes them) and are renamed into staging only once verified.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use futures_util::StreamExt;
@@ -85,29 +84,40 @@ pub struct Stager<'a> {
 impl Stager<'_> {
     /// Executes `actions`; one outcome per action, in no particular order.
     pub async fn run(&self, actions: Vec<Action>) -> Vec<Outcome> {
+        let mut outcomes = Vec::new();
+        self.run_each(actions, &mut |o| outcomes.push(o)).await;
+        outcomes
+    }
+
+    /// Executes `actions`, handing each outcome to `on_outcome` as it completes, so
+    /// a pool of tens of thousands of files is never held twice in memory.
+    pub async fn run_each(&self, actions: Vec<Action>, on_outcome: &mut dyn FnMut(Outcome)) {
         let mut links = Vec::new();
-        let mut groups: HashMap<[u8; 32], Vec<Wanted>> = HashMap::new();
+        let mut fetches = Vec::new();
         for a in actions {
             match a {
                 Action::Link { from, to } => links.push((from, to)),
-                Action::Fetch(w) => groups.entry(w.sha256).or_default().push(w),
+                Action::Fetch(w) => fetches.push(w),
             }
         }
         if self.verify_links {
             let (good, damaged) = self.check_links(links).await;
             links = good;
-            for w in damaged {
-                groups.entry(w.sha256).or_default().push(w);
+            fetches.extend(damaged);
+        }
+        for o in self.link_all(links).await {
+            on_outcome(o);
+        }
+        // Same content, one download: groups are runs of equal digests.
+        fetches.sort_unstable_by_key(|w| w.sha256);
+        let mut results = futures_util::stream::iter(fetches.chunk_by(|a, b| a.sha256 == b.sha256))
+            .map(|group| self.fetch_group(group))
+            .buffer_unordered(self.concurrency.max(1));
+        while let Some(group) = results.next().await {
+            for o in group {
+                on_outcome(o);
             }
         }
-        let mut outcomes = self.link_all(links).await;
-        let results: Vec<Vec<Outcome>> = futures_util::stream::iter(groups.into_values())
-            .map(|group| self.fetch_group(group))
-            .buffer_unordered(self.concurrency.max(1))
-            .collect()
-            .await;
-        outcomes.extend(results.into_iter().flatten());
-        outcomes
     }
 
     /// Splits links into those whose published source still hashes right and the
@@ -166,13 +176,13 @@ impl Stager<'_> {
 
     /// Fetches one content (all `group` members share the digest) and places it at
     /// every member's path.
-    async fn fetch_group(&self, group: Vec<Wanted>) -> Vec<Outcome> {
+    async fn fetch_group(&self, group: &[Wanted]) -> Vec<Outcome> {
         let first = &group[0];
-        let result = self.obtain(&group).await;
+        let result = self.obtain(group).await;
         let mut out = Vec::with_capacity(group.len());
         match result {
             Ok((placed_at, how)) => {
-                for w in &group {
+                for w in group {
                     let dest = w.path.under(self.staging);
                     let result = if dest == placed_at {
                         Ok(how.clone())
@@ -192,7 +202,7 @@ impl Stager<'_> {
                 let msg = e.to_string();
                 let not_found = e.is_not_found();
                 let mut err = Some(e);
-                for w in &group {
+                for w in group {
                     let e = match err.take() {
                         Some(e) => e,
                         // Each member gets the failure; only the first keeps its source.

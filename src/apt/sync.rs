@@ -449,12 +449,11 @@ async fn sync_once(
 
     check_free_space(&staging, &pool_actions)?;
     let phase = Instant::now();
-    let outcomes = stager.run(pool_actions).await;
-    tracing::info!(seconds = phase.elapsed().as_secs_f64(), "pool staged");
     let mut errors = Vec::new();
     let mut tolerated: Vec<(RelPath, Option<Entry>)> = Vec::new();
-    for o in outcomes {
-        match o.result {
+    let mut pool_warnings = Vec::new();
+    stager
+        .run_each(pool_actions, &mut |o| match o.result {
             Ok(Placed::Fetched { received: n }) => {
                 received += n;
                 fetched_files += 1;
@@ -471,14 +470,17 @@ async fn sync_once(
                 } else {
                     "left out"
                 };
-                let msg = format!("tolerated failure, {kept}: {}: {e}", o.wanted.path);
-                tracing::warn!("{msg}");
-                ctx.reporter.on_warning(&mirror.name, &msg);
-                warnings.push(msg);
-                tolerated.push((o.wanted.path.clone(), previous));
+                pool_warnings.push(format!("tolerated failure, {kept}: {}: {e}", o.wanted.path));
+                tolerated.push((o.wanted.path, previous));
             }
             Err(e) => errors.push(format!("{}: {e}", o.wanted.path)),
-        }
+        })
+        .await;
+    tracing::info!(seconds = phase.elapsed().as_secs_f64(), "pool staged");
+    for msg in pool_warnings {
+        tracing::warn!("{msg}");
+        ctx.reporter.on_warning(&mirror.name, &msg);
+        warnings.push(msg);
     }
     if !errors.is_empty() {
         return Err(failed("fetching pool files", errors));
