@@ -49,6 +49,9 @@ impl StageError {
     }
 }
 
+/// Links made per blocking task.
+const LINK_BATCH: usize = 4096;
+
 /// What happened to one wanted file.
 #[derive(Debug)]
 pub struct Outcome {
@@ -105,8 +108,16 @@ impl Stager<'_> {
             links = good;
             fetches.extend(damaged);
         }
-        for o in self.link_all(links).await {
-            on_outcome(o);
+        // In slices, so the outcomes of a 65,000-file pool are never all alive at once.
+        let mut links = links.into_iter();
+        loop {
+            let chunk: Vec<_> = links.by_ref().take(LINK_BATCH).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            for o in self.link_all(chunk).await {
+                on_outcome(o);
+            }
         }
         // Same content, one download: groups are runs of equal digests.
         fetches.sort_unstable_by_key(|w| w.sha256);

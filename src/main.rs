@@ -147,9 +147,24 @@ fn init_tracing(verbose: u8, quiet: bool, format: LogFormat) {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    limit_malloc_arenas();
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // File work (installs, links, hashing) runs on blocking threads; a few are
+        // plenty for one disk, and each extra thread costs memory a Pi lacks.
+        .max_blocking_threads(16)
         .build()?)
+}
+
+/// glibc gives every thread that allocates its own arena (up to 8 per core), which
+/// shows up as RSS that is never used again; two are plenty for this workload.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only tunes the allocator; called before the runtime starts
+    // any thread.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
 }
 
 fn run(cli: Cli) -> anyhow::Result<u8> {
