@@ -388,6 +388,7 @@ async fn sync_once(
         "pool planned"
     );
     summary.add_actions(&pool_actions);
+    drop(by_digest);
 
     // 4. What upstream no longer lists.
     let mut keep: HashSet<&RelPath> = wanted.iter().map(|w| &w.path).collect();
@@ -410,6 +411,10 @@ async fn sync_once(
         .dropped
         .extend(stale.into_iter().map(|(p, e)| (p, e.size)));
     summary.add_removals(&removals);
+    // Planning is done: free its indexes before the pool is staged (at Debian scale
+    // they are megabytes a Raspberry Pi wants back).
+    drop(keep);
+    drop(located);
     ctx.reporter.on_plan(&mirror.name, &summary);
     // Pool files weigh; indices and traces turn over with every publish.
     let content =
