@@ -195,12 +195,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             bwlimit,
             trigger,
         } => {
-            let mut config = match Config::load(cli.config.as_deref()) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("mirrorsync: {e}");
-                    return Ok(exit::USAGE);
-                }
+            let Some(mut config) = load_config(cli.config.as_deref()) else {
+                return Ok(exit::USAGE);
             };
             if let Some(rate) = bwlimit {
                 for m in &mut config.mirrors {
@@ -227,18 +223,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             reporter.finish();
             let results = match results {
                 Ok(r) => r,
-                Err(e @ RunError::Queued(_)) => {
-                    eprintln!("mirrorsync: {e}");
-                    return Ok(exit::OK);
-                }
-                Err(RunError::Locked(e)) => {
-                    eprintln!("mirrorsync: {e}");
-                    return Ok(exit::LOCKED);
-                }
-                Err(e) => {
-                    eprintln!("mirrorsync: {e}");
-                    return Ok(exit::USAGE);
-                }
+                Err(e) => return Ok(run_error_code(e)),
             };
             let mut failed = false;
             let mut reports = Vec::new();
@@ -274,12 +259,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             repair,
             json,
         } => {
-            let config = match Config::load(cli.config.as_deref()) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("mirrorsync: {e}");
-                    return Ok(exit::USAGE);
-                }
+            let Some(config) = load_config(cli.config.as_deref()) else {
+                return Ok(exit::USAGE);
             };
             let mirrors = sync::select(&config, &names)?;
             let mut damaged = Vec::new();
@@ -349,14 +330,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             let results =
                 match runtime()?.block_on(sync::run(&config, &damaged, &options, &reporter)) {
                     Ok(r) => r,
-                    Err(RunError::Locked(e)) => {
-                        eprintln!("mirrorsync: {e}");
-                        return Ok(exit::LOCKED);
-                    }
-                    Err(e) => {
-                        eprintln!("mirrorsync: {e}");
-                        return Ok(exit::USAGE);
-                    }
+                    Err(e) => return Ok(run_error_code(e)),
                 };
             let mut code = exit::OK;
             for r in results {
@@ -376,12 +350,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(code)
         }
         Command::Status { names, json } => {
-            let config = match Config::load(cli.config.as_deref()) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("mirrorsync: {e}");
-                    return Ok(exit::USAGE);
-                }
+            let Some(config) = load_config(cli.config.as_deref()) else {
+                return Ok(exit::USAGE);
             };
             let mirrors = sync::select(&config, &names)?;
             let mut all = Vec::new();
@@ -439,6 +409,24 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(exit::OK)
         }
     }
+}
+
+/// Says why a run did not start, and the exit code for it.
+fn run_error_code(e: RunError) -> u8 {
+    eprintln!("mirrorsync: {e}");
+    match e {
+        // Queued behind the running sync, which will do the work: not a failure.
+        RunError::Queued(_) => exit::OK,
+        RunError::Locked(_) => exit::LOCKED,
+        RunError::UnknownMirror(_) => exit::USAGE,
+    }
+}
+
+/// The config, or None after saying on stderr what is wrong with it.
+fn load_config(path: Option<&std::path::Path>) -> Option<Config> {
+    Config::load(path)
+        .map_err(|e| eprintln!("mirrorsync: {e}"))
+        .ok()
 }
 
 fn parse_bwlimit(s: &str) -> Result<u64, String> {

@@ -884,6 +884,13 @@ fn published_suite(
     })
 }
 
+/// The Valid-Until of a Release past it, when the mirror checks it.
+fn expired(release: &Release, apt: &AptMirror, now: jiff::Timestamp) -> Option<jiff::Timestamp> {
+    release
+        .valid_until
+        .filter(|until| apt.check_valid_until && *until < now)
+}
+
 /// An unchanged upstream whose Release has expired leaves a mirror apt refuses: that
 /// is a failure to report, not a no-op.
 fn check_still_valid(
@@ -891,10 +898,7 @@ fn check_still_valid(
     apt: &AptMirror,
     now: jiff::Timestamp,
 ) -> anyhow::Result<()> {
-    if apt.check_valid_until
-        && let Some(until) = release.valid_until
-        && until < now
-    {
+    if let Some(until) = expired(release, apt, now) {
         bail!(
             "the published Release expired at {} (Valid-Until) and upstream has not published a new one",
             release::format_release_date(until)
@@ -912,10 +916,7 @@ fn check_dates(
     suite: &str,
     now: jiff::Timestamp,
 ) -> anyhow::Result<()> {
-    if apt.check_valid_until
-        && let Some(until) = release.valid_until
-        && until < now
-    {
+    if let Some(until) = expired(release, apt, now) {
         bail!(
             "Release expired: Valid-Until {} is in the past (set check_valid_until = false to mirror it anyway)",
             release::format_release_date(until)
