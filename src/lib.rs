@@ -13,7 +13,7 @@
 //! - [`fetch`]: carries the plan out into the staging tree, `concurrency` at a time.
 //! - [`snapshot`] and [`manifest`]: staging, hard links, the one-rename publish, prune.
 //! - [`trace`]: the ftpsync-style trace files mirror checkers read.
-//! - [`state`]: state.json, what the last runs did.
+//! - [`state`]: state.json, what the last runs did; [`metrics`]: metrics.prom from it.
 //! - [`verify`]: re-hash a published tree against its manifest and signatures.
 //! - [`lock`]: the run lock; [`sync`]: one run over the configured mirrors.
 //! - [`report`]: how progress reaches the front end; nothing here prints.
@@ -27,6 +27,7 @@ pub mod fetch;
 pub mod fixture;
 pub mod lock;
 pub mod manifest;
+pub mod metrics;
 pub mod plan;
 pub mod ratelimit;
 pub mod relpath;

@@ -134,6 +134,12 @@ pub async fn run(
         }
         tracing::info!(mirrors = ?queued, "push trigger arrived during the run; syncing again");
     }
+    if !options.dry_run {
+        let all: Vec<&Mirror> = config.mirrors.iter().collect();
+        if let Err(e) = crate::metrics::write(&config.global.root, &all) {
+            tracing::warn!(error = %e, "could not write metrics.prom");
+        }
+    }
     Ok(results)
 }
 

@@ -88,3 +88,51 @@ fn the_demo_refuses_a_directory_it_did_not_make() {
     assert_exit(&out, 2);
     assert!(dir.path().join("precious").exists());
 }
+
+#[test]
+fn every_sync_leaves_prometheus_metrics_for_the_textfile_collector() {
+    let env = Env::new(mirrorsync::fixture::FixtureSpec::default().with_packages(5));
+    assert_ok(&env.sync());
+    let prom = std::fs::read_to_string(env.root.join(".mirrorsync/metrics.prom")).unwrap();
+    assert!(
+        prom.contains("# TYPE mirrorsync_last_run_success gauge"),
+        "{prom}"
+    );
+    assert!(
+        prom.contains("mirrorsync_last_run_success{mirror=\"debian\"} 1\n"),
+        "{prom}"
+    );
+    assert!(
+        prom.contains("mirrorsync_last_run_fetched_files{mirror=\"debian\"} "),
+        "{prom}"
+    );
+    assert!(
+        prom.contains("mirrorsync_upstream_release_timestamp_seconds{mirror=\"debian\"} "),
+        "{prom}"
+    );
+    // Every sample line is `name{labels} number`.
+    for line in prom.lines().filter(|l| !l.starts_with('#')) {
+        let (_, value) = line.rsplit_once(' ').unwrap();
+        value.parse::<f64>().unwrap_or_else(|_| panic!("{line}"));
+    }
+    env.server.fault(
+        "/dists/bookworm/InRelease",
+        mirrorsync::fixture::server::Fault::Status(404),
+        None,
+    );
+    env.server.fault(
+        "/dists/bookworm/Release",
+        mirrorsync::fixture::server::Fault::Status(404),
+        None,
+    );
+    assert_exit(&env.sync(), 1);
+    let prom = std::fs::read_to_string(env.root.join(".mirrorsync/metrics.prom")).unwrap();
+    assert!(
+        prom.contains("mirrorsync_last_run_success{mirror=\"debian\"} 0\n"),
+        "{prom}"
+    );
+    assert!(
+        prom.contains("mirrorsync_last_success_timestamp_seconds{mirror=\"debian\"} "),
+        "{prom}"
+    );
+}

@@ -171,6 +171,7 @@ pub fn stray_files(root: &Path) -> Vec<String> {
         let inside = rel == "debian"
             || rel == ".mirrorsync"
             || rel == ".mirrorsync/lock"
+            || rel == ".mirrorsync/metrics.prom"
             || rel.starts_with(".mirrorsync/debian");
         if !inside {
             out.push(rel);
