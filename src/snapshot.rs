@@ -17,7 +17,6 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::manifest::{Manifest, ManifestError};
-use crate::relpath::RelPath;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
@@ -360,15 +359,10 @@ pub fn fsync_dir(path: &Path) -> Result<(), SnapshotError> {
     f.sync_all().map_err(io_err("syncing", path))
 }
 
-/// The staged copy of `rel`, if it is already there with the wanted size. Contents are
-/// checked by the caller (a hard link to the published tree needs no check).
-pub fn staged_path(staging: &Path, rel: &RelPath) -> PathBuf {
-    rel.under(staging)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::relpath::RelPath;
 
     fn manifest_of(files: &[(&str, &[u8])]) -> Manifest {
         let mut m = Manifest::default();

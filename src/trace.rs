@@ -221,9 +221,9 @@ pub fn render(input: &TraceInput<'_>, upstream: &UpstreamTraces) -> Vec<(RelPath
     if !hierarchy.is_empty() && !hierarchy.ends_with('\n') {
         hierarchy.push('\n');
     }
-    let this_host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| input.hostname.to_string());
+    let this_host = Some(crate::config::system_hostname())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| input.hostname.to_string());
     hierarchy.push_str(&format!(
         "{} {} {} {}\n",
         input.hostname,

@@ -198,6 +198,13 @@ impl Upstream {
         })
     }
 
+    /// Requests made so far through this client.
+    pub fn requests(&self) -> u64 {
+        self.counters
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn count_request(&self) {
         self.counters
             .requests

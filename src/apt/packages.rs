@@ -4,7 +4,7 @@
 //! time into a reused buffer, keeping only what the planner needs (path, size, SHA256).
 //! Format: <https://wiki.debian.org/DebianRepository/Format#A.22Packages.22_Indices>.
 
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use crate::relpath::{PathError, RelPath};
@@ -404,11 +404,6 @@ pub fn pool_files_of(
 ) -> Result<u64, IndexError> {
     let reader = open_index(file)?;
     read_index(reader, kind, index, file, &mut on_file)
-}
-
-/// Drains a reader, for callers that only need to know it decompresses cleanly.
-pub fn drain(mut r: impl Read) -> io::Result<u64> {
-    io::copy(&mut r, &mut io::sink())
 }
 
 #[cfg(test)]

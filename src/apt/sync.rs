@@ -164,10 +164,7 @@ async fn sync_once(
             name: mirror.name.clone(),
             outcome: RunOutcome::Unchanged,
             snapshot: current.map(|c| c.id),
-            requests: upstream
-                .counters
-                .requests
-                .load(std::sync::atomic::Ordering::Relaxed),
+            requests: upstream.requests(),
             seconds: started.elapsed().as_secs_f64(),
             upstream_date: newest_date(&suites),
             ..MirrorReport::default()
@@ -432,20 +429,8 @@ async fn sync_once(
             name: mirror.name.clone(),
             outcome: RunOutcome::DryRun,
             plan: summary,
-            grace: removals
-                .kept
-                .iter()
-                .map(|(p, e)| {
-                    (
-                        p.to_string(),
-                        e.gone_since.unwrap_or(0) + ctx.global.grace.as_secs() as i64,
-                    )
-                })
-                .collect(),
-            requests: upstream
-                .counters
-                .requests
-                .load(std::sync::atomic::Ordering::Relaxed),
+            grace: grace_ends(&removals, ctx.global.grace),
+            requests: upstream.requests(),
             seconds: started.elapsed().as_secs_f64(),
             upstream_date: newest_date(&suites),
             ..MirrorReport::default()
@@ -609,24 +594,12 @@ async fn sync_once(
         files_fetched: fetched_files,
         bytes_fetched: received,
         files_total,
-        requests: upstream
-            .counters
-            .requests
-            .load(std::sync::atomic::Ordering::Relaxed),
+        requests: upstream.requests(),
         seconds: started.elapsed().as_secs_f64(),
         warnings,
         pruned,
         upstream_date: newest_date(&suites),
-        grace: removals
-            .kept
-            .iter()
-            .map(|(p, e)| {
-                (
-                    p.to_string(),
-                    e.gone_since.unwrap_or(0) + ctx.global.grace.as_secs() as i64,
-                )
-            })
-            .collect(),
+        grace: grace_ends(&removals, ctx.global.grace),
     })
 }
 
@@ -1014,6 +987,20 @@ fn check_free_space(staging: &std::path::Path, actions: &[Action]) -> anyhow::Re
         );
     }
     Ok(())
+}
+
+/// Files kept for grace, with the Unix time each of them goes.
+fn grace_ends(removals: &plan::Removals, grace: Duration) -> Vec<(String, i64)> {
+    removals
+        .kept
+        .iter()
+        .map(|(p, e)| {
+            (
+                p.to_string(),
+                e.gone_since.unwrap_or(0) + grace.as_secs() as i64,
+            )
+        })
+        .collect()
 }
 
 /// `dists/<suite>/InRelease`, `Release` or `Release.gpg`.
