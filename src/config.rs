@@ -113,8 +113,12 @@ pub struct AptMirror {
 
 #[derive(Debug, Clone)]
 pub struct ImagesMirror {
+    /// As written, for crawling only the directories they can match under.
     pub include: Vec<String>,
-    pub exclude: Vec<String>,
+    /// Paths relative to `upstream`; `*` stays within a directory, `**` crosses them.
+    /// Empty means everything.
+    pub include_set: globset::GlobSet,
+    pub exclude_set: globset::GlobSet,
     pub keep_latest: Option<NonZeroUsize>,
     pub rewrite_base: Option<Url>,
     pub max_files: usize,
@@ -562,9 +566,12 @@ fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, ConfigErr
                         problems.push(format!("{at}: {key} is for kind = \"apt\" mirrors"));
                     }
                 }
+                let include_set = path_globs(&m.include, "include", &at, &mut problems);
+                let exclude_set = path_globs(&m.exclude, "exclude", &at, &mut problems);
                 MirrorKind::Images(ImagesMirror {
                     include: m.include,
-                    exclude: m.exclude,
+                    include_set,
+                    exclude_set,
                     keep_latest: m.keep_latest,
                     rewrite_base: m.rewrite_base.map(|u| u.0),
                     max_files: m.max_files.unwrap_or(100_000),
@@ -636,6 +643,28 @@ pub(crate) fn system_hostname() -> String {
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .map(|s| s.trim().to_string())
         .unwrap_or_default()
+}
+
+/// Compiles include/exclude patterns as paths: `*` and `?` never match '/'.
+fn path_globs(
+    patterns: &[String],
+    key: &str,
+    at: &str,
+    problems: &mut Vec<String>,
+) -> globset::GlobSet {
+    let mut set = globset::GlobSetBuilder::new();
+    for pattern in patterns {
+        match globset::GlobBuilder::new(pattern)
+            .literal_separator(true)
+            .build()
+        {
+            Ok(g) => {
+                set.add(g);
+            }
+            Err(e) => problems.push(format!("{at}: {key} pattern {pattern:?}: {e}")),
+        }
+    }
+    set.build().unwrap_or_else(|_| globset::GlobSet::empty())
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
 //! `mirrorsync demo`: the whole product on one machine, no network needed.
 //!
-//! Builds a signed repository of a few hundred packages, serves it on loopback, syncs
-//! it, resyncs with nothing changed, changes the upstream as an archive's publish run
-//! would, resyncs the delta, and says where to look. It runs the same code as `sync`,
+//! Builds a signed repository of a few hundred packages and an image download tree,
+//! serves them on loopback, syncs the repository, resyncs with nothing changed,
+//! changes the upstream as an archive's publish run would, resyncs the delta, mirrors
+//! the image tree and a new release of it, and says where to look. It runs the same code as `sync`,
 //! through the same config parser; its narrative goes to the writer the CLI hands in.
 
 use std::io::Write;
@@ -13,10 +14,15 @@ use anyhow::{Context, Result, bail};
 
 use crate::config::Config;
 use crate::fixture::FixtureSpec;
+use crate::fixture::autoindex::ListingStyle;
+use crate::fixture::images::FixtureImages;
 use crate::fixture::server::FixtureServer;
 use crate::report::Silent;
 use crate::sync::{self, MirrorReport, SyncOptions};
 use crate::trace::Trigger;
+
+const IMAGE_FAMILIES: &[&str] = &["raspios_lite_armhf", "raspios_lite_arm64"];
+const IMAGE_DATES: &[&str] = &["2024-07-04", "2024-10-22", "2024-11-19", "2025-05-13"];
 
 /// Marks a directory as the demo's own, so a rerun may clear it.
 const MARKER: &str = ".mirrorsync-demo";
@@ -50,6 +56,27 @@ pub async fn run(dir: &Path, out: &mut dyn Write) -> Result<()> {
     )?;
     let server = FixtureServer::start(&repo.dir)?;
     writeln!(out, "  serving it on {}", server.url())?;
+    let t = Instant::now();
+    let mut images = tokio::task::spawn_blocking({
+        let work = work.clone();
+        move || FixtureImages::create(&work, IMAGE_FAMILIES, &IMAGE_DATES[..3], 1 << 20)
+    })
+    .await??;
+    let image_server = FixtureServer::start(&images.root)?;
+    image_server.set_listing(Some(ListingStyle::ApacheTable));
+    images.write_os_lists(&image_server.url(), None)?;
+    writeln!(
+        out,
+        "  built an image download tree: {} families x {} dated releases with .sha256, .sig and an Imager OS list in {:.1}s",
+        IMAGE_FAMILIES.len(),
+        3,
+        t.elapsed().as_secs_f64()
+    )?;
+    writeln!(
+        out,
+        "  serving it with Apache-style listings on {}",
+        image_server.url()
+    )?;
 
     let config_path = dir.join("mirrors.toml");
     let config_text = format!(
@@ -69,7 +96,20 @@ suites = ["{suite}"]
 components = [{components}]
 architectures = [{arches}]
 keyring = "{keyring}"
+
+[[mirror]]
+name = "images"
+kind = "images"
+upstream = "{images_url}"
+include = ["{family}/images/**", "os_list_*.json"]
+exclude = ["**/*.torrent"]
+keep_latest = 2
+keyring = "{images_keyring}"
+rewrite_base = "http://mirror.demo.invalid/images/"
 "#,
+        images_url = image_server.url(),
+        family = IMAGE_FAMILIES[0],
+        images_keyring = images.keyring.display(),
         cfg = config_path.display(),
         root = root.display(),
         url = server.url(),
@@ -86,7 +126,7 @@ keyring = "{keyring}"
         ..SyncOptions::default()
     };
 
-    let cold = sync_one(&config, &options).await?;
+    let cold = sync_one(&config, "fixture", &options).await?;
     writeln!(
         out,
         "\n1. cold sync:   fetched {} files ({}) in {:.2}s with {} requests; published snapshot {}",
@@ -97,7 +137,7 @@ keyring = "{keyring}"
         cold.snapshot.as_deref().unwrap_or("-")
     )?;
 
-    let noop = sync_one(&config, &options).await?;
+    let noop = sync_one(&config, "fixture", &options).await?;
     writeln!(
         out,
         "2. no-op sync:  upstream unchanged, {} request(s), {:.3}s, nothing written",
@@ -117,7 +157,7 @@ keyring = "{keyring}"
         repo.add_package(&format!("newpkg{i}"));
     }
     tokio::task::spawn_blocking(move || repo.publish().map(|()| repo)).await??;
-    let delta = sync_one(&config, &options).await?;
+    let delta = sync_one(&config, "fixture", &options).await?;
     writeln!(
         out,
         "3. delta sync:  upstream upgraded 5, removed 2, added 3 packages -> fetched {} files ({}) in {:.2}s, linked {}, {} removed files kept for grace",
@@ -126,6 +166,27 @@ keyring = "{keyring}"
         delta.seconds,
         delta.plan.link_files,
         delta.plan.grace_files,
+    )?;
+
+    let cold = sync_one(&config, "images", &options).await?;
+    writeln!(
+        out,
+        "4. image tree:  fetched {} files ({}) in {:.2}s: every image checked against its .sha256 and .sig, {} file(s) with no checksum upstream",
+        cold.files_fetched,
+        human(cold.bytes_fetched),
+        cold.seconds,
+        cold.files_unverified,
+    )?;
+    images.add_release(IMAGE_FAMILIES[0], IMAGE_DATES[3])?;
+    images.write_os_lists(&image_server.url(), None)?;
+    let delta = sync_one(&config, "images", &options).await?;
+    writeln!(
+        out,
+        "5. new release: fetched {} files ({}) in {:.2}s; keep_latest = 2 let {} old file(s) go (kept for grace)",
+        delta.files_fetched,
+        human(delta.bytes_fetched),
+        delta.seconds,
+        delta.plan.grace_files + delta.plan.delete_files,
     )?;
 
     let served = root.join("fixture");
@@ -150,12 +211,18 @@ keyring = "{keyring}"
         root.display(),
         dir.join("upstream-work/archive-keyring.gpg").display(),
     )?;
+    writeln!(
+        out,
+        "  the image tree is {}; its OS list points Imager at this mirror",
+        root.join("images").display()
+    )?;
     drop(server);
+    drop(image_server);
     Ok(())
 }
 
-async fn sync_one(config: &Config, options: &SyncOptions) -> Result<MirrorReport> {
-    let mut results = sync::run(config, &[], options, &Silent).await?;
+async fn sync_one(config: &Config, name: &str, options: &SyncOptions) -> Result<MirrorReport> {
+    let mut results = sync::run(config, &[name.to_string()], options, &Silent).await?;
     let Some(r) = results.pop() else {
         bail!("the demo config has no mirror");
     };

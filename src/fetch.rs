@@ -238,7 +238,7 @@ impl Stager<'_> {
         let dest = first.path.under(self.staging);
         let expected = Expected {
             size: first.size,
-            sha256: first.sha256,
+            sha256: Some(first.sha256),
         };
         if reuse_staged(&dest, expected).await {
             return Ok((dest, Placed::Reused));
@@ -324,8 +324,11 @@ async fn reuse_staged(dest: &Path, expected: Expected) -> bool {
         Ok(m) if m.is_file() && m.len() == expected.size => {}
         _ => return false,
     }
+    let Some(sha256) = expected.sha256 else {
+        return false;
+    };
     let dest = dest.to_path_buf();
-    tokio::task::spawn_blocking(move || file_matches(&dest, expected.size, &expected.sha256))
+    tokio::task::spawn_blocking(move || file_matches(&dest, expected.size, &sha256))
         .await
         .unwrap_or(false)
 }

@@ -8,6 +8,7 @@
 //! - [`upstream`]: the HTTP client: retries, conditional GETs, verified, resumable
 //!   downloads; [`ratelimit`] caps its bandwidth.
 //! - [`apt`]: signed Release files, Packages/Sources parsing, and the apt mirror run.
+//! - [`images`]: directory listings, checksum files and OS lists of image trees.
 //! - [`relpath`]: every path from upstream is checked here before it touches the disk.
 //! - [`plan`]: pure; wanted files + the published manifest -> link/fetch/keep/delete.
 //! - [`fetch`]: carries the plan out into the staging tree, `concurrency` at a time.
@@ -25,6 +26,7 @@ pub mod config;
 pub mod demo;
 pub mod fetch;
 pub mod fixture;
+pub mod images;
 pub mod lock;
 pub mod manifest;
 pub mod metrics;

@@ -452,6 +452,12 @@ fn print_plan(r: &MirrorReport) {
         p.delete_files,
         bytes(p.delete_bytes)
     );
+    if r.files_unverified > 0 {
+        println!(
+            "  unverified {:>3} files (no checksum upstream)",
+            r.files_unverified
+        );
+    }
     for (path, until) in r.grace.iter().take(20) {
         let until = jiff::Timestamp::from_second(*until)
             .map(|t| t.to_string())
@@ -480,6 +486,12 @@ fn print_summary(r: &MirrorReport) {
             r.plan.delete_files,
             r.seconds
         ),
+    }
+    if r.files_unverified > 0 {
+        println!(
+            "{}: {} file(s) unverified: no checksum upstream, compared by size and ETag/date",
+            r.name, r.files_unverified
+        );
     }
 }
 

@@ -149,9 +149,33 @@ pub struct Removals {
 }
 
 impl Removals {
+    /// Files kept for grace, with the Unix time each of them goes.
+    pub fn grace_ends(&self, grace: Duration) -> Vec<(String, i64)> {
+        self.kept
+            .iter()
+            .map(|(p, e)| {
+                (
+                    p.to_string(),
+                    e.gone_since.unwrap_or(0) + grace.as_secs() as i64,
+                )
+            })
+            .collect()
+    }
+
     pub fn dropped_bytes(&self) -> u64 {
         self.dropped.iter().map(|(_, s)| s).sum()
     }
+}
+
+/// Bytes the fetches of a plan will download.
+pub fn fetch_bytes(actions: &[Action]) -> u64 {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Fetch(w) => Some(w.size),
+            Action::Link { .. } => None,
+        })
+        .sum()
 }
 
 /// Splits the published files that are no longer wanted into kept-for-grace and dropped.

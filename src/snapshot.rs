@@ -324,6 +324,28 @@ pub fn prune(dirs: &MirrorDirs, keep: usize) -> Result<Vec<String>, SnapshotErro
 }
 
 /// Removes a tree whose files are read-only (the directories are not).
+/// Refuses to start downloads that cannot fit: an upstream claiming a 10 TB file, or
+/// a disk that filled up, must not end in ENOSPC halfway through with the disk full
+/// for everything else on the host.
+pub fn check_free_space(staging: &Path, need: u64) -> anyhow::Result<()> {
+    use anyhow::Context;
+    const MIN_MARGIN: u64 = 64 << 20;
+    let st = rustix::fs::statvfs(staging)
+        .with_context(|| format!("checking the free space of {}", staging.display()))?;
+    let free = st.f_bavail.saturating_mul(st.f_frsize);
+    let margin = (need / 20).max(MIN_MARGIN);
+    if need.saturating_add(margin) > free {
+        anyhow::bail!(
+            "not enough free space in {}: this run would download {} bytes and {} are free (keeping a margin of {} bytes)",
+            staging.display(),
+            need,
+            free,
+            margin
+        );
+    }
+    Ok(())
+}
+
 pub fn remove_tree(dir: &Path) -> Result<(), SnapshotError> {
     match std::fs::remove_dir_all(dir) {
         Ok(()) => Ok(()),

@@ -55,6 +55,8 @@ pub struct MirrorReport {
     pub files_fetched: u64,
     pub bytes_fetched: u64,
     pub files_total: u64,
+    /// Image-tree files no checksum vouches for (compared by size and ETag/date).
+    pub files_unverified: u64,
     pub requests: u64,
     pub seconds: f64,
     pub warnings: Vec<String>,
@@ -217,9 +219,7 @@ pub fn select<'c>(config: &'c Config, names: &[String]) -> Result<Vec<&'c Mirror
 async fn sync_mirror(ctx: &RunContext<'_>, mirror: &Mirror) -> anyhow::Result<MirrorReport> {
     match &mirror.kind {
         MirrorKind::Apt(apt) => crate::apt::sync::sync_apt(ctx, mirror, apt).await,
-        MirrorKind::Images(_) => anyhow::bail!(
-            "kind = \"images\" mirrors are not supported by this version of mirrorsync yet"
-        ),
+        MirrorKind::Images(images) => crate::images::sync::sync_images(ctx, mirror, images).await,
     }
 }
 
@@ -277,4 +277,18 @@ fn record(
     if let Err(e) = state.save(&dirs.base) {
         tracing::warn!(error = %e, "could not record the run in state.json");
     }
+}
+
+/// One error for many failed files, the first few named.
+pub(crate) fn failed(what: &str, errors: Vec<String>) -> anyhow::Error {
+    const SHOWN: usize = 10;
+    let mut msg = format!("{what}: {} failed", errors.len());
+    for e in errors.iter().take(SHOWN) {
+        msg.push_str("\n  ");
+        msg.push_str(e);
+    }
+    if errors.len() > SHOWN {
+        msg.push_str(&format!("\n  ... and {} more", errors.len() - SHOWN));
+    }
+    anyhow::anyhow!(msg)
 }

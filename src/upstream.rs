@@ -126,20 +126,35 @@ pub struct Validators {
 
 /// A small body held in memory: Release files, traces, listings.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // one per request, moved once
 pub enum Meta {
     NotModified,
     Body {
         body: Bytes,
         validators: Validators,
         last_modified: Option<SystemTime>,
+        /// Where the body came from after redirects.
+        url: Url,
+        content_type: Option<String>,
     },
+}
+
+/// A HEAD answer.
+#[derive(Debug, Clone)]
+pub struct Head {
+    pub size: Option<u64>,
+    pub validators: Validators,
+    /// Where it was found after redirects.
+    pub url: Url,
 }
 
 /// What a download must turn out to be.
 #[derive(Debug, Clone, Copy)]
 pub struct Expected {
     pub size: u64,
-    pub sha256: [u8; 32],
+    /// None for a file no checksum vouches for (an image tree's sidecar files): the
+    /// digest is then computed, and a resume must be vouched for by If-Range instead.
+    pub sha256: Option<[u8; 32]>,
 }
 
 #[derive(Debug, Clone)]
@@ -147,6 +162,10 @@ pub struct Downloaded {
     /// Bytes that crossed the network in this call (less than the size after a resume).
     pub received: u64,
     pub last_modified: Option<SystemTime>,
+    /// SHA256 of the whole file.
+    pub sha256: [u8; 32],
+    /// The response's ETag and Last-Modified, to tell next time whether it changed.
+    pub validators: Validators,
 }
 
 /// Counts of what the client did, for the run summary and the benchmarks.
@@ -280,6 +299,12 @@ impl Upstream {
             }
             let validators = validators_of(resp.headers());
             let last_modified = last_modified_of(resp.headers());
+            let final_url = resp.url().clone();
+            let content_type = resp
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
             let mut body = Vec::with_capacity(announced.unwrap_or(0).min(1 << 20) as usize);
             let mut stream = resp.bytes_stream();
             while let Some(chunk) = stream.next().await {
@@ -312,6 +337,38 @@ impl Upstream {
                 body: Bytes::from(body),
                 validators,
                 last_modified,
+                url: final_url,
+                content_type,
+            })
+        })
+        .await
+    }
+
+    /// HEADs a file: its size and validators, without its body. A `text/html` answer
+    /// for a file that is not HTML is a soft 404.
+    pub async fn head(&self, url: &Url) -> Result<Head, FetchError> {
+        self.retrying(|| async {
+            self.count_request();
+            let resp = self
+                .client
+                .head(url.clone())
+                .send()
+                .await
+                .map_err(|e| (transport(url, e), None))?;
+            check_status(url, resp.status(), resp.headers())?;
+            if is_html(resp.headers()) && !url.path().ends_with(".html") {
+                return Err((FetchError::SoftNotFound { url: redact(url) }, None));
+            }
+            // reqwest reports no length for HEAD (no body); the header is the answer.
+            let size = resp
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse().ok());
+            Ok(Head {
+                size,
+                validators: validators_of(resp.headers()),
+                url: resp.url().clone(),
             })
         })
         .await
@@ -360,16 +417,19 @@ impl Upstream {
                     // The kept bytes may be what went wrong (a partial file from a
                     // power cut); try once more from nothing before blaming upstream.
                     restarted = true;
-                    let _ = tokio::fs::remove_file(dest).await;
+                    discard_partial(dest).await;
                     continue;
                 }
                 Err(e) => {
                     if !e.is_transient() {
-                        let _ = tokio::fs::remove_file(dest).await;
+                        discard_partial(dest).await;
                     }
                     return Err(e);
                 }
-                Ok(d) => return Ok(d),
+                Ok(d) => {
+                    let _ = tokio::fs::remove_file(resume_validator_path(dest)).await;
+                    return Ok(d);
+                }
             }
         }
     }
@@ -382,13 +442,14 @@ impl Upstream {
         on_progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<Downloaded, (FetchError, Option<Duration>)> {
         let io = |e| (FetchError::io(dest)(e), None);
-        if let Ok(m) = tokio::fs::metadata(dest).await
+        if let Some(sha256) = expected.sha256
+            && let Ok(m) = tokio::fs::metadata(dest).await
             && m.len() == expected.size
         {
             // Downloaded in full by a run that died before moving it into place.
             let path = dest.to_path_buf();
             let ok = tokio::task::spawn_blocking(move || {
-                crate::fetch::file_matches(&path, expected.size, &expected.sha256)
+                crate::fetch::file_matches(&path, expected.size, &sha256)
             })
             .await
             .unwrap_or(false);
@@ -396,14 +457,28 @@ impl Upstream {
                 return Ok(Downloaded {
                     received: 0,
                     last_modified: None,
+                    sha256,
+                    validators: Validators::default(),
                 });
             }
             tokio::fs::remove_file(dest).await.map_err(io)?;
         }
+        // The ETag (or Last-Modified) of the response the kept bytes came from.
+        let resume_from = tokio::fs::read_to_string(resume_validator_path(dest))
+            .await
+            .ok()
+            .filter(|v| !v.is_empty());
         let mut have = match tokio::fs::metadata(dest).await {
-            Ok(m) if m.len() <= expected.size => m.len(),
+            // Without a checksum at the end, only If-Range can vouch that the kept
+            // bytes and the rest belong to the same file.
+            Ok(m)
+                if m.len() < expected.size
+                    && (expected.sha256.is_some() || resume_from.is_some()) =>
+            {
+                m.len()
+            }
             Ok(_) => {
-                tokio::fs::remove_file(dest).await.map_err(io)?;
+                discard_partial(dest).await;
                 0
             }
             Err(_) => 0,
@@ -411,23 +486,42 @@ impl Upstream {
         let mut req = self.client.get(url.clone());
         if have > 0 {
             req = req.header(header::RANGE, format!("bytes={have}-"));
+            if let Some(v) = &resume_from {
+                req = req.header(header::IF_RANGE, v.as_str());
+            }
         }
         self.count_request();
         let resp = req.send().await.map_err(|e| (transport(url, e), None))?;
         let status = resp.status();
+        let restart = |dest: &Path| {
+            let dest = dest.to_path_buf();
+            async move {
+                discard_partial(&dest).await;
+                Err((
+                    FetchError::Truncated {
+                        url: redact(url),
+                        expected: expected.size,
+                        actual: 0,
+                    },
+                    Some(Duration::ZERO),
+                ))
+            }
+        };
         if status == StatusCode::RANGE_NOT_SATISFIABLE && have > 0 {
             // What we kept no longer fits what the server has: start again.
-            tokio::fs::remove_file(dest).await.map_err(io)?;
-            return Err((
-                FetchError::Truncated {
-                    url: redact(url),
-                    expected: expected.size,
-                    actual: 0,
-                },
-                Some(Duration::ZERO),
-            ));
+            return restart(dest).await;
         }
         check_status(url, status, resp.headers())?;
+        let validators = validators_of(resp.headers());
+        if status == StatusCode::PARTIAL_CONTENT
+            && let Some(kept) = &resume_from
+            && Some(kept) != validators.etag.as_ref()
+            && Some(kept) != validators.last_modified.as_ref()
+        {
+            // A server that ignores If-Range sends the rest of another file.
+            tracing::info!(url = %redact(url), "upstream file changed since the partial download; restarting");
+            return restart(dest).await;
+        }
         if status != StatusCode::PARTIAL_CONTENT || !range_starts_at(resp.headers(), have) {
             // A 200 is the whole file again, whatever we asked for.
             have = 0;
@@ -462,6 +556,19 @@ impl Upstream {
             f.set_len(have).await.map_err(io)?;
             f
         } else {
+            // Remember what this body is, so a resume can ask for the same one.
+            let validator = validators
+                .etag
+                .as_ref()
+                .filter(|e| !e.starts_with("W/"))
+                .or(validators.last_modified.as_ref());
+            let vpath = resume_validator_path(dest);
+            match validator {
+                Some(v) => tokio::fs::write(&vpath, v).await.map_err(io)?,
+                None => {
+                    let _ = tokio::fs::remove_file(&vpath).await;
+                }
+            }
             tokio::fs::File::create(dest).await.map_err(io)?
         };
         on_progress(have);
@@ -485,7 +592,7 @@ impl Upstream {
             }
             if written + chunk.len() as u64 > expected.size {
                 drop(out);
-                let _ = tokio::fs::remove_file(dest).await;
+                discard_partial(dest).await;
                 return Err((
                     FetchError::TooLong {
                         url: redact(url),
@@ -532,11 +639,13 @@ impl Upstream {
             ));
         }
         let actual: [u8; 32] = hasher.finalize().into();
-        if actual != expected.sha256 {
+        if let Some(want) = expected.sha256
+            && actual != want
+        {
             return Err((
                 FetchError::ChecksumMismatch {
                     url: redact(url),
-                    expected: hex::encode(expected.sha256),
+                    expected: hex::encode(want),
                     actual: hex::encode(actual),
                 },
                 None,
@@ -551,8 +660,23 @@ impl Upstream {
         Ok(Downloaded {
             received,
             last_modified,
+            sha256: actual,
+            validators,
         })
     }
+}
+
+/// Where the validator of a partial download is kept, beside its bytes.
+pub fn resume_validator_path(dest: &Path) -> PathBuf {
+    let mut name = dest.as_os_str().to_owned();
+    name.push(".validator");
+    PathBuf::from(name)
+}
+
+/// Drops a partial download and what it was resumed against.
+async fn discard_partial(dest: &Path) {
+    let _ = tokio::fs::remove_file(dest).await;
+    let _ = tokio::fs::remove_file(resume_validator_path(dest)).await;
 }
 
 async fn hash_prefix(

@@ -6,8 +6,10 @@
 //! key from this keyring vouch for?". `release.rs` parses only the text that
 //! [`verify_clearsigned`] / [`verify_detached`] hand back in [`Verified::text`],
 //! never the raw download, so nothing outside the signed part can reach the
-//! parser. `fixture.rs` (demo and test repositories) signs with [`SigningKey`],
-//! whose output is also accepted by GnuPG's `gpgv`, and so by real `apt`.
+//! parser. [`verify_detached_file`] checks a detached signature over a file
+//! on disk (an OS image) without reading it into memory. `fixture.rs` (demo
+//! and test repositories) signs with [`SigningKey`], whose output is also
+//! accepted by GnuPG's `gpgv`, and so by real `apt`.
 //!
 //! rPGP (the `pgp` crate) supplies parsing and the cryptography, but its
 //! `Signature::verify` only checks the maths. The policy that `gpgv` + apt
@@ -16,6 +18,8 @@
 //! and rejection of weak digests (MD5, SHA-1, RIPEMD-160).
 
 use std::collections::HashSet;
+use std::fs::File;
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -52,6 +56,13 @@ pub enum SignatureError {
     NoValidSignature { signers: String },
     #[error("signing failed: {detail}")]
     Signing { detail: String },
+    /// Reading the file a detached signature covers ([`verify_detached_file`]).
+    #[error("reading signed file {path}")]
+    ReadSigned {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// A set of trusted OpenPGP certificates, e.g. `debian-archive-keyring.gpg`.
@@ -410,7 +421,12 @@ fn verify_clearsigned_at(
         CleartextSignedMessage::from_string(signed_block).map_err(|e| malformed(e.to_string()))?;
     // `signed_text` is the canonical CRLF form the hash covers.
     let canonical = msg.signed_text();
-    let signer = check_signatures(keyring, msg.signatures(), canonical.as_bytes(), now)?;
+    let signer = check_signatures(
+        keyring,
+        msg.signatures(),
+        &SignedData::Bytes(canonical.as_bytes()),
+        now,
+    )?;
     let mut text = canonical.replace("\r\n", "\n");
     if !text.is_empty() && !text.ends_with('\n') {
         text.push('\n');
@@ -468,11 +484,126 @@ fn verify_detached_at(
     let signatures = parse_detached(signature).map_err(|detail| SignatureError::Malformed {
         detail: format!("detached signature: {detail}"),
     })?;
-    let signer = check_signatures(keyring, &signatures, data, now)?;
+    let signer = check_signatures(keyring, &signatures, &SignedData::Bytes(data), now)?;
     let text = String::from_utf8(data.to_vec()).map_err(|e| SignatureError::Malformed {
         detail: format!("signed data is not UTF-8 text ({})", e.utf8_error()),
     })?;
     Ok(Verified { text, signer })
+}
+
+/// Verifies a detached signature (armored or binary; may contain several
+/// signatures) over the file at `path`, reading it as a stream rather than
+/// into memory: images are several GB and a Raspberry Pi has little RAM. The
+/// policy is that of [`verify_detached`]. Returns the upper-case hex
+/// fingerprint of the key (or subkey) that verified, as [`Verified::signer`].
+///
+/// The file is opened once and read from the start for each candidate key
+/// (one pass when one key in the keyring matches the signature's issuer). The
+/// verdict is about what was read: the caller must keep the file from
+/// changing afterwards (e.g. verify it where only this process writes).
+///
+/// rPGP 0.21 counts the hashed bytes in a `usize`, so on a 32-bit target
+/// (armhf) a file of 4 GiB or more cannot verify and is reported as
+/// [`SignatureError::NoValidSignature`].
+pub fn verify_detached_file(
+    keyring: &Keyring,
+    path: &Path,
+    signature: &[u8],
+) -> Result<String, SignatureError> {
+    verify_detached_file_at(keyring, path, signature, unix_now())
+}
+
+fn verify_detached_file_at(
+    keyring: &Keyring,
+    path: &Path,
+    signature: &[u8],
+    now: u64,
+) -> Result<String, SignatureError> {
+    let signatures = parse_detached(signature).map_err(|detail| SignatureError::Malformed {
+        detail: format!("detached signature: {detail}"),
+    })?;
+    // Opened before any check, so that a missing file is reported as such
+    // even when no key in the keyring could have made the signature.
+    let file = File::open(path).map_err(|source| SignatureError::ReadSigned {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    check_signatures(
+        keyring,
+        &signatures,
+        &SignedData::File { path, file: &file },
+        now,
+    )
+}
+
+/// The bytes a signature covers, readable once per candidate key.
+enum SignedData<'a> {
+    Bytes(&'a [u8]),
+    /// Read from the start for each check; one open file, so every pass sees
+    /// the same inode even if the path is replaced meanwhile.
+    File {
+        path: &'a Path,
+        file: &'a File,
+    },
+}
+
+impl SignedData<'_> {
+    /// Whether `sig` is a valid signature by `key` over the data. A read
+    /// error is returned as an error, not as a signature that does not verify.
+    fn verified_by(&self, sig: &Signature, key: &SignerKey) -> Result<bool, SignatureError> {
+        match self {
+            SignedData::Bytes(bytes) => Ok(verify_with(sig, key, *bytes)),
+            SignedData::File { path, file } => {
+                let read_error = |source| SignatureError::ReadSigned {
+                    path: path.to_path_buf(),
+                    source,
+                };
+                let mut file: &File = file;
+                file.seek(SeekFrom::Start(0)).map_err(read_error)?;
+                let mut reader = KeepReadError {
+                    inner: BufReader::with_capacity(READ_BUFFER, file),
+                    error: None,
+                };
+                let verified = verify_with(sig, key, &mut reader);
+                match reader.error {
+                    Some(source) => Err(read_error(source)),
+                    None => Ok(verified),
+                }
+            }
+        }
+    }
+}
+
+/// Read size for a signed file: rPGP hashes in 8 KiB pieces, and fewer,
+/// larger reads help a slow SD card or USB disk.
+const READ_BUFFER: usize = 256 * 1024;
+
+fn verify_with(sig: &Signature, key: &SignerKey, data: impl Read) -> bool {
+    match key {
+        SignerKey::Primary(k) => sig.verify(k, data).is_ok(),
+        SignerKey::Subkey(k) => sig.verify(k, data).is_ok(),
+    }
+}
+
+/// rPGP turns a read error into a failed verification; this keeps the
+/// original so that a disk error is not reported as a bad signature.
+struct KeepReadError<R> {
+    inner: R,
+    error: Option<std::io::Error>,
+}
+
+impl<R: Read> Read for KeepReadError<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self.inner.read(buf) {
+            Ok(n) => Ok(n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Err(e),
+            Err(e) => {
+                let copy = std::io::Error::new(e.kind(), e.to_string());
+                self.error.get_or_insert(e);
+                Err(copy)
+            }
+        }
+    }
 }
 
 fn parse_detached(bytes: &[u8]) -> Result<Vec<Signature>, String> {
@@ -522,11 +653,11 @@ fn unix_now() -> u64 {
 fn check_signatures(
     keyring: &Keyring,
     signatures: &[Signature],
-    data: &[u8],
+    data: &SignedData<'_>,
     now: u64,
 ) -> Result<String, SignatureError> {
     for sig in signatures {
-        if let Some(signer) = valid_signer(keyring, sig, data, now) {
+        if let Some(signer) = valid_signer(keyring, sig, data, now)? {
             return Ok(signer.fingerprint.clone());
         }
     }
@@ -535,30 +666,37 @@ fn check_signatures(
     })
 }
 
+/// The signing key from `keyring` that makes `sig` valid over `data`, if
+/// any. The checks that need no data come first: only a key that passes them
+/// costs a read of `data`.
 fn valid_signer<'k>(
     keyring: &'k Keyring,
     sig: &Signature,
-    data: &[u8],
+    data: &SignedData<'_>,
     now: u64,
-) -> Option<&'k Signer> {
+) -> Result<Option<&'k Signer>, SignatureError> {
     if !matches!(sig.typ(), Some(SignatureType::Binary | SignatureType::Text)) {
-        return None;
+        return Ok(None);
     }
-    let hash = sig.hash_alg()?;
+    let Some(hash) = sig.hash_alg() else {
+        return Ok(None);
+    };
     if !strong_hash(hash) {
         tracing::debug!(%hash, "ignoring signature with a weak or unknown digest");
-        return None;
+        return Ok(None);
     }
     // A v4 signature must carry its creation time; without it neither key
     // validity nor expiry can be judged.
-    let sig_created = u64::from(sig.created()?.as_secs());
+    let Some(sig_created) = sig.created().map(|t| u64::from(t.as_secs())) else {
+        return Ok(None);
+    };
     if let Some(d) = sig.signature_expiration_time() {
         let secs = u64::from(d.as_secs());
         if secs > 0 && sig_created + secs <= now {
-            return None;
+            return Ok(None);
         }
     }
-    keyring
+    let candidates = keyring
         .certs
         .iter()
         .zip(&keyring.signers)
@@ -570,7 +708,7 @@ fn valid_signer<'k>(
                     .any(|sub| issued_by(sig, &sub.key))
         })
         .flat_map(|(cert, signers)| signers.get_or_init(|| signers_of(cert)))
-        .find(|signer| {
+        .filter(|signer| {
             let matches = match &signer.key {
                 SignerKey::Primary(k) => issued_by(sig, k),
                 SignerKey::Subkey(k) => issued_by(sig, k),
@@ -583,11 +721,13 @@ fn valid_signer<'k>(
                 && signer
                     .expires
                     .is_none_or(|exp| exp > now && exp > sig_created)
-                && match &signer.key {
-                    SignerKey::Primary(k) => sig.verify(k, data).is_ok(),
-                    SignerKey::Subkey(k) => sig.verify(k, data).is_ok(),
-                }
-        })
+        });
+    for signer in candidates {
+        if data.verified_by(sig, &signer.key)? {
+            return Ok(Some(signer));
+        }
+    }
+    Ok(None)
 }
 
 /// SHA-1 has practical chosen-prefix collisions; MD5 and RIPEMD-160 are
@@ -1014,6 +1154,216 @@ mod tests {
         assert!(matches!(err, SignatureError::NoValidSignature { .. }));
     }
 
+    /// A multi-MB file that, like an image, is not UTF-8 text.
+    fn image_file(dir: &Path) -> (PathBuf, Vec<u8>) {
+        let mut data = vec![0u8; 5 * 1024 * 1024 + 321];
+        let mut x: u32 = 0x9E37_79B9;
+        for b in &mut data {
+            // xorshift32: cheap, deterministic, incompressible enough.
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            *b = x.to_le_bytes()[0];
+        }
+        assert!(std::str::from_utf8(&data).is_err());
+        let path = dir.join("2024-11-19-raspios-bookworm-arm64.img.xz");
+        std::fs::write(&path, &data).unwrap();
+        (path, data)
+    }
+
+    #[test]
+    fn detached_file_roundtrip() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, data) = image_file(dir.path());
+        let key = SigningKey::generate("Images <images@example.org>").unwrap();
+        let keyring = Keyring::from_bytes(&key.public_key_binary().unwrap(), "k").unwrap();
+        let armored = key.sign_detached_armored(&data).unwrap();
+        let (sig, _) = DetachedSignature::from_string(&armored).unwrap();
+        let binary = sig.to_bytes().unwrap();
+        for signature in [armored.as_bytes(), &binary] {
+            let signer = verify_detached_file(&keyring, &path, signature).unwrap();
+            assert_eq!(signer, key.fingerprint());
+        }
+        // The in-memory variant hands back text, so it refuses this data
+        // after checking the signature; the file variant does not care.
+        let err = verify_detached(&keyring, &data, armored.as_bytes()).unwrap_err();
+        assert!(matches!(err, SignatureError::Malformed { .. }), "{err}");
+
+        // One flipped bit, a byte more, a byte less: all tampering.
+        let mut flipped = data.clone();
+        flipped[data.len() / 2] ^= 0x01;
+        let mut longer = data.clone();
+        longer.push(0);
+        for changed in [&flipped[..], &longer, &data[..data.len() - 1]] {
+            std::fs::write(&path, changed).unwrap();
+            let err = verify_detached_file(&keyring, &path, armored.as_bytes()).unwrap_err();
+            let SignatureError::NoValidSignature { signers } = &err else {
+                panic!("unexpected error {err}");
+            };
+            assert_eq!(signers, &key.fingerprint());
+        }
+        std::fs::write(&path, &data).unwrap();
+        verify_detached_file(&keyring, &path, &binary).unwrap();
+
+        // A key that is not in the keyring.
+        let stranger = SigningKey::generate("Stranger <s@example.org>").unwrap();
+        let by_stranger = stranger.sign_detached_armored(&data).unwrap();
+        let err = verify_detached_file(&keyring, &path, by_stranger.as_bytes()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "no valid signature by a key in the keyring (signed by: {})",
+                stranger.fingerprint()
+            )
+        );
+        let stranger_keyring =
+            Keyring::from_bytes(&stranger.public_key_binary().unwrap(), "s").unwrap();
+        let err = verify_detached_file(&stranger_keyring, &path, &binary).unwrap_err();
+        assert!(
+            matches!(err, SignatureError::NoValidSignature { .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn detached_file_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::generate("Images <images@example.org>").unwrap();
+        let keyring = Keyring::from_bytes(&key.public_key_binary().unwrap(), "k").unwrap();
+        let sig = key.sign_detached_armored(b"data").unwrap();
+
+        let missing = dir.path().join("missing.img.xz");
+        let err = verify_detached_file(&keyring, &missing, sig.as_bytes()).unwrap_err();
+        assert!(matches!(err, SignatureError::ReadSigned { .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            format!("reading signed file {}", missing.display())
+        );
+        // A directory opens but cannot be read: a read error, not a bad signature.
+        let err = verify_detached_file(&keyring, dir.path(), sig.as_bytes()).unwrap_err();
+        let SignatureError::ReadSigned { path, source } = &err else {
+            panic!("unexpected error {err}");
+        };
+        assert_eq!(path, dir.path());
+        assert_eq!(source.kind(), std::io::ErrorKind::IsADirectory);
+
+        let file = dir.path().join("data");
+        std::fs::write(&file, b"data").unwrap();
+        assert_eq!(
+            verify_detached_file(&keyring, &file, sig.as_bytes()).unwrap(),
+            key.fingerprint()
+        );
+        let err = verify_detached_file(&keyring, &file, b"not a signature").unwrap_err();
+        assert!(matches!(err, SignatureError::Malformed { .. }), "{err}");
+        let err = verify_detached_file(&keyring, &file, b"").unwrap_err();
+        assert!(matches!(err, SignatureError::Malformed { .. }), "{err}");
+    }
+
+    /// A binary-mode detached signature by `key` with the given digest and
+    /// extra hashed subpackets.
+    fn detached_with(
+        key: &impl pgp::types::SigningKey,
+        data: &[u8],
+        hash: HashAlgorithm,
+        extra: Vec<Subpacket>,
+    ) -> Vec<u8> {
+        let mut config = SignatureConfig::v4(SignatureType::Binary, key.algorithm(), hash);
+        config.hashed_subpackets = vec![
+            Subpacket::regular(SubpacketData::SignatureCreationTime(Timestamp::now())).unwrap(),
+            Subpacket::regular(SubpacketData::IssuerFingerprint(key.fingerprint())).unwrap(),
+        ];
+        config.hashed_subpackets.extend(extra);
+        let sig = config.sign(key, &Password::empty(), data).unwrap();
+        DetachedSignature::new(sig).to_bytes().unwrap()
+    }
+
+    /// The file variant and the in-memory one agree on every policy case.
+    /// (Weak digests are refused by the same code before any data is read,
+    /// but rPGP will not make an Ed25519 signature over SHA-1 to show it.)
+    #[test]
+    fn detached_file_applies_the_same_policy() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("Release");
+        std::fs::write(&path, RELEASE).unwrap();
+        let data = RELEASE.as_bytes();
+        let secret = key_with_subkeys();
+        let keyring =
+            Keyring::from_bytes(&secret.to_public_key().to_bytes().unwrap(), "sub").unwrap();
+        let signing = &*secret.secret_subkeys[0];
+        let signing_fp = format!("{:X}", signing.fingerprint());
+        let hour = || {
+            vec![
+                Subpacket::regular(SubpacketData::SignatureExpirationTime(
+                    pgp::types::Duration::from_secs(3600),
+                ))
+                .unwrap(),
+            ]
+        };
+        let now = unix_now();
+        let cases = [
+            (
+                "signing subkey",
+                detached_with(signing, data, HashAlgorithm::Sha256, vec![]),
+                now,
+                Some(&signing_fp),
+            ),
+            (
+                "SHA-512",
+                detached_with(signing, data, HashAlgorithm::Sha512, vec![]),
+                now,
+                Some(&signing_fp),
+            ),
+            (
+                "authentication-only subkey",
+                detached_with(
+                    &*secret.secret_subkeys[1],
+                    data,
+                    HashAlgorithm::Sha256,
+                    vec![],
+                ),
+                now,
+                None,
+            ),
+            (
+                "certify-only primary",
+                detached_with(&secret.primary_key, data, HashAlgorithm::Sha256, vec![]),
+                now,
+                None,
+            ),
+            (
+                "signature valid for an hour, checked now",
+                detached_with(signing, data, HashAlgorithm::Sha256, hour()),
+                now,
+                Some(&signing_fp),
+            ),
+            (
+                "signature valid for an hour, checked two hours later",
+                detached_with(signing, data, HashAlgorithm::Sha256, hour()),
+                now + 7200,
+                None,
+            ),
+        ];
+        for (what, signature, at, expected) in cases {
+            let in_memory = verify_detached_at(&keyring, data, &signature, at).map(|v| v.signer);
+            let from_file = verify_detached_file_at(&keyring, &path, &signature, at);
+            match expected {
+                Some(fp) => {
+                    assert_eq!(in_memory.as_ref().unwrap(), fp, "{what}");
+                    assert_eq!(from_file.as_ref().unwrap(), fp, "{what}");
+                }
+                None => {
+                    for result in [in_memory, from_file] {
+                        let err = result.unwrap_err();
+                        assert!(
+                            matches!(err, SignatureError::NoValidSignature { .. }),
+                            "{what}: {err}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn signing_key_is_send_and_sync() {
         fn assert_send_sync<T: Send + Sync>() {}
@@ -1226,5 +1576,48 @@ mod tests {
         // The armored export imports as a keyring too (gpgv reads binary only).
         let asc = key.public_key_armored().unwrap();
         assert!(asc.starts_with("-----BEGIN PGP PUBLIC KEY BLOCK-----\n"));
+    }
+
+    #[test]
+    fn gpgv_agrees_on_detached_file_signatures() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, data) = image_file(dir.path());
+        let key = SigningKey::generate("Images <images@example.org>").unwrap();
+        let keyring_path = dir.path().join("k.gpg");
+        std::fs::write(&keyring_path, key.public_key_binary().unwrap()).unwrap();
+        let keyring = Keyring::from_file(&keyring_path).unwrap();
+        let armored = key.sign_detached_armored(&data).unwrap();
+        let (sig, _) = DetachedSignature::from_string(&armored).unwrap();
+        std::fs::write(dir.path().join("image.sig"), sig.to_bytes().unwrap()).unwrap();
+        std::fs::write(dir.path().join("image.asc"), &armored).unwrap();
+        let image = path.file_name().unwrap().to_str().unwrap();
+        let keyring_arg = keyring_path.to_str().unwrap();
+
+        for sig_name in ["image.sig", "image.asc"] {
+            let signature = std::fs::read(dir.path().join(sig_name)).unwrap();
+            assert_eq!(
+                verify_detached_file(&keyring, &path, &signature).unwrap(),
+                key.fingerprint()
+            );
+            let Some((ok, log)) = gpgv(dir.path(), &["--keyring", keyring_arg, sig_name, image])
+            else {
+                return;
+            };
+            assert!(ok, "gpgv rejected {sig_name}:\n{log}");
+            assert!(
+                log.contains(&format!("VALIDSIG {}", key.fingerprint())),
+                "{log}"
+            );
+        }
+
+        // Both refuse the file once a byte changes.
+        let mut flipped = data;
+        flipped[12345] ^= 0x80;
+        std::fs::write(&path, &flipped).unwrap();
+        let signature = std::fs::read(dir.path().join("image.sig")).unwrap();
+        assert!(verify_detached_file(&keyring, &path, &signature).is_err());
+        let (ok, log) = gpgv(dir.path(), &["--keyring", keyring_arg, "image.sig", image]).unwrap();
+        assert!(!ok, "gpgv accepted a tampered image:\n{log}");
+        assert!(log.contains("BADSIG"), "{log}");
     }
 }

@@ -337,7 +337,7 @@ async fn sync_once(
         if moved_suspect {
             check_moved(&upstream, &mirror.upstream, &suites).await?;
         }
-        return Err(failed("fetching indices", errors));
+        return Err(crate::sync::failed("fetching indices", errors));
     }
 
     // The upstream's trace files go into the snapshot with ours.
@@ -429,7 +429,7 @@ async fn sync_once(
             name: mirror.name.clone(),
             outcome: RunOutcome::DryRun,
             plan: summary,
-            grace: grace_ends(&removals, ctx.global.grace),
+            grace: removals.grace_ends(ctx.global.grace),
             requests: upstream.requests(),
             seconds: started.elapsed().as_secs_f64(),
             upstream_date: newest_date(&suites),
@@ -437,7 +437,7 @@ async fn sync_once(
         });
     }
 
-    check_free_space(&staging, &pool_actions)?;
+    snapshot::check_free_space(&staging, plan::fetch_bytes(&pool_actions))?;
     let phase = Instant::now();
     let mut errors = Vec::new();
     let mut tolerated: Vec<(RelPath, Option<Entry>)> = Vec::new();
@@ -473,7 +473,7 @@ async fn sync_once(
         warnings.push(msg);
     }
     if !errors.is_empty() {
-        return Err(failed("fetching pool files", errors));
+        return Err(crate::sync::failed("fetching pool files", errors));
     }
     for (path, previous) in &tolerated {
         pool.remove(path);
@@ -594,26 +594,14 @@ async fn sync_once(
         files_fetched: fetched_files,
         bytes_fetched: received,
         files_total,
+        files_unverified: 0,
         requests: upstream.requests(),
         seconds: started.elapsed().as_secs_f64(),
         warnings,
         pruned,
         upstream_date: newest_date(&suites),
-        grace: grace_ends(&removals, ctx.global.grace),
+        grace: removals.grace_ends(ctx.global.grace),
     })
-}
-
-fn failed(what: &str, errors: Vec<String>) -> anyhow::Error {
-    const SHOWN: usize = 10;
-    let mut msg = format!("{what}: {} failed", errors.len());
-    for e in errors.iter().take(SHOWN) {
-        msg.push_str("\n  ");
-        msg.push_str(e);
-    }
-    if errors.len() > SHOWN {
-        msg.push_str(&format!("\n  ... and {} more", errors.len() - SHOWN));
-    }
-    anyhow!(msg)
 }
 
 /// Fetches and verifies one suite's Release files.
@@ -653,6 +641,7 @@ async fn fetch_suite(
             body,
             validators,
             last_modified,
+            ..
         }) => Some((body, validators, last_modified)),
         Err(e) if e.is_not_found() => {
             return fetch_release_gpg(upstream, mirror, apt, name, keyring, current, shortcut, now)
@@ -755,6 +744,7 @@ async fn fetch_release_gpg(
             body,
             validators,
             last_modified,
+            ..
         }) => (body, validators, last_modified),
         Ok(Meta::NotModified) => {
             bail!("{rel_shown}: 304 Not Modified to an unconditional request")
@@ -959,48 +949,6 @@ async fn update_in_progress(upstream: &Upstream, base: &Url) -> Option<String> {
             None
         }
     }
-}
-
-/// Refuses to start downloads that cannot fit: an upstream claiming a 10 TB file, or
-/// a disk that filled up, must not end in ENOSPC halfway through with the disk full
-/// for everything else on the host.
-fn check_free_space(staging: &std::path::Path, actions: &[Action]) -> anyhow::Result<()> {
-    const MIN_MARGIN: u64 = 64 << 20;
-    let need: u64 = actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Fetch(w) => Some(w.size),
-            Action::Link { .. } => None,
-        })
-        .sum();
-    let st = rustix::fs::statvfs(staging)
-        .with_context(|| format!("checking the free space of {}", staging.display()))?;
-    let free = st.f_bavail.saturating_mul(st.f_frsize);
-    let margin = (need / 20).max(MIN_MARGIN);
-    if need.saturating_add(margin) > free {
-        bail!(
-            "not enough free space in {}: this run would download {} bytes and {} are free (keeping a margin of {} bytes)",
-            staging.display(),
-            need,
-            free,
-            margin
-        );
-    }
-    Ok(())
-}
-
-/// Files kept for grace, with the Unix time each of them goes.
-fn grace_ends(removals: &plan::Removals, grace: Duration) -> Vec<(String, i64)> {
-    removals
-        .kept
-        .iter()
-        .map(|(p, e)| {
-            (
-                p.to_string(),
-                e.gone_since.unwrap_or(0) + grace.as_secs() as i64,
-            )
-        })
-        .collect()
 }
 
 /// `dists/<suite>/InRelease`, `Release` or `Release.gpg`.

@@ -3,6 +3,7 @@
 mod apt_sync;
 mod cli;
 mod faults;
+mod images;
 mod live;
 mod operability;
 mod support;

@@ -1,0 +1,831 @@
+//! One run of one image-tree mirror: listings -> checksums -> plan -> fetch -> publish.
+//!
+//! 1. The listings are crawled (only where the include patterns can match).
+//! 2. Checksum files (`.sha256` sidecars, `SHA256SUMS`), signatures and OS list JSON
+//!    are read; each file they vouch for gets its SHA256 (and size, from the OS list).
+//!    Files the OS list references are mirrored even if no listing shows them.
+//! 3. `keep_latest` drops old dated release directories the OS list no longer names.
+//! 4. Files with a checksum are linked when the published snapshot has that content,
+//!    else fetched and verified. Files without one are linked when the listing still
+//!    shows the same size/date text, or a HEAD shows the same size and ETag or
+//!    Last-Modified; else fetched and counted as unverified.
+//! 5. Detached signatures are checked over the staged files (with `keyring`), the OS
+//!    list copies are rewritten for `rewrite_base`, and the snapshot is published with
+//!    one rename, exactly as for apt.
+//!
+//! Any failure before the rename leaves the served tree untouched; partial downloads
+//! stay in `partial/` and resume next time, with If-Range.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::{Instant, SystemTime};
+
+use anyhow::{Context, anyhow, bail};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+use url::Url;
+
+use super::crawl::{self, Found, Scope};
+use super::oslist::OsList;
+use super::records::{Record, Records};
+use super::retain;
+use super::sums;
+use crate::apt::signature::{self, Keyring};
+use crate::config::{ImagesMirror, Mirror};
+use crate::fetch::{Placed, Stager, encode_path};
+use crate::manifest::{Entry, Manifest};
+use crate::plan::{self, PlanSummary, Wanted, WantedSet};
+use crate::relpath::RelPath;
+use crate::snapshot::{self, MirrorDirs};
+use crate::state::MirrorState;
+use crate::sync::{MirrorReport, RunContext, RunOutcome, failed};
+use crate::upstream::{Expected, FetchError, Meta, Upstream, Validators, redact};
+
+/// Checksum files, signatures and OS lists are read into memory; none is this big.
+const MAX_META_BYTES: u64 = 64 << 20;
+
+/// Nested `subitems_url` documents followed at most.
+const MAX_OS_LISTS: usize = 64;
+
+/// What vouches for a file's content.
+#[derive(Debug, Clone)]
+struct Vouch {
+    sha256: [u8; 32],
+    size: Option<u64>,
+    /// Where the checksum came from, for a conflict message.
+    from: String,
+}
+
+/// A small file read into memory this run.
+struct MetaFile {
+    /// As upstream serves it.
+    bytes: Bytes,
+    /// As this mirror publishes it (an OS list rewritten for `rewrite_base`).
+    publish: Bytes,
+    mtime: Option<SystemTime>,
+    validators: Validators,
+    /// Fetched this run (not read back from the published snapshot).
+    fetched: bool,
+}
+
+/// A file no checksum vouches for, to be fetched.
+struct Unverified {
+    path: RelPath,
+    size: u64,
+}
+
+pub async fn sync_images(
+    ctx: &RunContext<'_>,
+    mirror: &Mirror,
+    images: &ImagesMirror,
+) -> anyhow::Result<MirrorReport> {
+    let started = Instant::now();
+    let opts = ctx.options;
+    let dirs = MirrorDirs::new(&ctx.global.root, &mirror.name);
+    let current = dirs.current()?;
+    let state = MirrorState::load(&dirs.base)?;
+    let records = Records::load(&dirs.base);
+    let upstream = Upstream::new(&mirror.network)?;
+    let keyring = match &images.keyring {
+        Some(p) => Some(std::sync::Arc::new(Keyring::from_file(p)?)),
+        None => None,
+    };
+    let base = &mirror.upstream;
+    let empty = Manifest::default();
+    let published = current.as_ref().map_or(&empty, |c| &c.manifest);
+    let concurrency = mirror.network.concurrency.get();
+    let mut warnings = Vec::new();
+
+    // 1. Listings.
+    let scope = Scope {
+        include: &images.include,
+        include_set: &images.include_set,
+        exclude_set: &images.exclude_set,
+    };
+    let phase = Instant::now();
+    let crawled = crawl::crawl(&upstream, base, &scope, images.max_files, concurrency).await?;
+    tracing::info!(
+        seconds = phase.elapsed().as_secs_f64(),
+        listings = crawled.listings,
+        files = crawled.files.len(),
+        "crawled"
+    );
+    for w in crawled.warnings {
+        ctx.reporter.on_warning(&mirror.name, &w);
+        warnings.push(w);
+    }
+    let mut found: BTreeMap<RelPath, Found> = crawled
+        .files
+        .into_iter()
+        .map(|f| (f.path.clone(), f))
+        .collect();
+
+    // 2. OS lists, checksum files and signatures.
+    let reader = MetaReader {
+        upstream: &upstream,
+        base,
+        current: current.as_ref().map(|c| (c.dir.as_path(), &c.manifest)),
+        records: &records,
+        verify_all: opts.verify_all,
+    };
+    let mut meta: BTreeMap<RelPath, MetaFile> = BTreeMap::new();
+    let mut vouched: HashMap<RelPath, Vouch> = HashMap::new();
+    let mut os_lists: Vec<(RelPath, OsList)> = Vec::new();
+    let mut queue: Vec<RelPath> = found.keys().filter(|p| is_os_list(p)).cloned().collect();
+    let mut seen_lists: HashSet<RelPath> = queue.iter().cloned().collect();
+    while let Some(path) = queue.pop() {
+        if os_lists.len() >= MAX_OS_LISTS {
+            bail!("more than {MAX_OS_LISTS} OS list documents linked by subitems_url");
+        }
+        // Always fetched: the published copy may be rewritten for this mirror.
+        let file = reader.fetch(&path).await?;
+        let list = OsList::parse(&file.bytes, path.as_str())?;
+        for image in list.images()? {
+            let Some(p) = path_under(base, &image.url) else {
+                continue;
+            };
+            let Some(sha256) = image.sha256 else {
+                found.entry(p.clone()).or_insert_with(|| unlisted(&p));
+                continue;
+            };
+            vouch(
+                &mut vouched,
+                p.clone(),
+                Vouch {
+                    sha256,
+                    size: image.size,
+                    from: format!("{} {}", path, image.at),
+                },
+            )?;
+            found.entry(p.clone()).or_insert_with(|| unlisted(&p));
+        }
+        for url in list.subitems_urls()? {
+            match path_under(base, &url) {
+                Some(p) if seen_lists.insert(p.clone()) => {
+                    found.entry(p.clone()).or_insert_with(|| unlisted(&p));
+                    queue.push(p);
+                }
+                Some(_) => {}
+                None => {
+                    tracing::info!(url = %redact(&url), "subitems_url outside upstream; not mirrored")
+                }
+            }
+        }
+        meta.insert(path.clone(), file);
+        os_lists.push((path, list));
+    }
+    let referenced: HashSet<RelPath> = vouched.keys().cloned().collect();
+
+    for path in found.keys() {
+        if !(is_sums(path) || (keyring.is_some() && is_signature(path))) {
+            continue;
+        }
+        let file = reader.get(path).await?;
+        if is_sums(path) {
+            let text = std::str::from_utf8(&file.bytes)
+                .map_err(|_| anyhow!("{path}: a checksum file that is not text"))?;
+            let dir = path.parent().unwrap_or("");
+            let sidecar_of = path.as_str().strip_suffix(".sha256");
+            for line in sums::parse_sums(text, path.as_str())? {
+                let target = match (line.name.as_str(), sidecar_of) {
+                    ("", Some(of)) => of.to_string(),
+                    ("", None) => continue,
+                    (name, _) if dir.is_empty() => name.to_string(),
+                    (name, _) => format!("{dir}/{name}"),
+                };
+                let Ok(target) = RelPath::new(&target) else {
+                    bail!(
+                        "{path} line {}: names {:?}, outside the tree",
+                        line.line,
+                        line.name
+                    );
+                };
+                if !found.contains_key(&target) {
+                    continue;
+                }
+                vouch(
+                    &mut vouched,
+                    target,
+                    Vouch {
+                        sha256: line.sha256,
+                        size: None,
+                        from: format!("{path} line {}", line.line),
+                    },
+                )?;
+            }
+        }
+        meta.insert(path.clone(), file);
+    }
+
+    // 3. keep_latest.
+    if let Some(keep) = images.keep_latest {
+        let pinned: HashSet<&str> = referenced.iter().map(RelPath::as_str).collect();
+        let drop =
+            retain::dated_dirs_to_drop(found.keys().map(RelPath::as_str), keep.get(), &pinned);
+        if !drop.is_empty() {
+            tracing::info!(dirs = drop.len(), "keep_latest leaves out older releases");
+            found.retain(|p, _| !retain::under_any(p.as_str(), &drop));
+            meta.retain(|p, _| !retain::under_any(p.as_str(), &drop));
+        }
+    }
+
+    // 4. Plan every file: link or fetch.
+    let by_digest = published.by_digest();
+    let mut wanted = WantedSet::default();
+    let mut unverified: Vec<Unverified> = Vec::new();
+    let mut kept_unverified = 0u64;
+    let mut new_records: BTreeMap<String, Record> = BTreeMap::new();
+    for (path, f) in &found {
+        let record = Record {
+            hint: f.hint.clone(),
+            ..Record::default()
+        };
+        if let Some(m) = meta.get_mut(path) {
+            // Read this run: its content is known exactly.
+            let sha256: [u8; 32] = Sha256::digest(&m.bytes).into();
+            if let Some(v) = vouched.get(path)
+                && v.sha256 != sha256
+            {
+                bail!(
+                    "{path}: {} says SHA256 {}, upstream serves {}",
+                    v.from,
+                    hex::encode(v.sha256),
+                    hex::encode(sha256)
+                );
+            }
+            new_records.insert(
+                path.to_string(),
+                Record {
+                    etag: m.validators.etag.clone(),
+                    last_modified: m.validators.last_modified.clone(),
+                    ..record
+                },
+            );
+            if let (Some(to), Some((_, list))) = (
+                &images.rewrite_base,
+                os_lists.iter().find(|(p, _)| p == path),
+            ) {
+                m.publish = Bytes::from(list.rewrite(&|u: &Url| {
+                    let p = path_under(base, u)?;
+                    found
+                        .contains_key(&p)
+                        .then(|| format!("{to}{}", encode_path(p.as_str())))
+                }));
+            }
+            let publish_sha: [u8; 32] = Sha256::digest(&m.publish).into();
+            if !m.fetched
+                || published
+                    .files
+                    .get(path)
+                    .is_some_and(|e| e.sha256 == publish_sha)
+            {
+                // Unchanged: linked like any other file.
+                m.fetched = false;
+                wanted.insert(Wanted {
+                    path: path.clone(),
+                    size: m.publish.len() as u64,
+                    sha256: publish_sha,
+                    source: path.clone(),
+                })?;
+            }
+            continue;
+        }
+        if let Some(v) = vouched.get(path) {
+            let size = match v.size.or(f.size) {
+                Some(s) => s,
+                None => match by_digest.get(&v.sha256) {
+                    Some(p) => published.files[*p].size,
+                    None => {
+                        let head = upstream.head(&file_url(base, path)?).await?;
+                        head.size.ok_or_else(|| {
+                            anyhow!("{}: upstream states no size", redact(&head.url))
+                        })?
+                    }
+                },
+            };
+            if let Some(exact) = f.size
+                && exact != size
+            {
+                bail!(
+                    "{path}: the listing says {exact} bytes, {} says {size}",
+                    v.from
+                );
+            }
+            wanted.insert(Wanted {
+                path: path.clone(),
+                size,
+                sha256: v.sha256,
+                source: path.clone(),
+            })?;
+            new_records.insert(path.to_string(), record);
+            continue;
+        }
+        // No checksum anywhere: compare what the listing and the server say.
+        let prior = records.files.get(path.as_str());
+        let held = published.files.get(path);
+        if let (Some(r), Some(e)) = (prior, held)
+            && !opts.verify_all
+            && !f.hint.is_empty()
+            && r.hint == f.hint
+        {
+            wanted.insert(Wanted {
+                path: path.clone(),
+                size: e.size,
+                sha256: e.sha256,
+                source: path.clone(),
+            })?;
+            new_records.insert(path.to_string(), r.clone());
+            kept_unverified += 1;
+            continue;
+        }
+        let head = upstream.head(&file_url(base, path)?).await?;
+        let size = head
+            .size
+            .ok_or_else(|| anyhow!("{}: upstream states no size", redact(&head.url)))?;
+        let record = Record {
+            etag: head.validators.etag.clone(),
+            last_modified: head.validators.last_modified.clone(),
+            ..record
+        };
+        match (prior, held) {
+            (Some(r), Some(e)) if e.size == size && r.same_validators(&head.validators) => {
+                wanted.insert(Wanted {
+                    path: path.clone(),
+                    size,
+                    sha256: e.sha256,
+                    source: path.clone(),
+                })?;
+                kept_unverified += 1;
+            }
+            _ => unverified.push(Unverified {
+                path: path.clone(),
+                size,
+            }),
+        }
+        new_records.insert(path.to_string(), record);
+    }
+    let actions = plan::plan_files(wanted.iter(), published, &by_digest);
+    drop(by_digest);
+    let mut summary = PlanSummary::default();
+    summary.add_actions(&actions);
+    summary.fetch_files += unverified.len() as u64;
+    summary.fetch_bytes += unverified.iter().map(|u| u.size).sum::<u64>();
+    for m in meta.values().filter(|m| m.fetched) {
+        summary.fetch_files += 1;
+        summary.fetch_bytes += m.publish.len() as u64;
+    }
+
+    // What upstream no longer has (or keep_latest let go).
+    let keep: HashSet<&RelPath> = found.keys().collect();
+    let removals = plan::plan_removals(&keep, published, ctx.now.as_second(), ctx.global.grace);
+    summary.add_removals(&removals);
+    ctx.reporter.on_plan(&mirror.name, &summary);
+    if let Some(why) =
+        plan::deletes_too_much(&removals, published, ctx.global.max_delete_ratio, &|_| true)
+        && !opts.allow_mass_delete
+    {
+        bail!(
+            "{why}; refusing to publish (rerun with --allow-mass-delete if upstream really removed them)"
+        );
+    }
+    let files_unverified = unverified.len() as u64 + kept_unverified;
+    if opts.dry_run {
+        return Ok(MirrorReport {
+            name: mirror.name.clone(),
+            outcome: RunOutcome::DryRun,
+            plan: summary,
+            grace: removals.grace_ends(ctx.global.grace),
+            requests: upstream.requests(),
+            seconds: started.elapsed().as_secs_f64(),
+            files_unverified,
+            warnings,
+            ..MirrorReport::default()
+        });
+    }
+    let nothing_changed = summary.fetch_files == 0
+        && removals.kept.is_empty()
+        && removals.dropped.is_empty()
+        && current.is_some()
+        && !opts.verify_all;
+    if nothing_changed {
+        save_records(&dirs, new_records);
+        return Ok(MirrorReport {
+            name: mirror.name.clone(),
+            outcome: RunOutcome::Unchanged,
+            snapshot: current.map(|c| c.id),
+            requests: upstream.requests(),
+            seconds: started.elapsed().as_secs_f64(),
+            files_unverified,
+            warnings,
+            ..MirrorReport::default()
+        });
+    }
+
+    // 5. Stage.
+    dirs.create()?;
+    let staging = dirs.staging.clone();
+    snapshot::check_free_space(
+        &staging,
+        plan::fetch_bytes(&actions) + unverified.iter().map(|u| u.size).sum::<u64>(),
+    )?;
+    let stager = Stager {
+        upstream: &upstream,
+        base_url: base,
+        staging: &staging,
+        partial: &dirs.partial,
+        published: current.as_ref().map(|c| c.dir.as_path()),
+        concurrency,
+        reporter: ctx.reporter,
+        verify_links: opts.verify_all,
+    };
+    let mut received = 0u64;
+    let mut fetched_files = 0u64;
+    let mut fetched_paths: HashSet<RelPath> = HashSet::new();
+    let mut errors = Vec::new();
+    let mut tolerated: Vec<RelPath> = Vec::new();
+    stager
+        .run_each(actions, &mut |o| match o.result {
+            Ok(Placed::Fetched { received: n }) => {
+                received += n;
+                fetched_files += 1;
+                fetched_paths.insert(o.wanted.path);
+            }
+            Ok(_) => {}
+            Err(e) if images.tolerate.is_match(o.wanted.path.as_str()) => {
+                tolerated.push(o.wanted.path.clone());
+                warnings.push(format!("tolerated failure: {}: {e}", o.wanted.path));
+            }
+            Err(e) => errors.push(format!("{}: {e}", o.wanted.path)),
+        })
+        .await;
+    let mut manifest = Manifest::default();
+    let results = fetch_unverified(&upstream, base, &dirs, ctx, concurrency, unverified).await;
+    for (path, result) in results {
+        match result {
+            Ok((n, sha256, size, v)) => {
+                received += n;
+                fetched_files += 1;
+                fetched_paths.insert(path.clone());
+                if let Some(r) = new_records.get_mut(path.as_str()) {
+                    r.etag = v.etag;
+                    r.last_modified = v.last_modified;
+                }
+                manifest.files.insert(
+                    path,
+                    Entry {
+                        size,
+                        sha256,
+                        gone_since: None,
+                    },
+                );
+            }
+            Err(e) if images.tolerate.is_match(path.as_str()) => {
+                warnings.push(format!("tolerated failure: {path}: {e}"));
+                tolerated.push(path);
+            }
+            Err(e) => errors.push(format!("{path}: {e}")),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(failed("fetching images", errors));
+    }
+    for path in &tolerated {
+        wanted.remove(path);
+        new_records.remove(path.as_str());
+        if let (Some(c), Some(e)) = (&current, published.files.get(path)) {
+            snapshot::link_file(&path.under(&c.dir), &path.under(&staging))?;
+            manifest.files.insert(path.clone(), e.clone());
+        }
+    }
+    for w in wanted.iter() {
+        manifest.files.insert(
+            w.path.clone(),
+            Entry {
+                size: w.size,
+                sha256: w.sha256,
+                gone_since: None,
+            },
+        );
+    }
+    if let Some(c) = &current {
+        for (p, _) in &removals.kept {
+            snapshot::link_file(&p.under(&c.dir), &p.under(&staging))?;
+        }
+    }
+    for (p, e) in &removals.kept {
+        manifest.files.insert(p.clone(), e.clone());
+    }
+
+    // Small files read this run, OS lists rewritten for this mirror.
+    for (path, m) in &meta {
+        if !m.fetched {
+            continue;
+        }
+        let bytes = &m.publish;
+        snapshot::write_file(&path.under(&staging), bytes, m.mtime)?;
+        received += m.bytes.len() as u64;
+        fetched_files += 1;
+        fetched_paths.insert(path.clone());
+        manifest.files.insert(
+            path.clone(),
+            Entry {
+                size: bytes.len() as u64,
+                sha256: Sha256::digest(bytes).into(),
+                gone_since: None,
+            },
+        );
+    }
+    // Detached signatures over what changed.
+    if let Some(keyring) = &keyring {
+        check_signatures(
+            keyring,
+            &meta,
+            &manifest,
+            &fetched_paths,
+            &staging,
+            opts.verify_all,
+        )
+        .await?;
+    }
+
+    let id = dirs.new_id(ctx.now);
+    let files_total = manifest.files.len() as u64;
+    let publish_dirs = dirs.clone();
+    let publish_id = id.clone();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        snapshot::clean_staging(&publish_dirs.staging, &|p| {
+            RelPath::new(p).is_ok_and(|p| manifest.files.contains_key(&p))
+        })
+        .context("cleaning staging")?;
+        snapshot::publish(&publish_dirs, &publish_id, &manifest)?;
+        Ok(())
+    })
+    .await
+    .map_err(|e| anyhow!("publishing: {e}"))??;
+    let pruned = snapshot::prune(&dirs, ctx.global.keep_snapshots.get())?;
+    let _ = std::fs::remove_dir_all(&dirs.partial)
+        .and_then(|()| std::fs::create_dir_all(&dirs.partial));
+    save_records(&dirs, new_records);
+    let mut new_state = state;
+    new_state.config_fingerprint = None;
+    new_state.save(&dirs.base).context("recording the run")?;
+    Ok(MirrorReport {
+        name: mirror.name.clone(),
+        outcome: RunOutcome::Published,
+        snapshot: Some(id),
+        plan: summary,
+        files_fetched: fetched_files,
+        bytes_fetched: received,
+        files_total,
+        files_unverified,
+        requests: upstream.requests(),
+        seconds: started.elapsed().as_secs_f64(),
+        warnings,
+        pruned,
+        upstream_date: None,
+        grace: removals.grace_ends(ctx.global.grace),
+    })
+}
+
+fn save_records(dirs: &MirrorDirs, files: BTreeMap<String, Record>) {
+    if let Err(e) = (Records { files }).save(&dirs.base) {
+        tracing::warn!(error = %e, "could not record the listing hints; next run checks every file again");
+    }
+}
+
+/// Adds a checksum for `path`, refusing two sources that disagree.
+fn vouch(vouched: &mut HashMap<RelPath, Vouch>, path: RelPath, v: Vouch) -> anyhow::Result<()> {
+    match vouched.get_mut(&path) {
+        Some(have) if have.sha256 != v.sha256 => bail!(
+            "{path}: {} says SHA256 {} but {} says {}",
+            have.from,
+            hex::encode(have.sha256),
+            v.from,
+            hex::encode(v.sha256)
+        ),
+        Some(have) => {
+            if have.size.is_none() {
+                have.size = v.size;
+            }
+        }
+        None => {
+            vouched.insert(path, v);
+        }
+    }
+    Ok(())
+}
+
+/// A file referenced (by an OS list) that no listing showed.
+fn unlisted(path: &RelPath) -> Found {
+    Found {
+        path: path.clone(),
+        hint: String::new(),
+        size: None,
+    }
+}
+
+fn is_os_list(p: &RelPath) -> bool {
+    let name = p.file_name();
+    name.starts_with("os_list") && name.ends_with(".json")
+}
+
+fn is_sums(p: &RelPath) -> bool {
+    let name = p.file_name();
+    name.ends_with(".sha256") || matches!(name, "SHA256SUMS" | "sha256sums" | "SHA256SUMS.txt")
+}
+
+fn is_signature(p: &RelPath) -> bool {
+    let name = p.file_name();
+    [".sig", ".gpg", ".asc"]
+        .iter()
+        .any(|ext| name.ends_with(ext))
+}
+
+/// The path of `url` below `base`, if it is below it.
+fn path_under(base: &Url, url: &Url) -> Option<RelPath> {
+    if url.query().is_some() || url.fragment().is_some() {
+        return None;
+    }
+    let rest = url.as_str().strip_prefix(base.as_str())?;
+    let decoded = percent_encoding::percent_decode_str(rest)
+        .decode_utf8()
+        .ok()?;
+    RelPath::new(&decoded).ok()
+}
+
+fn file_url(base: &Url, path: &RelPath) -> anyhow::Result<Url> {
+    base.join(&encode_path(path.as_str()))
+        .with_context(|| format!("joining {path} to {}", redact(base)))
+}
+
+/// Reads small files: from the published snapshot when the listing shows them
+/// unchanged, else from upstream.
+struct MetaReader<'a> {
+    upstream: &'a Upstream,
+    base: &'a Url,
+    current: Option<(&'a std::path::Path, &'a Manifest)>,
+    records: &'a Records,
+    verify_all: bool,
+}
+
+impl MetaReader<'_> {
+    async fn get(&self, path: &RelPath) -> anyhow::Result<MetaFile> {
+        if !self.verify_all
+            && let Some((dir, manifest)) = self.current
+            && let Some(entry) = manifest.files.get(path)
+            && let Some(r) = self.records.files.get(path.as_str())
+            && !r.hint.is_empty()
+        {
+            let file = path.under(dir);
+            if let Ok(bytes) = std::fs::read(&file)
+                && bytes.len() as u64 == entry.size
+                && <[u8; 32]>::from(Sha256::digest(&bytes)) == entry.sha256
+            {
+                let bytes = Bytes::from(bytes);
+                return Ok(MetaFile {
+                    publish: bytes.clone(),
+                    bytes,
+                    mtime: None,
+                    validators: Validators {
+                        etag: r.etag.clone(),
+                        last_modified: r.last_modified.clone(),
+                        content_sha256: None,
+                    },
+                    fetched: false,
+                });
+            }
+        }
+        self.fetch(path).await
+    }
+
+    async fn fetch(&self, path: &RelPath) -> anyhow::Result<MetaFile> {
+        let url = file_url(self.base, path)?;
+        match self.upstream.get_meta(&url, MAX_META_BYTES, None).await {
+            Ok(Meta::Body {
+                body,
+                validators,
+                last_modified,
+                content_type,
+                ..
+            }) => {
+                if content_type.is_some_and(|t| t.starts_with("text/html"))
+                    && !path.as_str().ends_with(".html")
+                {
+                    return Err(FetchError::SoftNotFound { url: redact(&url) }.into());
+                }
+                Ok(MetaFile {
+                    publish: body.clone(),
+                    bytes: body,
+                    mtime: last_modified,
+                    validators,
+                    fetched: true,
+                })
+            }
+            Ok(Meta::NotModified) => bail!("{}: 304 to an unconditional request", redact(&url)),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+type FetchResult = anyhow::Result<(u64, [u8; 32], u64, Validators)>;
+
+/// Downloads files no checksum vouches for, `concurrency` at a time; partial files
+/// are named by path and resumed only when If-Range vouches for them.
+async fn fetch_unverified(
+    upstream: &Upstream,
+    base: &Url,
+    dirs: &MirrorDirs,
+    ctx: &RunContext<'_>,
+    concurrency: usize,
+    files: Vec<Unverified>,
+) -> Vec<(RelPath, FetchResult)> {
+    let out = Mutex::new(Vec::new());
+    futures_util::stream::iter(files)
+        .for_each_concurrent(concurrency.max(1), |u| {
+            let out = &out;
+            async move {
+                let result = async {
+                    let url = file_url(base, &u.path)?;
+                    let tmp = dirs.partial.join(format!(
+                        "u-{}",
+                        hex::encode(Sha256::digest(u.path.as_str()))
+                    ));
+                    ctx.reporter.on_fetch_start(u.path.as_str(), u.size);
+                    let reporter = ctx.reporter;
+                    let progress = move |n: u64| reporter.on_progress(n);
+                    let d = upstream
+                        .download(
+                            &url,
+                            &tmp,
+                            Expected {
+                                size: u.size,
+                                sha256: None,
+                            },
+                            &progress,
+                        )
+                        .await?;
+                    let dest = u.path.under(&dirs.staging);
+                    tokio::task::spawn_blocking(move || snapshot::install_file(&tmp, &dest))
+                        .await
+                        .map_err(|e| anyhow!("staging task: {e}"))??;
+                    ctx.reporter.on_fetch_done(u.path.as_str());
+                    Ok((d.received, d.sha256, u.size, d.validators))
+                }
+                .await;
+                out.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((u.path, result));
+            }
+        })
+        .await;
+    out.into_inner().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Checks each detached signature (`X.sig`, `X.gpg`, `X.asc`) whose file `X` is
+/// mirrored, where either changed this run (or all, with --verify-all).
+async fn check_signatures(
+    keyring: &std::sync::Arc<Keyring>,
+    meta: &BTreeMap<RelPath, MetaFile>,
+    manifest: &Manifest,
+    fetched: &HashSet<RelPath>,
+    staging: &std::path::Path,
+    verify_all: bool,
+) -> anyhow::Result<()> {
+    let mut errors = Vec::new();
+    for (sig_path, sig) in meta {
+        if !is_signature(sig_path) {
+            continue;
+        }
+        let Some(target) = [".sig", ".gpg", ".asc"]
+            .iter()
+            .find_map(|ext| sig_path.as_str().strip_suffix(ext))
+            .and_then(|t| RelPath::new(t).ok())
+        else {
+            continue;
+        };
+        if !manifest.files.contains_key(&target) {
+            continue;
+        }
+        if !verify_all && !fetched.contains(&target) && !fetched.contains(sig_path) {
+            continue;
+        }
+        let file = target.under(staging);
+        let bytes = sig.bytes.clone();
+        let keyring = keyring.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            signature::verify_detached_file(&keyring, &file, &bytes)
+        })
+        .await
+        .map_err(|e| anyhow!("signature check task: {e}"))?;
+        match result {
+            Ok(signer) => tracing::debug!(path = %target, %signer, "signature good"),
+            Err(e) => errors.push(format!("{target}: {sig_path}: {e}")),
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(failed("checking signatures", errors))
+    }
+}
