@@ -3,8 +3,11 @@
 #  - benches/sync.rs: end-to-end table (cold, no-op, delta, --bwlimit) against a plain
 #    parallel fetch of the same files, peak RSS from /usr/bin/time -v;
 #  - benches/metadata.rs: Packages parsing and planning at Debian scale (criterion),
-#    and hard-linking a 100,000-file tree.
-# Sizes: BENCH_PACKAGES, BENCH_MIN_SIZE, BENCH_MAX_SIZE, BENCH_CONCURRENCY.
+#    and hard-linking a 100,000-file tree;
+#  - benches/images.rs: image trees: a 200 MB download cut at 40% and resumed
+#    (bytes sent, overhead), and a crawl of 5,000 files in each listing style.
+# Sizes: BENCH_PACKAGES, BENCH_MIN_SIZE, BENCH_MAX_SIZE, BENCH_CONCURRENCY;
+# BENCH_IMAGE_MB, BENCH_CRAWL_DIRS, BENCH_CRAWL_FILES for the image trees.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x /usr/bin/time ] && [ "$(id -u)" -eq 0 ]; then
@@ -13,3 +16,4 @@ fi
 cargo bench --bench sync
 cargo bench --bench metadata
 cargo bench --bench link
+cargo bench --bench images

@@ -3,7 +3,8 @@
 //! Builds a signed repository of a few hundred packages and an image download tree,
 //! serves them on loopback, syncs the repository, resyncs with nothing changed,
 //! changes the upstream as an archive's publish run would, resyncs the delta, mirrors
-//! the image tree and a new release of it, and says where to look. It runs the same code as `sync`,
+//! the image tree and a new release of it, probes the result as mirror lists do, and
+//! says where to look. It runs the same code as `sync`,
 //! through the same config parser; its narrative goes to the writer the CLI hands in.
 
 use std::io::Write;
@@ -189,6 +190,29 @@ rewrite_base = "http://mirror.demo.invalid/images/"
         delta.plan.grace_files + delta.plan.delete_files,
     )?;
 
+    // Serve the mirror as nginx would, and probe it as the mirror list does.
+    let mirror_server = FixtureServer::start(&root)?;
+    mirror_server.set_listing(Some(ListingStyle::Nginx));
+    let probe_opts = crate::probe::ProbeOptions {
+        upstream: Some(url::Url::parse(&server.url())?),
+        keyring: Some(dir.join("upstream-work/archive-keyring.gpg")),
+        timeout: std::time::Duration::from_secs(10),
+        ..crate::probe::ProbeOptions::default()
+    };
+    let urls = [
+        url::Url::parse(&format!("{}fixture/", mirror_server.url()))?,
+        url::Url::parse(&format!("{}images/", mirror_server.url()))?,
+    ];
+    let probed = crate::probe::probe_all(&urls, &probe_opts).await?;
+    writeln!(
+        out,
+        "6. probe:       the published trees served on {}:",
+        mirror_server.url()
+    )?;
+    for line in crate::probe::output::table(&probed).lines() {
+        writeln!(out, "     {line}")?;
+    }
+
     let served = root.join("fixture");
     let trace_path = served.join("project/trace/mirror.demo.invalid");
     let trace = std::fs::read_to_string(&trace_path)
@@ -218,6 +242,7 @@ rewrite_base = "http://mirror.demo.invalid/images/"
     )?;
     drop(server);
     drop(image_server);
+    drop(mirror_server);
     Ok(())
 }
 

@@ -16,6 +16,7 @@
 //! - [`trace`]: the ftpsync-style trace files mirror checkers read.
 //! - [`state`]: state.json, what the last runs did; [`metrics`]: metrics.prom from it.
 //! - [`verify`]: re-hash a published tree against its manifest and signatures.
+//! - [`probe`]: `mirrorsync probe`, health checks as mirror-list checkers do them.
 //! - [`lock`]: the run lock; [`sync`]: one run over the configured mirrors.
 //! - [`report`]: how progress reaches the front end; nothing here prints.
 //! - [`demo`]: `mirrorsync demo`, the whole product against a fixture on loopback.
@@ -31,6 +32,7 @@ pub mod lock;
 pub mod manifest;
 pub mod metrics;
 pub mod plan;
+pub mod probe;
 pub mod ratelimit;
 pub mod relpath;
 pub mod report;

@@ -21,6 +21,7 @@ mod exit {
     pub const USAGE: u8 = 2;
     pub const LOCKED: u8 = 3;
     pub const DAMAGED: u8 = 4;
+    pub const UNHEALTHY: u8 = 5;
 }
 
 #[derive(Parser)]
@@ -91,6 +92,41 @@ enum Command {
         names: Vec<String>,
         #[arg(long)]
         json: bool,
+    },
+    /// Health-check mirrors as mirror-list checkers do, IPv4 and IPv6 separately
+    /// (exit 5 if one is unhealthy)
+    Probe {
+        /// Mirror URLs: an apt tree root or an image tree root
+        #[arg(required = true)]
+        urls: Vec<url::Url>,
+        /// The master to compare Release dates (and image sizes) with
+        #[arg(long)]
+        upstream: Option<url::Url>,
+        /// Verify each InRelease with this keyring
+        #[arg(long)]
+        keyring: Option<PathBuf>,
+        /// Suites to check [default: those dists/ lists]
+        #[arg(long = "suite")]
+        suites: Vec<String>,
+        /// Per request
+        #[arg(long, default_value = "20s", value_parser = parse_duration)]
+        timeout: std::time::Duration,
+        /// A trace or Release older than this (or this far behind the upstream) is
+        /// unhealthy
+        #[arg(long, default_value = "24h", value_parser = parse_duration)]
+        max_age: std::time::Duration,
+        /// Indices, pool files and images sampled per suite or mirror
+        #[arg(long, default_value_t = 3)]
+        samples: usize,
+        /// Resolve HOST to these addresses instead of asking DNS (HOST=ADDR[,ADDR])
+        #[arg(long, value_parser = parse_resolve)]
+        resolve: Vec<(String, Vec<std::net::IpAddr>)>,
+        /// One JSON document with an object per mirror and check
+        #[arg(long, conflicts_with = "prometheus")]
+        json: bool,
+        /// Prometheus text exposition format
+        #[arg(long)]
+        prometheus: bool,
     },
     /// Validate the config and exit (0, or 2 with the errors)
     CheckConfig,
@@ -366,6 +402,12 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                     "upstream": m.upstream.as_str(),
                     "snapshot": current,
                     "snapshots": snapshots,
+                    "upstream_age_seconds": state
+                        .last_success
+                        .as_ref()
+                        .and_then(|r| r.upstream_date.as_deref())
+                        .and_then(|d| d.parse::<jiff::Timestamp>().ok())
+                        .map(|d| jiff::Timestamp::now().as_second() - d.as_second()),
                     "last_run": state.last_run,
                     "last_success": state.last_success,
                 }));
@@ -375,14 +417,43 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             } else {
                 for s in &all {
                     let last = &s["last_run"];
+                    let ok = &s["last_success"];
                     println!(
-                        "{:<16} {:<10} snapshot {:<22} last run {} ({})",
+                        "{} ({}): {}",
                         s["name"].as_str().unwrap_or(""),
+                        s["kind"].as_str().unwrap_or(""),
                         last["result"].as_str().unwrap_or("never run"),
-                        s["snapshot"].as_str().unwrap_or("-"),
-                        last["finished"].as_str().unwrap_or("-"),
-                        last["error"].as_str().unwrap_or("ok"),
                     );
+                    println!(
+                        "  last run     {} -> {}{}",
+                        last["started"].as_str().unwrap_or("-"),
+                        last["finished"].as_str().unwrap_or("-"),
+                        last["error"]
+                            .as_str()
+                            .map(|e| format!("\n  error        {e}"))
+                            .unwrap_or_default(),
+                    );
+                    println!(
+                        "  last success {}: fetched {} files ({}), {} in grace",
+                        ok["finished"].as_str().unwrap_or("never"),
+                        ok["files_fetched"].as_u64().unwrap_or(0),
+                        bytes(ok["bytes_fetched"].as_u64().unwrap_or(0)),
+                        ok["files_in_grace"].as_u64().unwrap_or(0),
+                    );
+                    println!(
+                        "  snapshot     {} ({} kept)",
+                        s["snapshot"].as_str().unwrap_or("-"),
+                        s["snapshots"].as_array().map_or(0, |a| a.len()),
+                    );
+                    if let Some(age) = s["upstream_age_seconds"].as_i64() {
+                        println!(
+                            "  upstream     Release Date {} ({} old)",
+                            ok["upstream_date"].as_str().unwrap_or("-"),
+                            humantime::format_duration(std::time::Duration::from_secs(
+                                age.max(0) as u64
+                            ))
+                        );
+                    }
                 }
             }
             Ok(exit::OK)
@@ -401,6 +472,45 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             use clap::CommandFactory;
             clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
             Ok(exit::OK)
+        }
+        Command::Probe {
+            urls,
+            upstream,
+            keyring,
+            suites,
+            timeout,
+            max_age,
+            samples,
+            resolve,
+            json,
+            prometheus,
+        } => {
+            let opts = mirrorsync::probe::ProbeOptions {
+                upstream,
+                keyring,
+                suites,
+                timeout,
+                max_age,
+                samples,
+                resolve: resolve.into_iter().collect(),
+            };
+            let reports = runtime()?.block_on(mirrorsync::probe::probe_all(&urls, &opts))?;
+            let out = if json {
+                mirrorsync::probe::output::json(&reports)
+            } else if prometheus {
+                mirrorsync::probe::output::prometheus(&reports)
+            } else {
+                mirrorsync::probe::output::table(&reports)
+            };
+            print!("{out}");
+            if json && !out.ends_with('\n') {
+                println!();
+            }
+            Ok(if reports.iter().all(|r| r.healthy) {
+                exit::OK
+            } else {
+                exit::UNHEALTHY
+            })
         }
         Command::Demo { dir } => {
             let dir = dir.unwrap_or_else(|| PathBuf::from("demo-mirror"));
@@ -427,6 +537,27 @@ fn load_config(path: Option<&std::path::Path>) -> Option<Config> {
     Config::load(path)
         .map_err(|e| eprintln!("mirrorsync: {e}"))
         .ok()
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("bad duration {s:?} ({e}); write it like \"10s\" or \"24h\""))
+}
+
+fn parse_resolve(s: &str) -> Result<(String, Vec<std::net::IpAddr>), String> {
+    let (host, addrs) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: write it as HOST=ADDR[,ADDR]"))?;
+    let addrs = addrs
+        .split(',')
+        .map(|a| {
+            a.trim()
+                .trim_matches(['[', ']'])
+                .parse()
+                .map_err(|e| format!("{s:?}: {a:?} is not an IP address ({e})"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((host.to_string(), addrs))
 }
 
 fn parse_bwlimit(s: &str) -> Result<u64, String> {

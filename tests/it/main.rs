@@ -5,6 +5,8 @@ mod cli;
 mod faults;
 mod images;
 mod live;
+mod live_images;
 mod operability;
+mod probe;
 mod support;
 mod verify;
