@@ -110,6 +110,8 @@ pub enum CrawlError {
         "upstream lists more than max_files ({limit}) entries (at {url}); raise max_files if that is real"
     )]
     TooMany { url: String, limit: usize },
+    #[error("a listing parser task failed: {0}")]
+    Task(String),
     #[error("listing {url} redirects to {to}, outside the mirrored tree")]
     Escaped { url: String, to: String },
 }
@@ -257,17 +259,22 @@ async fn list(
         });
     }
     let digest: [u8; 32] = Sha256::digest(&body).into();
-    let entries = listing::parse_listing(&body, content_type.as_deref(), &final_url, budget)
-        .map_err(|source| match source {
-            listing::ListingError::TooManyLinks { limit, .. } => CrawlError::TooMany {
-                url: shown.clone(),
-                limit,
-            },
-            source => CrawlError::Listing {
-                url: shown.clone(),
-                source,
-            },
-        })?;
+    // 100,000 entries take seconds on a Raspberry Pi: off the async workers.
+    let entries = tokio::task::spawn_blocking(move || {
+        listing::parse_listing(&body, content_type.as_deref(), &final_url, budget)
+    })
+    .await
+    .map_err(|e| CrawlError::Task(e.to_string()))?
+    .map_err(|source| match source {
+        listing::ListingError::TooManyLinks { limit, .. } => CrawlError::TooMany {
+            url: shown.clone(),
+            limit,
+        },
+        source => CrawlError::Listing {
+            url: shown.clone(),
+            source,
+        },
+    })?;
     Ok((entries, digest))
 }
 

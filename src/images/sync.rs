@@ -177,11 +177,37 @@ pub async fn sync_images(
     }
     let referenced: HashSet<RelPath> = vouched.keys().cloned().collect();
 
-    for path in found.keys() {
-        if !(is_sums(path) || (keyring.is_some() && is_signature(path))) {
-            continue;
+    // 3. keep_latest, before any checksum file of a release it lets go is read.
+    if let Some(keep) = images.keep_latest {
+        let pinned: HashSet<&str> = referenced.iter().map(RelPath::as_str).collect();
+        let drop =
+            retain::dated_dirs_to_drop(found.keys().map(RelPath::as_str), keep.get(), &pinned);
+        if !drop.is_empty() {
+            tracing::info!(dirs = drop.len(), "keep_latest leaves out older releases");
+            found.retain(|p, _| !retain::under_any(p.as_str(), &drop));
+            meta.retain(|p, _| !retain::under_any(p.as_str(), &drop));
         }
-        let file = reader.get(path).await?;
+    }
+
+    let small: Vec<RelPath> = found
+        .keys()
+        .filter(|p| is_sums(p) || (keyring.is_some() && is_signature(p)))
+        .cloned()
+        .collect();
+    let read: Vec<(RelPath, anyhow::Result<MetaFile>)> = futures_util::stream::iter(small)
+        .map(|p| {
+            let reader = &reader;
+            async move {
+                let file = reader.get(&p).await;
+                (p, file)
+            }
+        })
+        .buffered(concurrency)
+        .collect()
+        .await;
+    for (path, file) in read {
+        let path = &path;
+        let file = file?;
         if is_sums(path) {
             let text = std::str::from_utf8(&file.bytes)
                 .map_err(|_| anyhow!("{path}: a checksum file that is not text"))?;
@@ -218,24 +244,54 @@ pub async fn sync_images(
         meta.insert(path.clone(), file);
     }
 
-    // 3. keep_latest.
-    if let Some(keep) = images.keep_latest {
-        let pinned: HashSet<&str> = referenced.iter().map(RelPath::as_str).collect();
-        let drop =
-            retain::dated_dirs_to_drop(found.keys().map(RelPath::as_str), keep.get(), &pinned);
-        if !drop.is_empty() {
-            tracing::info!(dirs = drop.len(), "keep_latest leaves out older releases");
-            found.retain(|p, _| !retain::under_any(p.as_str(), &drop));
-            meta.retain(|p, _| !retain::under_any(p.as_str(), &drop));
-        }
-    }
-
     // 4. Plan every file: link or fetch.
     let by_digest = published.by_digest();
     let mut wanted = WantedSet::default();
     let mut unverified: Vec<Unverified> = Vec::new();
     let mut kept_unverified = 0u64;
     let mut new_records: BTreeMap<String, Record> = BTreeMap::new();
+    // What only a HEAD can tell, asked `concurrency` at a time: the size of a
+    // checksummed file the listing rounds, and whether a file no checksum vouches
+    // for changed although its listing text did.
+    let to_head: Vec<RelPath> = found
+        .iter()
+        .filter(|(path, f)| {
+            if meta.contains_key(*path) {
+                return false;
+            }
+            if let Some(v) = vouched.get(*path) {
+                return v.size.or(f.size).is_none() && !by_digest.contains_key(&v.sha256);
+            }
+            let prior = records.files.get(path.as_str());
+            let held = published.files.get(*path);
+            match (prior, held) {
+                (Some(r), Some(_)) => opts.verify_all || f.hint.is_empty() || r.hint != f.hint,
+                // Held, but what it was taken with is lost: ask before fetching again.
+                (None, Some(_)) => true,
+                // Never held: fetched anyway, and the GET gives the validators.
+                _ => f.size.is_none(),
+            }
+        })
+        .map(|(p, _)| p.clone())
+        .collect();
+    let mut heads: HashMap<RelPath, crate::upstream::Head> = futures_util::stream::iter(to_head)
+        .map(|p| {
+            let upstream = &upstream;
+            async move {
+                let url = file_url(base, &p)?;
+                let head = upstream.head(&url).await?;
+                anyhow::Ok((p, head))
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<_>>()?;
+    let size_of = |head: &crate::upstream::Head| {
+        head.size
+            .ok_or_else(|| anyhow!("{}: upstream states no size", redact(&head.url)))
+    };
     for (path, f) in &found {
         let record = Record {
             hint: f.hint.clone(),
@@ -294,14 +350,10 @@ pub async fn sync_images(
         if let Some(v) = vouched.get(path) {
             let size = match v.size.or(f.size) {
                 Some(s) => s,
-                None => match by_digest.get(&v.sha256) {
-                    Some(p) => published.files[*p].size,
-                    None => {
-                        let head = upstream.head(&file_url(base, path)?).await?;
-                        head.size.ok_or_else(|| {
-                            anyhow!("{}: upstream states no size", redact(&head.url))
-                        })?
-                    }
+                None => match (by_digest.get(&v.sha256), heads.get(path)) {
+                    (Some(p), _) => published.files[*p].size,
+                    (None, Some(head)) => size_of(head)?,
+                    (None, None) => bail!("{path}: no size known"),
                 },
             };
             if let Some(exact) = f.size
@@ -339,10 +391,20 @@ pub async fn sync_images(
             kept_unverified += 1;
             continue;
         }
-        let head = upstream.head(&file_url(base, path)?).await?;
-        let size = head
-            .size
-            .ok_or_else(|| anyhow!("{}: upstream states no size", redact(&head.url)))?;
+        let Some(head) = heads.remove(path) else {
+            // Not held before and its exact size listed: fetch; the GET's
+            // validators are recorded.
+            let Some(size) = f.size else {
+                bail!("{path}: no size known");
+            };
+            unverified.push(Unverified {
+                path: path.clone(),
+                size,
+            });
+            new_records.insert(path.to_string(), record);
+            continue;
+        };
+        let size = size_of(&head)?;
         let record = Record {
             etag: head.validators.etag.clone(),
             last_modified: head.validators.last_modified.clone(),
@@ -403,8 +465,9 @@ pub async fn sync_images(
             ..MirrorReport::default()
         });
     }
+    // Files that were in grace already stay as they were: still the same snapshot.
     let nothing_changed = summary.fetch_files == 0
-        && removals.kept.is_empty()
+        && removals.newly_gone.is_empty()
         && removals.dropped.is_empty()
         && current.is_some()
         && !opts.verify_all;

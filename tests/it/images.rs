@@ -245,9 +245,9 @@ fn a_file_that_changed_upstream_since_the_cut_is_fetched_again_from_the_start() 
     std::fs::create_dir_all(big.parent().unwrap()).unwrap();
     std::fs::write(&big, vec![b'a'; SIZE as usize]).unwrap();
     let cut = (SIZE as usize) * 2 / 5;
-    // The HEAD that learns its size, then the GET.
+    // nginx lists its exact size: no HEAD, the first GET is cut.
     env.server
-        .fault("/big/blob.bin", Fault::Truncate(cut), Some(2));
+        .fault("/big/blob.bin", Fault::Truncate(cut), Some(1));
     assert_exit(&env.run(&["sync"]), 1);
 
     // Same size, other content, a later mtime: a new ETag.
@@ -306,6 +306,21 @@ keep_latest = 2"#,
             .exists()
     );
     assert!(env.served().join(OS_SUBLIST).exists());
+
+    // While files keep_latest let go wait out their grace, an unchanged upstream
+    // publishes nothing new.
+    let mut env = env;
+    env.tree
+        .add_release("raspios_lite_armhf", "2024-12-01")
+        .expect("new release");
+    let report = env.sync_json();
+    assert_eq!(report["outcome"], "published");
+    assert!(
+        report["plan"]["grace_files"].as_u64().unwrap() > 0,
+        "{report}"
+    );
+    let report = env.sync_json();
+    assert_eq!(report["outcome"], "unchanged", "{report}");
 }
 
 #[test]

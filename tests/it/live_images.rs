@@ -295,18 +295,6 @@ fn old_release_hits(hits: &[Hit]) -> impl Iterator<Item = &Hit> {
         .filter(move |h| h.path.starts_with(&dir) && h.path != dir)
 }
 
-/// OLD_SUMS: the checksum file of a release keep_latest leaves out. The sync reads
-/// every listed checksum file (src/images/sync.rs, step 2) before keep_latest
-/// (step 3) drops releases, and one never published is never read back from the
-/// snapshot, so each run, a no-op too, GETs it again. Tolerated here so the rest
-/// can be checked; with that fixed this allowance can go.
-fn is_old_sums(h: &Hit) -> bool {
-    h.method == "GET"
-        && h.path.ends_with(".sha256")
-        && h.path
-            .starts_with(&format!("/{LITE}/images/{LITE}-{}/", DATES[0]))
-}
-
 /// Cold sync, a no-op, then one new release, each against the real nginx.
 fn mirror_through_nginx(json: bool) {
     let mut env = LiveEnv::new(json);
@@ -328,11 +316,11 @@ fn mirror_through_nginx(json: bool) {
             .all(|h| !h.path.starts_with(&format!("/{ARM64}/")) || h.path.ends_with(".img.xz")),
         "{what}: the other family is not listed, only its offered image fetched: {hits:?}"
     );
-    // keep_latest = 2: nothing of the oldest release is fetched but its checksum
-    // file, which is read before keep_latest decides (see OLD_SUMS).
+    // keep_latest = 2: nothing of the oldest release is fetched, not even its
+    // checksum file (only its listing is read).
     let oldest: Vec<&Hit> = old_release_hits(&hits).collect();
     assert!(
-        oldest.iter().all(|h| is_old_sums(h)),
+        oldest.is_empty(),
         "{what}: keep_latest = 2 leaves the oldest release alone: {oldest:?}"
     );
     assert!(temp_files(&env.root).is_empty());
@@ -347,7 +335,7 @@ fn mirror_through_nginx(json: bool) {
     assert_eq!(listings, 3 + DATES.len(), "{what}: {hits:?}");
     let other: Vec<&Hit> = hits
         .iter()
-        .filter(|h| !h.is_listing() && !h.is_os_list() && !is_old_sums(h))
+        .filter(|h| !h.is_listing() && !h.is_os_list())
         .collect();
     assert!(
         other.is_empty(),
@@ -378,9 +366,7 @@ fn mirror_through_nginx(json: bool) {
     );
     let stray: Vec<&Hit> = hits
         .iter()
-        .filter(|h| {
-            !h.is_listing() && !h.is_os_list() && !is_old_sums(h) && !h.path.starts_with(&new_dir)
-        })
+        .filter(|h| !h.is_listing() && !h.is_os_list() && !h.path.starts_with(&new_dir))
         .collect();
     assert!(
         stray.is_empty(),
