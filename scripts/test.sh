@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs what the tests need (gpgv to cross-check our signatures, nginx and apt for
-# the real-client tests), then runs the whole test suite, lints included.
+# the real-client tests, systemd-analyze to check the example units), then runs the whole test suite, lints included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for tool in gpgv:gpgv nginx:nginx apt-get:apt; do
+for tool in gpgv:gpgv nginx:nginx apt-get:apt systemd-analyze:systemd; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool##*:}")
 done
 if ((${#need[@]})); then

@@ -98,6 +98,66 @@ fn a_mirrorsync_tree_served_by_nginx_is_an_upstream_for_the_next_tier() {
         std::fs::read(tier2.join("project/trace/mirror.test.invalid")).unwrap(),
         std::fs::read(tier1.served().join("project/trace/mirror.test.invalid")).unwrap()
     );
+
+    // The probe, pointed at tier 2 with tier 1 as its upstream, finds it up to date.
+    let nginx2 = Nginx::serve(&root2);
+    let out = Command::new(env!("CARGO_BIN_EXE_mirrorsync"))
+        .args([
+            "probe",
+            &nginx2.url("debian/"),
+            "--upstream",
+            &nginx.url("debian/"),
+        ])
+        .arg("--keyring")
+        .arg(&tier1.repo.keyring)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("probe JSON");
+    assert_eq!(out.status.code(), Some(0), "{doc:#}");
+    assert_eq!(doc["mirrors"][0]["families"][0]["freshness"], "up to date");
+}
+
+#[test]
+fn the_systemd_units_pass_systemd_analyze_verify() {
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "systemd-analyze is missing in CI (scripts/test.sh installs systemd)"
+        );
+        eprintln!("systemd-analyze not installed; skipping the unit check");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    // The unit names the installed binary; point it at the one under test.
+    let service = std::fs::read_to_string(examples.join("mirrorsync.service"))
+        .unwrap()
+        .replace(
+            "/usr/local/bin/mirrorsync",
+            env!("CARGO_BIN_EXE_mirrorsync"),
+        );
+    std::fs::write(dir.path().join("mirrorsync.service"), service).unwrap();
+    std::fs::copy(
+        examples.join("mirrorsync.timer"),
+        dir.path().join("mirrorsync.timer"),
+    )
+    .unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(dir.path().join("mirrorsync.service"))
+        .arg(dir.path().join("mirrorsync.timer"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "systemd-analyze verify: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
