@@ -5,9 +5,12 @@
 #  - benches/metadata.rs: Packages parsing and planning at Debian scale (criterion),
 #    and hard-linking a 100,000-file tree;
 #  - benches/images.rs: image trees: a 200 MB download cut at 40% and resumed
-#    (bytes sent, overhead), and a crawl of 5,000 files in each listing style.
+#    (bytes sent, overhead), and a crawl of 5,000 files in each listing style;
+#  - benches/probe.rs: `mirrorsync probe` of 50 loopback mirrors at once: all healthy,
+#    IPv6 refused on every one, and 5 that accept and never answer (--timeout 2s).
 # Sizes: BENCH_PACKAGES, BENCH_MIN_SIZE, BENCH_MAX_SIZE, BENCH_CONCURRENCY;
-# BENCH_IMAGE_MB, BENCH_CRAWL_DIRS, BENCH_CRAWL_FILES for the image trees.
+# BENCH_IMAGE_MB, BENCH_CRAWL_DIRS, BENCH_CRAWL_FILES for the image trees;
+# BENCH_MIRRORS for the probe.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x /usr/bin/time ] && [ "$(id -u)" -eq 0 ]; then
@@ -17,3 +20,4 @@ cargo bench --bench sync
 cargo bench --bench metadata
 cargo bench --bench link
 cargo bench --bench images
+cargo bench --bench probe

@@ -573,7 +573,14 @@ fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, ConfigErr
                     include_set,
                     exclude_set,
                     keep_latest: m.keep_latest,
-                    rewrite_base: m.rewrite_base.map(|u| u.0),
+                    // A base URL: the file paths are appended to it.
+                    rewrite_base: m.rewrite_base.map(|u| {
+                        let mut u = u.0;
+                        if !u.path().ends_with('/') {
+                            u.set_path(&format!("{}/", u.path()));
+                        }
+                        u
+                    }),
                     max_files: m.max_files.unwrap_or(100_000),
                     keyring,
                     tolerate,

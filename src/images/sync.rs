@@ -142,7 +142,11 @@ pub async fn sync_images(
         let file = reader.fetch(&path).await?;
         let list = OsList::parse(&file.bytes, path.as_str())?;
         for image in list.images()? {
-            let Some(p) = path_under(base, &image.url) else {
+            // The operator's excludes hold for what the OS list offers too; its
+            // copy then keeps pointing at upstream for that image.
+            let Some(p) =
+                path_under(base, &image.url).filter(|p| !images.exclude_set.is_match(p.as_str()))
+            else {
                 continue;
             };
             let Some(sha256) = image.sha256 else {

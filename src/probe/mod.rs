@@ -14,6 +14,7 @@ pub mod output;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -23,6 +24,7 @@ use crate::apt::signature::Keyring;
 use http::{Family, FamilyClient};
 
 /// What the operator asked for.
+#[derive(Clone)]
 pub struct ProbeOptions {
     /// The master to compare Release dates with.
     pub upstream: Option<Url>,
@@ -161,21 +163,32 @@ impl UpstreamFacts {
     }
 }
 
-/// Probes every mirror concurrently.
+/// Probes every mirror concurrently, each on its own task: signature checks and
+/// index hashing use every core.
 pub async fn probe_all(urls: &[Url], opts: &ProbeOptions) -> anyhow::Result<Vec<MirrorReport>> {
     let keyring = match &opts.keyring {
-        Some(p) => Some(Keyring::from_file(p)?),
+        Some(p) => Some(Arc::new(Keyring::from_file(p)?)),
         None => None,
     };
     let upstream = opts
         .upstream
         .as_ref()
-        .map(|u| UpstreamFacts::new(u.clone(), opts.timeout));
-    let reports = futures_util::future::join_all(
-        urls.iter()
-            .map(|u| probe_mirror(u, opts, keyring.as_ref(), upstream.as_ref())),
-    )
-    .await;
+        .map(|u| Arc::new(UpstreamFacts::new(u.clone(), opts.timeout)));
+    let opts = Arc::new(opts.clone());
+    let tasks: Vec<_> = urls
+        .iter()
+        .map(|u| {
+            let (u, opts, keyring, upstream) =
+                (u.clone(), opts.clone(), keyring.clone(), upstream.clone());
+            tokio::spawn(async move {
+                probe_mirror(&u, &opts, keyring.as_deref(), upstream.as_deref()).await
+            })
+        })
+        .collect();
+    let mut reports = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        reports.push(t.await?);
+    }
     Ok(reports)
 }
 
