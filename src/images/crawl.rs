@@ -94,7 +94,8 @@ pub struct Crawl {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CrawlError {
-    #[error("listing {url}: {source}")]
+    // The fetch error names the URL already.
+    #[error("reading a listing: {source}")]
     Fetch {
         url: String,
         #[source]

@@ -455,3 +455,25 @@ fn a_hostile_listing_is_walked_within_bounds() {
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
     assert_eq!(env.served_digest(), before);
 }
+
+#[test]
+fn a_damaged_image_is_found_by_verify_and_repaired() {
+    let env = ImageEnv::new(ListingStyle::Nginx, IMAGE_SIZE, LITE_ONLY);
+    assert_ok(&env.run(&["sync"]));
+    let rel = env.tree.image_path("raspios_lite_armhf", DATES[1]);
+    let served = env.served().join(&rel);
+    // The disk flips a byte under the published tree.
+    let mut bytes = std::fs::read(&served).unwrap();
+    bytes[4096] ^= 1;
+    let mut perms = std::fs::metadata(&served).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(&served, perms).unwrap();
+    std::fs::write(&served, bytes).unwrap();
+
+    let stderr = assert_exit(&env.run(&["verify"]), 4);
+    assert!(stderr.contains(&rel), "{stderr}");
+    assert_ok(&env.run(&["verify", "--repair"]));
+    assert_ok(&env.run(&["verify"]));
+    assert_eq!(env.served_digest(), upstream_subset(&env, &lite_only));
+}
