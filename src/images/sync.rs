@@ -128,6 +128,7 @@ pub async fn sync_images(
         current: current.as_ref().map(|c| (c.dir.as_path(), &c.manifest)),
         records: &records,
         verify_all: opts.verify_all,
+        copies: upstream_copies(&dirs),
     };
     let mut meta: BTreeMap<RelPath, MetaFile> = BTreeMap::new();
     let mut vouched: HashMap<RelPath, Vouch> = HashMap::new();
@@ -138,8 +139,9 @@ pub async fn sync_images(
         if os_lists.len() >= MAX_OS_LISTS {
             bail!("more than {MAX_OS_LISTS} OS list documents linked by subitems_url");
         }
-        // Always fetched: the published copy may be rewritten for this mirror.
-        let file = reader.fetch(&path).await?;
+        // Asked for every run (the published copy may be rewritten for this mirror,
+        // so upstream's own is kept aside to answer a 304 with).
+        let file = reader.fetch_os_list(&path).await?;
         let list = OsList::parse(&file.bytes, path.as_str())?;
         for image in list.images()? {
             // The operator's excludes hold for what the OS list offers too; its
@@ -180,6 +182,7 @@ pub async fn sync_images(
         os_lists.push((path, list));
     }
     let referenced: HashSet<RelPath> = vouched.keys().cloned().collect();
+    let list_paths: Vec<RelPath> = os_lists.iter().map(|(p, _)| p.clone()).collect();
 
     // 3. keep_latest, before any checksum file of a release it lets go is read.
     if let Some(keep) = images.keep_latest {
@@ -477,6 +480,7 @@ pub async fn sync_images(
         && !opts.verify_all;
     if nothing_changed {
         save_records(&dirs, new_records);
+        save_upstream_copies(&dirs, &meta, &list_paths);
         return Ok(MirrorReport {
             name: mirror.name.clone(),
             outcome: RunOutcome::Unchanged,
@@ -634,6 +638,7 @@ pub async fn sync_images(
     let _ = std::fs::remove_dir_all(&dirs.partial)
         .and_then(|()| std::fs::create_dir_all(&dirs.partial));
     save_records(&dirs, new_records);
+    save_upstream_copies(&dirs, &meta, &list_paths);
     let mut new_state = state;
     new_state.config_fingerprint = None;
     new_state.save(&dirs.base).context("recording the run")?;
@@ -734,9 +739,69 @@ struct MetaReader<'a> {
     current: Option<(&'a std::path::Path, &'a Manifest)>,
     records: &'a Records,
     verify_all: bool,
+    /// Upstream's own copies of the OS lists, as the last publish took them.
+    copies: std::path::PathBuf,
+}
+
+/// Where upstream's OS lists are kept between runs, named by path digest.
+fn upstream_copies(dirs: &MirrorDirs) -> std::path::PathBuf {
+    dirs.base.join("os-lists")
+}
+
+fn copy_name(path: &RelPath) -> String {
+    hex::encode(Sha256::digest(path.as_str()))
+}
+
+/// Keeps upstream's OS lists for the next run's conditional requests; written only
+/// after a publish, so they always match the validators recorded with it.
+fn save_upstream_copies(dirs: &MirrorDirs, meta: &BTreeMap<RelPath, MetaFile>, lists: &[RelPath]) {
+    let dir = upstream_copies(dirs);
+    let _ = std::fs::remove_dir_all(&dir);
+    if std::fs::create_dir_all(&dir).is_err() {
+        return;
+    }
+    for path in lists {
+        if let Some(m) = meta.get(path) {
+            let _ = std::fs::write(dir.join(copy_name(path)), &m.bytes);
+        }
+    }
 }
 
 impl MetaReader<'_> {
+    /// An OS list: conditionally, when upstream's copy from the last publish is kept.
+    async fn fetch_os_list(&self, path: &RelPath) -> anyhow::Result<MetaFile> {
+        let kept = self.copies.join(copy_name(path));
+        if !self.verify_all
+            && let Some(r) = self.records.files.get(path.as_str())
+            && (r.etag.is_some() || r.last_modified.is_some())
+            && let Ok(bytes) = std::fs::read(&kept)
+        {
+            let known = Validators {
+                etag: r.etag.clone(),
+                last_modified: r.last_modified.clone(),
+                content_sha256: None,
+            };
+            let url = file_url(self.base, path)?;
+            let answer = self
+                .upstream
+                .get_meta(&url, MAX_META_BYTES, Some(&known))
+                .await?;
+            if let Meta::NotModified = answer {
+                let bytes = Bytes::from(bytes);
+                return Ok(MetaFile {
+                    publish: bytes.clone(),
+                    bytes,
+                    mtime: None,
+                    validators: known,
+                    // Compared with the published copy after rewriting, as if fetched.
+                    fetched: true,
+                });
+            }
+            return meta_file(path, &url, answer);
+        }
+        self.fetch(path).await
+    }
+
     async fn get(&self, path: &RelPath) -> anyhow::Result<MetaFile> {
         if !self.verify_all
             && let Some((dir, manifest)) = self.current
@@ -768,30 +833,35 @@ impl MetaReader<'_> {
 
     async fn fetch(&self, path: &RelPath) -> anyhow::Result<MetaFile> {
         let url = file_url(self.base, path)?;
-        match self.upstream.get_meta(&url, MAX_META_BYTES, None).await {
-            Ok(Meta::Body {
-                body,
-                validators,
-                last_modified,
-                content_type,
-                ..
-            }) => {
-                if content_type.is_some_and(|t| t.starts_with("text/html"))
-                    && !path.as_str().ends_with(".html")
-                {
-                    return Err(FetchError::SoftNotFound { url: redact(&url) }.into());
-                }
-                Ok(MetaFile {
-                    publish: body.clone(),
-                    bytes: body,
-                    mtime: last_modified,
-                    validators,
-                    fetched: true,
-                })
+        let answer = self.upstream.get_meta(&url, MAX_META_BYTES, None).await?;
+        meta_file(path, &url, answer)
+    }
+}
+
+/// A small file as a GET brought it.
+fn meta_file(path: &RelPath, url: &Url, answer: Meta) -> anyhow::Result<MetaFile> {
+    match answer {
+        Meta::Body {
+            body,
+            validators,
+            last_modified,
+            content_type,
+            ..
+        } => {
+            if content_type.is_some_and(|t| t.starts_with("text/html"))
+                && !path.as_str().ends_with(".html")
+            {
+                return Err(FetchError::SoftNotFound { url: redact(url) }.into());
             }
-            Ok(Meta::NotModified) => bail!("{}: 304 to an unconditional request", redact(&url)),
-            Err(e) => Err(e.into()),
+            Ok(MetaFile {
+                publish: body.clone(),
+                bytes: body,
+                mtime: last_modified,
+                validators,
+                fetched: true,
+            })
         }
+        Meta::NotModified => bail!("{}: 304 to an unconditional request", redact(url)),
     }
 }
 

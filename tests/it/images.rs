@@ -363,9 +363,29 @@ rewrite_base = "http://mirror.example.org/raspios/""#,
         hex::encode(Sha256::digest(&bytes))
     );
 
-    // Rewritten the same way next time: nothing to publish.
+    // Rewritten the same way next time: nothing to publish, and the OS lists are
+    // asked for conditionally (upstream's own copies are kept aside).
+    env.server.clear_log();
     let report = env.sync_json();
     assert_eq!(report["outcome"], "unchanged", "{report}");
+    let lists: Vec<_> = env
+        .server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.contains("os_list"))
+        .collect();
+    assert_eq!(lists.len(), 2, "{lists:?}");
+    assert!(lists.iter().all(|r| r.conditional), "{lists:?}");
+
+    // Upstream changes its OS list: fetched, rewritten and published again.
+    env.tree
+        .write_os_lists(&env.server.url(), Some(("raspios_lite_armhf", DATES[3])))
+        .expect("os lists");
+    let report = env.sync_json();
+    assert_eq!(report["outcome"], "published", "{report}");
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(env.served().join(OS_LIST)).unwrap()).unwrap();
+    assert_eq!(doc["os_list"].as_array().unwrap().len(), 4, "{doc:#}");
 }
 
 #[test]
