@@ -36,9 +36,11 @@ use crate::trace;
 use crate::trace::TraceInput;
 use crate::upstream::{FetchError, Meta, Upstream, Validators, redact};
 
-/// Large enough for any real Release (Debian's main suite is ~200 KB), small enough
-/// that a hostile upstream cannot fill memory with one.
-const MAX_RELEASE_BYTES: u64 = 256 << 20;
+/// Large enough for any real Release (Debian's main suite is ~200 KB, ~2,000 files),
+/// small enough that a hostile upstream cannot fill a Raspberry Pi's memory with one:
+/// a Release is held, verified and parsed in memory (a 10^6-entry one, 109 MB, would
+/// take ~500 MB).
+const MAX_RELEASE_BYTES: u64 = 16 << 20;
 
 /// The upstream published a new Release while we fetched its indices.
 #[derive(Debug, thiserror::Error)]

@@ -752,6 +752,23 @@ fn copy_name(path: &RelPath) -> String {
     hex::encode(Sha256::digest(path.as_str()))
 }
 
+/// True if a conditional request on these validators can be trusted: web servers
+/// date files (and derive ETags) to the second, so a file changed within the same
+/// second as the copy we kept would still answer 304. Only a Last-Modified clearly
+/// older than our copy vouches for it.
+fn validators_settled(r: &Record, kept: &std::path::Path) -> bool {
+    let Some(lm) = r
+        .last_modified
+        .as_deref()
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+    else {
+        return false;
+    };
+    std::fs::metadata(kept)
+        .and_then(|m| m.modified())
+        .is_ok_and(|taken| lm + std::time::Duration::from_secs(2) < taken)
+}
+
 /// Keeps upstream's OS lists for the next run's conditional requests; written only
 /// after a publish, so they always match the validators recorded with it.
 fn save_upstream_copies(dirs: &MirrorDirs, meta: &BTreeMap<RelPath, MetaFile>, lists: &[RelPath]) {
@@ -773,7 +790,7 @@ impl MetaReader<'_> {
         let kept = self.copies.join(copy_name(path));
         if !self.verify_all
             && let Some(r) = self.records.files.get(path.as_str())
-            && (r.etag.is_some() || r.last_modified.is_some())
+            && validators_settled(r, &kept)
             && let Ok(bytes) = std::fs::read(&kept)
         {
             let known = Validators {

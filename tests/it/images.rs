@@ -332,6 +332,17 @@ fn the_os_list_copy_points_imager_users_at_this_mirror() {
 keep_latest = 1
 rewrite_base = "http://mirror.example.org/raspios/""#,
     );
+    // Written an hour ago: a Last-Modified this close to now could hide a change
+    // made within the same second, and would not be trusted for a 304.
+    for name in [OS_LIST, OS_SUBLIST] {
+        std::fs::File::options()
+            .write(true)
+            .open(env.tree.root.join(name))
+            .and_then(|f| {
+                f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
+            })
+            .expect("dating the OS list");
+    }
     let report = env.sync_json();
     assert_eq!(report["outcome"], "published", "{report}");
     let doc: serde_json::Value =

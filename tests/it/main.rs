@@ -8,5 +8,7 @@ mod live;
 mod live_images;
 mod operability;
 mod probe;
+mod properties;
+mod reliability;
 mod support;
 mod verify;
