@@ -313,6 +313,16 @@ pub fn prune(dirs: &MirrorDirs, keep: usize) -> Result<Vec<String>, SnapshotErro
         .collect();
     let keep_others = keep.saturating_sub(usize::from(current.is_some()));
     let drop_count = others.len().saturating_sub(keep_others);
+    // A run killed inside publish leaves its manifest's temporary file behind.
+    if let Ok(entries) = std::fs::read_dir(&dirs.snapshots) {
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') && name.ends_with(".manifest.tmp") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
     let mut removed = Vec::new();
     for id in others.into_iter().take(drop_count) {
         let dir = dirs.snapshots.join(id);

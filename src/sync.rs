@@ -292,3 +292,20 @@ pub(crate) fn failed(what: &str, errors: Vec<String>) -> anyhow::Error {
     }
     anyhow::anyhow!(msg)
 }
+
+/// An error with its causes, "a: b: c", for messages that list many failures (the
+/// cause is often the part that helps: "No space left on device").
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        // Transparent wrappers repeat their source's message.
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}

@@ -333,7 +333,7 @@ async fn sync_once(
                     | FetchError::TooLong { .. }
             )
         );
-        errors.push(format!("{}: {e}", w.path));
+        errors.push(format!("{}: {}", w.path, crate::sync::chain(&e)));
     }
     if !errors.is_empty() {
         if moved_suspect {
@@ -465,7 +465,7 @@ async fn sync_once(
                 pool_warnings.push(format!("tolerated failure, {kept}: {}: {e}", o.wanted.path));
                 tolerated.push((o.wanted.path, previous));
             }
-            Err(e) => errors.push(format!("{}: {e}", o.wanted.path)),
+            Err(e) => errors.push(format!("{}: {}", o.wanted.path, crate::sync::chain(&e))),
         })
         .await;
     tracing::info!(seconds = phase.elapsed().as_secs_f64(), "pool staged");

@@ -527,7 +527,7 @@ pub async fn sync_images(
                 tolerated.push(o.wanted.path.clone());
                 warnings.push(format!("tolerated failure: {}: {e}", o.wanted.path));
             }
-            Err(e) => errors.push(format!("{}: {e}", o.wanted.path)),
+            Err(e) => errors.push(format!("{}: {}", o.wanted.path, crate::sync::chain(&e))),
         })
         .await;
     let mut manifest = Manifest::default();
@@ -555,7 +555,7 @@ pub async fn sync_images(
                 warnings.push(format!("tolerated failure: {path}: {e}"));
                 tolerated.push(path);
             }
-            Err(e) => errors.push(format!("{path}: {e}")),
+            Err(e) => errors.push(format!("{path}: {e:#}")),
         }
     }
     if !errors.is_empty() {
