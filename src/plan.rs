@@ -167,6 +167,17 @@ impl Removals {
     }
 }
 
+impl From<&Wanted> for Entry {
+    /// A wanted file as the next snapshot's manifest lists it.
+    fn from(w: &Wanted) -> Entry {
+        Entry {
+            size: w.size,
+            sha256: w.sha256,
+            gone_since: None,
+        }
+    }
+}
+
 /// Bytes the fetches of a plan will download.
 pub fn fetch_bytes(actions: &[Action]) -> u64 {
     actions

@@ -17,6 +17,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::manifest::{Manifest, ManifestError};
+use crate::relpath::RelPath;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
@@ -334,6 +335,27 @@ pub fn prune(dirs: &MirrorDirs, keep: usize) -> Result<Vec<String>, SnapshotErro
 }
 
 /// Removes a tree whose files are read-only (the directories are not).
+/// Drops from staging what `manifest` does not hold, then publishes it as `id`; off
+/// the async workers, since both walk and sync the whole tree.
+pub async fn publish_staging(
+    dirs: &MirrorDirs,
+    id: &str,
+    manifest: Manifest,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let (dirs, id) = (dirs.clone(), id.to_string());
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        clean_staging(&dirs.staging, &|p| {
+            RelPath::new(p).is_ok_and(|p| manifest.files.contains_key(&p))
+        })
+        .context("cleaning staging")?;
+        publish(&dirs, &id, &manifest)?;
+        Ok(())
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("publishing: {e}"))?
+}
+
 /// Refuses to start downloads that cannot fit: an upstream claiming a 10 TB file, or
 /// a disk that filled up, must not end in ENOSPC halfway through with the disk full
 /// for everything else on the host.

@@ -490,14 +490,7 @@ async fn sync_once(
         }
     }
     for w in wanted.iter().chain(pool.iter()) {
-        manifest.files.insert(
-            w.path.clone(),
-            Entry {
-                size: w.size,
-                sha256: w.sha256,
-                gone_since: None,
-            },
-        );
+        manifest.files.insert(w.path.clone(), Entry::from(w));
     }
     if let Some(c) = &current {
         let staging = staging.clone();
@@ -560,20 +553,8 @@ async fn sync_once(
     // consistent (its own indices and pool), so publish it and catch up next run.
     let id = dirs.new_id(ctx.now);
     let phase = Instant::now();
-    let publish_dirs = dirs.clone();
-    let publish_id = id.clone();
     let files_total = manifest.files.len() as u64;
-    let staging_for_clean = staging.clone();
-    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        snapshot::clean_staging(&staging_for_clean, &|p| {
-            RelPath::new(p).is_ok_and(|p| manifest.files.contains_key(&p))
-        })
-        .context("cleaning staging")?;
-        snapshot::publish(&publish_dirs, &publish_id, &manifest)?;
-        Ok(())
-    })
-    .await
-    .map_err(|e| anyhow!("publishing: {e}"))??;
+    snapshot::publish_staging(&dirs, &id, manifest).await?;
     tracing::info!(seconds = phase.elapsed().as_secs_f64(), snapshot = %id, "published");
     let pruned = snapshot::prune(&dirs, ctx.global.keep_snapshots.get())?;
     let _ = std::fs::remove_dir_all(&partial).and_then(|()| std::fs::create_dir_all(&partial));

@@ -570,14 +570,7 @@ pub async fn sync_images(
         }
     }
     for w in wanted.iter() {
-        manifest.files.insert(
-            w.path.clone(),
-            Entry {
-                size: w.size,
-                sha256: w.sha256,
-                gone_since: None,
-            },
-        );
+        manifest.files.insert(w.path.clone(), Entry::from(w));
     }
     if let Some(c) = &current {
         for (p, _) in &removals.kept {
@@ -622,18 +615,7 @@ pub async fn sync_images(
 
     let id = dirs.new_id(ctx.now);
     let files_total = manifest.files.len() as u64;
-    let publish_dirs = dirs.clone();
-    let publish_id = id.clone();
-    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        snapshot::clean_staging(&publish_dirs.staging, &|p| {
-            RelPath::new(p).is_ok_and(|p| manifest.files.contains_key(&p))
-        })
-        .context("cleaning staging")?;
-        snapshot::publish(&publish_dirs, &publish_id, &manifest)?;
-        Ok(())
-    })
-    .await
-    .map_err(|e| anyhow!("publishing: {e}"))??;
+    snapshot::publish_staging(&dirs, &id, manifest).await?;
     let pruned = snapshot::prune(&dirs, ctx.global.keep_snapshots.get())?;
     let _ = std::fs::remove_dir_all(&dirs.partial)
         .and_then(|()| std::fs::create_dir_all(&dirs.partial));
