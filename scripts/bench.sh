@@ -21,3 +21,4 @@ cargo bench --bench metadata
 cargo bench --bench link
 cargo bench --bench images
 cargo bench --bench probe
+cargo bench --bench s3

@@ -16,6 +16,8 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 use url::Url;
 
+use crate::s3::target::{S3Target, credentials_from_env, parse_s3_url, read_credentials_file};
+
 /// Where `-c` looks when it is not given.
 pub const DEFAULT_CONFIG_PATHS: [&str; 2] = ["mirrors.toml", "/etc/mirrorsync/mirrors.toml"];
 
@@ -88,6 +90,8 @@ pub struct Mirror {
     pub upstream: Url,
     pub network: Network,
     pub kind: MirrorKind,
+    /// Also publish each snapshot into this bucket.
+    pub publish: Option<S3Target>,
 }
 
 #[derive(Debug, Clone)]
@@ -170,6 +174,21 @@ struct RawGlobal {
     bind_address: Option<IpAddr>,
     #[serde(default = "default_busy_wait")]
     upstream_busy_wait: HumanDuration,
+    /// A base for every mirror: each publishes under `<prefix>/<name>`.
+    publish: Option<String>,
+    s3_endpoint: Option<HttpUrl>,
+    s3_region: Option<String>,
+    s3_credentials: Option<PathBuf>,
+    s3_profile: Option<String>,
+}
+
+/// How to reach the bucket; in `[global]`, overridable per mirror.
+#[derive(Debug, Default)]
+struct RawS3 {
+    s3_endpoint: Option<HttpUrl>,
+    s3_region: Option<String>,
+    s3_credentials: Option<PathBuf>,
+    s3_profile: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -203,8 +222,11 @@ struct RawMirror {
     allow_rollback: bool,
     #[serde(default)]
     tolerate: Vec<String>,
-    /// Reserved for S3 publishing; accepted so configs written for it validate.
     publish: Option<String>,
+    s3_endpoint: Option<HttpUrl>,
+    s3_region: Option<String>,
+    s3_credentials: Option<PathBuf>,
+    s3_profile: Option<String>,
     // images
     #[serde(default)]
     include: Vec<String>,
@@ -415,6 +437,12 @@ fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, ConfigErr
     let mut problems = Vec::new();
     let base_dir = path.parent().unwrap_or(Path::new("."));
     let g = raw.global;
+    let global_s3 = RawS3 {
+        s3_endpoint: g.s3_endpoint.clone(),
+        s3_region: g.s3_region.clone(),
+        s3_credentials: g.s3_credentials.clone(),
+        s3_profile: g.s3_profile.clone(),
+    };
     if !g.root.is_absolute() {
         problems.push(format!(
             "[global] root {:?} must be an absolute path",
@@ -495,11 +523,22 @@ fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, ConfigErr
         {
             problems.push(format!("{at}: keyring {} does not exist", k.display()));
         }
-        if m.publish.is_some() {
-            problems.push(format!(
-                "{at}: publish (S3) is not supported by this version of mirrorsync"
-            ));
-        }
+        let publish = match (&m.publish, &g.publish) {
+            (Some(url), _) => Some(url.trim_end_matches('/').to_string()),
+            (None, Some(base)) => Some(format!("{}/{}", base.trim_end_matches('/'), m.name)),
+            (None, None) => None,
+        };
+        let publish = publish.and_then(|url| {
+            let own = RawS3 {
+                s3_endpoint: m.s3_endpoint.clone(),
+                s3_region: m.s3_region.clone(),
+                s3_credentials: m.s3_credentials.clone(),
+                s3_profile: m.s3_profile.clone(),
+            };
+            s3_target(&url, &own, &global_s3, base_dir)
+                .map_err(|e| problems.push(format!("{at}: {e}")))
+                .ok()
+        });
         let mut tolerate = globset::GlobSetBuilder::new();
         for pattern in &m.tolerate {
             match globset::Glob::new(pattern) {
@@ -592,6 +631,7 @@ fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, ConfigErr
             upstream,
             network,
             kind,
+            publish,
         });
     }
     if !problems.is_empty() {
@@ -612,6 +652,48 @@ fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, ConfigErr
             network: global_net,
         },
         mirrors,
+    })
+}
+
+/// The bucket a mirror publishes to, with the mirror's settings over the global ones.
+fn s3_target(url: &str, own: &RawS3, global: &RawS3, base_dir: &Path) -> Result<S3Target, String> {
+    let (bucket, prefix) = parse_s3_url(url)?;
+    let endpoint = own
+        .s3_endpoint
+        .as_ref()
+        .or(global.s3_endpoint.as_ref())
+        .map(|u| u.0.as_str().trim_end_matches('/').to_string());
+    let region = own
+        .s3_region
+        .clone()
+        .or_else(|| global.s3_region.clone())
+        .unwrap_or_else(|| "us-east-1".to_string());
+    let profile = own
+        .s3_profile
+        .as_deref()
+        .or(global.s3_profile.as_deref())
+        .unwrap_or("default");
+    let credentials = match own.s3_credentials.as_ref().or(global.s3_credentials.as_ref()) {
+        Some(file) => {
+            let file = if file.is_absolute() {
+                file.clone()
+            } else {
+                base_dir.join(file)
+            };
+            read_credentials_file(&file, profile)?
+        }
+        None => credentials_from_env().ok_or_else(|| {
+            format!(
+                "publish {url:?} needs credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or s3_credentials = \"FILE\" (AWS shared-credentials format)"
+            )
+        })?,
+    };
+    Ok(S3Target {
+        bucket,
+        prefix,
+        endpoint,
+        region,
+        credentials,
     })
 }
 
@@ -759,7 +841,7 @@ check_signature = false
         insta::assert_snapshot!(
             error_of(&GOOD.replace("grace = \"6h\"", "grace = \"6h\"\nconcurency = 4")),
             @r"
-        /etc/mirrorsync/mirrors.toml: line 7, column 1: unknown field `concurency`, expected one of `root`, `hostname`, `concurrency`, `bandwidth_limit`, `keep_snapshots`, `grace`, `timeout`, `retries`, `retry_delay`, `max_delete_ratio`, `ip`, `bind_address`, `upstream_busy_wait`
+        /etc/mirrorsync/mirrors.toml: line 7, column 1: unknown field `concurency`, expected one of `root`, `hostname`, `concurrency`, `bandwidth_limit`, `keep_snapshots`, `grace`, `timeout`, `retries`, `retry_delay`, `max_delete_ratio`, `ip`, `bind_address`, `upstream_busy_wait`, `publish`, `s3_endpoint`, `s3_region`, `s3_credentials`, `s3_profile`
           |
           7 | concurency = 4
           |
@@ -816,5 +898,41 @@ check_signature = false
         assert_eq!(parse_rate("2MiB/s"), Some(2 * 1024 * 1024));
         assert_eq!(parse_rate("fast"), None);
         assert_eq!(parse_rate("0Mbit"), None);
+    }
+
+    #[test]
+    fn publishing_to_a_bucket_takes_keys_from_a_credentials_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let creds = dir.path().join("s3-credentials");
+        std::fs::write(
+            &creds,
+            "[mirror]\naws_access_key_id = GK123\naws_secret_access_key = sekrit\n",
+        )
+        .unwrap();
+        let text = GOOD
+            .replace(
+                "grace = \"6h\"",
+                &format!(
+                    "grace = \"6h\"\npublish = \"s3://mirrors/all/\"\ns3_endpoint = \"http://127.0.0.1:3900\"\ns3_region = \"garage\"\ns3_credentials = \"{}\"\ns3_profile = \"mirror\"",
+                    creds.display()
+                ),
+            );
+        let c = Config::from_toml(&text, Path::new("/etc/mirrors.toml")).unwrap();
+        let t = c.mirrors[0].publish.as_ref().unwrap();
+        // The global publish is a base: each mirror goes under its own name.
+        assert_eq!(t.url(), "s3://mirrors/all/debian/");
+        assert_eq!(t.endpoint.as_deref(), Some("http://127.0.0.1:3900"));
+        assert_eq!(t.region, "garage");
+        assert_eq!(t.credentials.access_key_id, "GK123");
+
+        // A mirror's own publish wins, and a missing profile is named.
+        let own = text.replace(
+            "check_signature = false",
+            "check_signature = false\npublish = \"s3://other/deb\"\ns3_profile = \"nope\"",
+        );
+        let err = error_of(&own);
+        assert!(err.contains("no [nope] section"), "{err}");
+        let err = error_of(&text.replace("s3://mirrors/all/", "https://mirrors/all"));
+        assert!(err.contains("must start with s3://"), "{err}");
     }
 }

@@ -13,6 +13,7 @@
 //! - [`plan`]: pure; wanted files + the published manifest -> link/fetch/keep/delete.
 //! - [`fetch`]: carries the plan out into the staging tree, `concurrency` at a time.
 //! - [`snapshot`] and [`manifest`]: staging, hard links, the one-rename publish, prune.
+//! - [`s3`]: publishing snapshots into S3-compatible object storage, in a safe order.
 //! - [`trace`]: the ftpsync-style trace files mirror checkers read.
 //! - [`state`]: state.json, what the last runs did; [`metrics`]: metrics.prom from it.
 //! - [`verify`]: re-hash a published tree against its manifest and signatures.
@@ -36,6 +37,7 @@ pub mod probe;
 pub mod ratelimit;
 pub mod relpath;
 pub mod report;
+pub mod s3;
 pub mod snapshot;
 pub mod state;
 pub mod sync;

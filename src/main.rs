@@ -86,6 +86,14 @@ enum Command {
         repair: bool,
         #[arg(long)]
         json: bool,
+        /// Check the copy served at this URL (a bucket's website endpoint, a CDN)
+        /// instead of the local tree; one mirror. With --repair, damaged objects are
+        /// uploaded again to the mirror's bucket
+        #[arg(long)]
+        url: Option<url::Url>,
+        /// Connect to these addresses for HOST instead of resolving it (with --url)
+        #[arg(long, value_parser = parse_resolve)]
+        resolve: Vec<(String, Vec<std::net::IpAddr>)>,
     },
     /// Show the last run, result and snapshot of each mirror
     Status {
@@ -294,6 +302,20 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             names,
             repair,
             json,
+            url: Some(url),
+            resolve,
+        } => {
+            let Some(config) = load_config(cli.config.as_deref()) else {
+                return Ok(exit::USAGE);
+            };
+            verify_served(&config, &names, &url, &resolve, repair, json)
+        }
+        Command::Verify {
+            names,
+            repair,
+            json,
+            url: None,
+            resolve: _,
         } => {
             let Some(config) = load_config(cli.config.as_deref()) else {
                 return Ok(exit::USAGE);
@@ -521,6 +543,121 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
+/// `verify --url`: the served copy of one mirror, and with --repair its bucket.
+fn verify_served(
+    config: &Config,
+    names: &[String],
+    url: &url::Url,
+    resolve: &[(String, Vec<std::net::IpAddr>)],
+    repair: bool,
+    json: bool,
+) -> anyhow::Result<u8> {
+    let mirrors = sync::select(config, names)?;
+    let [mirror] = mirrors.as_slice() else {
+        eprintln!("mirrorsync: verify --url checks one mirror; name it");
+        return Ok(exit::USAGE);
+    };
+    let port = url.port_or_known_default().unwrap_or(80);
+    let mut client = reqwest::Client::builder()
+        .user_agent(concat!(
+            "mirrorsync/",
+            env!("CARGO_PKG_VERSION"),
+            " (verify)"
+        ))
+        .timeout(mirror.network.timeout);
+    for (host, addrs) in resolve {
+        let addrs: Vec<std::net::SocketAddr> = addrs
+            .iter()
+            .map(|a| std::net::SocketAddr::new(*a, port))
+            .collect();
+        client = client.resolve_to_addrs(host, &addrs);
+    }
+    let client = client.build()?;
+    let rt = runtime()?;
+    let report = match rt.block_on(mirrorsync::verify::verify_served(
+        &config.global,
+        mirror,
+        url,
+        &client,
+    )) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mirrorsync: {e:#}");
+            return Ok(exit::MIRROR_FAILED);
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&[&report])?);
+    } else if report.damaged.is_empty() {
+        if std::io::stdout().is_terminal() {
+            println!(
+                "{}: {} serves snapshot {} intact, {} files ({})",
+                report.name,
+                mirrorsync::upstream::redact(url),
+                report.snapshot.as_deref().unwrap_or("-"),
+                report.files_checked,
+                bytes(report.bytes_checked)
+            );
+        }
+    } else {
+        eprintln!(
+            "mirrorsync: {}: {} damaged file(s) served at {}:",
+            report.name,
+            report.damaged.len(),
+            mirrorsync::upstream::redact(url)
+        );
+        for d in report.damaged.iter().take(20) {
+            eprintln!("  {}: {}", d.path, d.problem);
+        }
+        if report.damaged.len() > 20 {
+            eprintln!("  ... and {} more", report.damaged.len() - 20);
+        }
+    }
+    if report.damaged.is_empty() {
+        return Ok(exit::OK);
+    }
+    if !repair {
+        return Ok(exit::DAMAGED);
+    }
+    let Some(target) = &mirror.publish else {
+        eprintln!(
+            "mirrorsync: {}: --repair with --url needs the mirror to publish there itself (publish = \"s3://...\")",
+            mirror.name
+        );
+        return Ok(exit::DAMAGED);
+    };
+    let replace: Vec<mirrorsync::relpath::RelPath> = report
+        .damaged
+        .iter()
+        .filter_map(|d| mirrorsync::relpath::RelPath::new(&d.path).ok())
+        .collect();
+    let _lock = match mirrorsync::lock::RunLock::acquire(&config.global.root) {
+        Ok(l) => l,
+        Err(e) => return Ok(run_error_code(RunError::Locked(e))),
+    };
+    match rt.block_on(mirrorsync::s3::publish_mirror(
+        &config.global.root,
+        mirror,
+        target,
+        true,
+        &replace,
+    )) {
+        Ok(b) => {
+            let uploaded = b.map_or(0, |b| b.uploaded);
+            eprintln!(
+                "mirrorsync: {}: repaired, uploaded {uploaded} object(s) again to {}",
+                mirror.name,
+                target.url()
+            );
+            Ok(exit::OK)
+        }
+        Err(e) => {
+            eprintln!("mirrorsync: {e:#}");
+            Ok(exit::MIRROR_FAILED)
+        }
+    }
+}
+
 /// Says why a run did not start, and the exit code for it.
 fn run_error_code(e: RunError) -> u8 {
     eprintln!("mirrorsync: {e}");
@@ -622,6 +759,20 @@ fn print_summary(r: &MirrorReport) {
         println!(
             "{}: {} file(s) unverified: no checksum upstream, compared by size and ETag/date",
             r.name, r.files_unverified
+        );
+    }
+    if let Some(b) = &r.bucket {
+        println!(
+            "{}: bucket {} at {} — uploaded {} objects ({}), {} unchanged, {} deleted, {} PUT requests, {:.1}s",
+            r.name,
+            b.url,
+            b.snapshot.as_deref().unwrap_or("-"),
+            b.uploaded,
+            bytes(b.uploaded_bytes),
+            b.unchanged,
+            b.deleted,
+            b.put_requests,
+            b.seconds
         );
     }
 }

@@ -65,6 +65,9 @@ pub struct MirrorReport {
     pub upstream_date: Option<String>,
     /// Files kept for grace, with the Unix time they go.
     pub grace: Vec<(String, i64)>,
+    /// What publishing to the mirror's bucket did; None without `publish`, or when
+    /// the bucket already held the snapshot.
+    pub bucket: Option<crate::s3::BucketReport>,
 }
 
 /// The result of one mirror in a run.
@@ -217,10 +220,25 @@ pub fn select<'c>(config: &'c Config, names: &[String]) -> Result<Vec<&'c Mirror
 }
 
 async fn sync_mirror(ctx: &RunContext<'_>, mirror: &Mirror) -> anyhow::Result<MirrorReport> {
-    match &mirror.kind {
-        MirrorKind::Apt(apt) => crate::apt::sync::sync_apt(ctx, mirror, apt).await,
-        MirrorKind::Images(images) => crate::images::sync::sync_images(ctx, mirror, images).await,
+    let mut report = match &mirror.kind {
+        MirrorKind::Apt(apt) => crate::apt::sync::sync_apt(ctx, mirror, apt).await?,
+        MirrorKind::Images(images) => crate::images::sync::sync_images(ctx, mirror, images).await?,
+    };
+    // Also when upstream was unchanged: a bucket left behind by a failed publish
+    // catches up on the next run.
+    if let Some(target) = &mirror.publish
+        && !ctx.options.dry_run
+    {
+        report.bucket = crate::s3::publish_mirror(
+            &ctx.global.root,
+            mirror,
+            target,
+            ctx.options.verify_all,
+            &[],
+        )
+        .await?;
     }
+    Ok(report)
 }
 
 /// Writes the run into state.json. A failure to record is logged, not fatal: the

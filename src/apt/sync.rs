@@ -572,6 +572,7 @@ async fn sync_once(
     Ok(MirrorReport {
         name: mirror.name.clone(),
         outcome: RunOutcome::Published,
+        bucket: None,
         snapshot: Some(id),
         plan: summary,
         files_fetched: fetched_files,

@@ -627,6 +627,7 @@ pub async fn sync_images(
     Ok(MirrorReport {
         name: mirror.name.clone(),
         outcome: RunOutcome::Published,
+        bucket: None,
         snapshot: Some(id),
         plan: summary,
         files_fetched: fetched_files,

@@ -130,12 +130,18 @@ impl Drop for Nginx {
 
 /// apt-get with a configuration of its own: its own state, cache, sources and
 /// trust, nothing of the system's touched.
-struct Apt {
+pub struct Apt {
     dir: tempfile::TempDir,
+    /// More `-o` options, e.g. a proxy.
+    extra: Vec<String>,
 }
 
 impl Apt {
-    fn new(source_line: &str) -> Apt {
+    pub fn new(source_line: &str) -> Apt {
+        Self::with_options(source_line, &[])
+    }
+
+    pub fn with_options(source_line: &str, extra: &[String]) -> Apt {
         require("apt-get", "apt");
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
@@ -152,7 +158,10 @@ impl Apt {
         }
         std::fs::write(d.join("state/status"), "").unwrap();
         std::fs::write(d.join("etc/sources.list"), format!("{source_line}\n")).unwrap();
-        Apt { dir }
+        Apt {
+            dir,
+            extra: extra.to_vec(),
+        }
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -178,7 +187,7 @@ impl Apt {
         ];
         let mut cmd = Command::new("apt-get");
         cmd.current_dir(self.dir.path().join("downloads"));
-        for o in &opts {
+        for o in opts.iter().chain(&self.extra) {
             cmd.arg("-o").arg(o);
         }
         cmd.args(args)
@@ -188,7 +197,7 @@ impl Apt {
     }
 
     /// Runs apt-get and fails the test on a non-zero exit or any W: or E: line.
-    fn must(&self, args: &[&str]) -> String {
+    pub fn must(&self, args: &[&str]) -> String {
         let out = self.run(args);
         let text = format!(
             "{}{}",
@@ -207,12 +216,12 @@ impl Apt {
         text
     }
 
-    fn downloaded(&self, file: &str) -> Vec<u8> {
+    pub fn downloaded(&self, file: &str) -> Vec<u8> {
         std::fs::read(self.dir.path().join("downloads").join(file)).unwrap()
     }
 }
 
-fn packages_for_amd64(env: &Env, n: usize) -> Vec<(String, String)> {
+pub fn packages_for_amd64(env: &Env, n: usize) -> Vec<(String, String)> {
     env.repo
         .packages
         .values()

@@ -10,5 +10,6 @@ mod operability;
 mod probe;
 mod properties;
 mod reliability;
+mod s3;
 mod support;
 mod verify;
