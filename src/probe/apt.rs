@@ -181,14 +181,32 @@ pub async fn check(
     }
     // The site's own trace dates the last completed sync, for the two-stage test.
     let host = base.host_str().unwrap_or("");
-    let site_date = match client
+    let site = client
         .get(&join(base, &format!("project/trace/{host}")), false)
         .await
-    {
-        Ok(got) => trace_date(&String::from_utf8_lossy(&got.body)),
-        Err(_) => None,
+        .ok();
+    let written = site
+        .as_ref()
+        .and_then(|got| trace_date(&String::from_utf8_lossy(&got.body)))
+        .or(master_date);
+    // When the trace itself landed after its stated date, that counts too: an object
+    // store dates every object by its upload, and mirrorsync uploads the traces after
+    // the Release files, so a bucket-served mirror shows Release newer than the date
+    // inside the trace but never newer than the trace object.
+    let landed = match site {
+        Some(got) => got.last_modified,
+        None => client
+            .get(&join(base, "project/trace/master"), false)
+            .await
+            .ok()
+            .and_then(|got| got.last_modified),
     }
-    .or(master_date);
+    .and_then(|lm| httpdate::parse_http_date(&lm).ok())
+    .and_then(|t| jiff::Timestamp::try_from(t).ok());
+    let site_date = match (written, landed) {
+        (Some(w), Some(l)) => Some(w.max(l)),
+        (w, l) => w.or(l),
+    };
 
     // 2. Suites.
     let suites = match suites_of(client, base, opts).await {

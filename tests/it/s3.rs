@@ -201,6 +201,32 @@ fn a_published_repository_is_served_from_the_bucket_to_stock_apt_get() {
         );
     }
 
+    // The mirror-list probe, pointed at the website endpoint, finds it healthy and
+    // as fresh as upstream. A bucket has no directory listings, so the suite is named.
+    let out = Command::new(env!("CARGO_BIN_EXE_mirrorsync"))
+        .args([
+            "probe",
+            &format!("http://{}:{}/debian/", b.garage.web_host(), web.port()),
+            "--resolve",
+            &format!("{}={}", b.garage.web_host(), web.ip()),
+            "--upstream",
+            &b.env.server.url(),
+            "--keyring",
+            &b.env.repo.keyring.display().to_string(),
+            "--suite",
+            "bookworm",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{doc:#}");
+    assert_eq!(
+        doc["mirrors"][0]["summary"], "healthy (IPv4 only)",
+        "{doc:#}"
+    );
+    assert_eq!(doc["mirrors"][0]["families"][0]["freshness"], "up to date");
+
     // An upstream change reaches apt through the bucket too.
     let name = pkgs[0].0.clone();
     b.env.repo.upgrade_package(&name);
