@@ -95,28 +95,46 @@ impl Stager<'_> {
     /// Executes `actions`, handing each outcome to `on_outcome` as it completes, so
     /// a pool of tens of thousands of files is never held twice in memory.
     pub async fn run_each(&self, actions: Vec<Action>, on_outcome: &mut dyn FnMut(Outcome)) {
-        let mut links = Vec::new();
         let mut fetches = Vec::new();
-        for a in actions {
-            match a {
-                Action::Link { from, to } => links.push((from, to)),
-                Action::Fetch(w) => fetches.push(w),
-            }
-        }
         if self.verify_links {
-            let (good, damaged) = self.check_links(links).await;
-            links = good;
-            fetches.extend(damaged);
-        }
-        // In slices, so the outcomes of a 65,000-file pool are never all alive at once.
-        let mut links = links.into_iter();
-        loop {
-            let chunk: Vec<_> = links.by_ref().take(LINK_BATCH).collect();
-            if chunk.is_empty() {
-                break;
+            let mut links = Vec::new();
+            for a in actions {
+                match a {
+                    Action::Link { from, to } => links.push((from, to)),
+                    Action::Fetch(w) => fetches.push(w),
+                }
             }
-            for o in self.link_all(chunk).await {
-                on_outcome(o);
+            let (good, damaged) = self.check_links(links).await;
+            fetches.extend(damaged);
+            let mut good = good.into_iter();
+            loop {
+                let chunk: Vec<_> = good.by_ref().take(LINK_BATCH).collect();
+                if chunk.is_empty() {
+                    break;
+                }
+                for o in self.link_all(chunk).await {
+                    on_outcome(o);
+                }
+            }
+        } else {
+            // Linked in slices straight from the plan, so neither a second list of a
+            // 65,000-file pool nor all its outcomes are ever alive at once.
+            let mut chunk = Vec::with_capacity(LINK_BATCH.min(actions.len()));
+            for a in actions {
+                match a {
+                    Action::Link { from, to } => chunk.push((from, to)),
+                    Action::Fetch(w) => fetches.push(w),
+                }
+                if chunk.len() == LINK_BATCH {
+                    for o in self.link_all(std::mem::take(&mut chunk)).await {
+                        on_outcome(o);
+                    }
+                }
+            }
+            if !chunk.is_empty() {
+                for o in self.link_all(chunk).await {
+                    on_outcome(o);
+                }
             }
         }
         // Same content, one download: groups are runs of equal digests.
@@ -240,9 +258,6 @@ impl Stager<'_> {
             size: first.size,
             sha256: Some(first.sha256),
         };
-        if reuse_staged(&dest, expected).await {
-            return Ok((dest, Placed::Reused));
-        }
         let tmp = self.partial.join(hex::encode(first.sha256));
         // Every distinct source, then each plain path, so a missing by-hash file
         // falls back to the name apt would use without by-hash.
@@ -270,16 +285,18 @@ impl Stager<'_> {
                 })?;
             let reporter = self.reporter;
             let progress = move |n: u64| reporter.on_progress(n);
+            // A file staged by an earlier run that did not publish is reused when its
+            // bytes still hash right; the download checks, in the step it starts with.
             match self
                 .upstream
-                .download(&url, &tmp, expected, &progress)
+                .download_into(&url, &tmp, Some(&dest), expected, &progress)
                 .await
             {
+                Ok(d) if d.already_installed => {
+                    self.reporter.on_fetch_done(first.path.as_str());
+                    return Ok((dest, Placed::Reused));
+                }
                 Ok(d) => {
-                    let (tmp2, dest2) = (tmp.clone(), dest.clone());
-                    tokio::task::spawn_blocking(move || snapshot::install_file(&tmp2, &dest2))
-                        .await
-                        .map_err(|e| StageError::Task(e.to_string()))??;
                     self.reporter.on_fetch_done(first.path.as_str());
                     return Ok((
                         dest,
@@ -314,23 +331,6 @@ pub fn encode_path(p: &str) -> String {
         .add(b'{')
         .add(b'}');
     percent_encoding::utf8_percent_encode(p, SET).to_string()
-}
-
-/// True if `dest` already holds the expected bytes (a file staged by an earlier run
-/// that did not publish). The bytes are hashed again: a power cut may have left a
-/// renamed file whose data never reached the disk.
-async fn reuse_staged(dest: &Path, expected: Expected) -> bool {
-    match tokio::fs::metadata(dest).await {
-        Ok(m) if m.is_file() && m.len() == expected.size => {}
-        _ => return false,
-    }
-    let Some(sha256) = expected.sha256 else {
-        return false;
-    };
-    let dest = dest.to_path_buf();
-    tokio::task::spawn_blocking(move || file_matches(&dest, expected.size, &sha256))
-        .await
-        .unwrap_or(false)
 }
 
 /// True if the file at `path` has exactly this size and SHA256.

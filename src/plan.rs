@@ -136,6 +136,80 @@ pub fn plan_files<'a>(
     actions
 }
 
+/// [`plan_files`] for a pool of tens of thousands: takes the wanted files by value and
+/// needs no digest index of the whole published manifest (5 MB at Debian scale). Files
+/// published under their own path are linked from there, sharing its path; the digests
+/// of the rest, usually a few, are looked up in one pass over the manifest.
+pub fn plan_owned(wanted: impl IntoIterator<Item = Wanted>, published: &Manifest) -> Vec<Action> {
+    let wanted = wanted.into_iter();
+    let mut actions = Vec::with_capacity(wanted.size_hint().0);
+    let mut misses = Vec::new();
+    for w in wanted {
+        match published.files.get_key_value(&w.path) {
+            Some((from, e)) if e.size == w.size && e.sha256 == w.sha256 => {
+                actions.push(Action::Link {
+                    from: from.clone(),
+                    to: w,
+                })
+            }
+            _ => misses.push(w),
+        }
+    }
+    if !misses.is_empty() {
+        let mut elsewhere: HashMap<[u8; 32], Option<(&RelPath, u64)>> =
+            misses.iter().map(|w| (w.sha256, None)).collect();
+        for (p, e) in &published.files {
+            if let Some(slot @ None) = elsewhere.get_mut(&e.sha256) {
+                *slot = Some((p, e.size));
+            }
+        }
+        for w in misses {
+            actions.push(match elsewhere.get(&w.sha256) {
+                Some(Some((from, size))) if *size == w.size => Action::Link {
+                    from: (*from).clone(),
+                    to: w,
+                },
+                _ => Action::Fetch(w),
+            });
+        }
+    }
+    // In place: a stable sort would allocate half the plan again, and paths are unique.
+    actions.sort_unstable_by(|a, b| a.wanted().path.cmp(&b.wanted().path));
+    actions
+}
+
+/// Adds a file to a path -> entry map the way [`WantedSet::insert`] adds to a set: the
+/// same path twice is fine if it is the same file, a conflict if not. For a pool that
+/// becomes the next manifest as it is, instead of being copied into one.
+pub fn insert_entry(
+    files: &mut HashMap<RelPath, Entry>,
+    path: RelPath,
+    size: u64,
+    sha256: [u8; 32],
+) -> Result<bool, Conflict> {
+    if let Some(have) = files.get(&path) {
+        if have.size == size && have.sha256 == sha256 {
+            return Ok(false);
+        }
+        return Err(Conflict {
+            first_size: have.size,
+            first_sha256: hex::encode(have.sha256),
+            second_size: size,
+            second_sha256: hex::encode(sha256),
+            path,
+        });
+    }
+    files.insert(
+        path,
+        Entry {
+            size,
+            sha256,
+            gone_since: None,
+        },
+    );
+    Ok(true)
+}
+
 /// Published files upstream no longer lists: those still within grace, and the rest.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Removals {
@@ -365,6 +439,35 @@ mod tests {
         assert!(
             matches!(&actions[0], Action::Link { from, .. } if from.as_str().ends_with("Packages.xz"))
         );
+    }
+
+    #[test]
+    fn the_lean_planner_plans_as_the_indexed_one() {
+        let m = published(&[
+            ("pool/a.deb", 10, 1, None),
+            ("pool/b.deb", 20, 2, None),
+            ("dists/s/main/binary-arm64/Packages.xz", 100, 7, None),
+        ]);
+        let wanted = vec![
+            w("pool/c.deb", 5, 3),
+            w("pool/a.deb", 10, 1),
+            w("pool/b.deb", 21, 9),
+            w("dists/s/main/binary-arm64/by-hash/SHA256/0707", 100, 7),
+            w("pool/moved.deb", 20, 2),
+            w("pool/same-digest-other-size.deb", 11, 1),
+        ];
+        let lean = plan_owned(wanted.clone(), &m);
+        assert_eq!(lean, plan_files(&wanted, &m, &m.by_digest()));
+        let mut pool = HashMap::new();
+        assert_eq!(
+            insert_entry(&mut pool, RelPath::new("pool/a.deb").unwrap(), 1, [1; 32]),
+            Ok(true)
+        );
+        assert_eq!(
+            insert_entry(&mut pool, RelPath::new("pool/a.deb").unwrap(), 1, [1; 32]),
+            Ok(false)
+        );
+        assert!(insert_entry(&mut pool, RelPath::new("pool/a.deb").unwrap(), 2, [1; 32]).is_err());
     }
 
     #[test]

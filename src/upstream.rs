@@ -6,7 +6,7 @@
 //! and an interrupted download resumes with Range when the server answers 206.
 //! Callers hand it URLs and destination paths; it never decides what to fetch.
 
-use std::io::SeekFrom;
+use std::io::{Seek, SeekFrom};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,7 +17,6 @@ use futures_util::StreamExt;
 use reqwest::StatusCode;
 use reqwest::header::{self, HeaderMap};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use url::Url;
 
 use crate::config::{IpFamily, Network};
@@ -77,6 +76,8 @@ pub enum FetchError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Stage(crate::snapshot::SnapshotError),
     #[error("building the HTTP client")]
     Client(#[source] reqwest::Error),
 }
@@ -166,6 +167,8 @@ pub struct Downloaded {
     pub sha256: [u8; 32],
     /// The response's ETag and Last-Modified, to tell next time whether it changed.
     pub validators: Validators,
+    /// The install target already held these bytes; nothing was fetched.
+    pub already_installed: bool,
 }
 
 /// Counts of what the client did, for the run summary and the benchmarks.
@@ -407,29 +410,46 @@ impl Upstream {
         expected: Expected,
         on_progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<Downloaded, FetchError> {
+        self.download_into(url, dest, None, expected, on_progress)
+            .await
+    }
+
+    /// [`Upstream::download`] into `partial`, then, when `install` is given, the
+    /// verified file moved there (read-only, its writeback started, parents created)
+    /// in the same blocking step that verified it. If `install` already holds the
+    /// expected bytes (staged by a run that did not publish; they are hashed again, a
+    /// power cut may have lost them), nothing is fetched and `already_installed` says so.
+    pub async fn download_into(
+        &self,
+        url: &Url,
+        partial: &Path,
+        install: Option<&Path>,
+        expected: Expected,
+        on_progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<Downloaded, FetchError> {
         let mut restarted = false;
         loop {
             let result = self
-                .retrying(|| self.download_once(url, dest, expected, on_progress))
+                .retrying(|| self.download_once(url, partial, install, expected, on_progress))
                 .await;
             match result {
                 Err(FetchError::ChecksumMismatch { .. }) if !restarted => {
                     // The kept bytes may be what went wrong (a partial file from a
                     // power cut); try once more from nothing before blaming upstream.
                     restarted = true;
-                    discard_partial(dest).await;
+                    discard_partial(partial).await;
                     continue;
                 }
                 Err(e) => {
-                    if !e.is_transient() {
-                        discard_partial(dest).await;
+                    // A verified file that could not be moved into place (a full disk)
+                    // stays, for the next run to install without fetching it again.
+                    if !e.is_transient() && !matches!(e, FetchError::Stage(_)) {
+                        discard_partial(partial).await;
                     }
                     return Err(e);
                 }
-                Ok(d) => {
-                    let _ = tokio::fs::remove_file(resume_validator_path(dest)).await;
-                    return Ok(d);
-                }
+                // The finishing step removed the resume validator, if there was one.
+                Ok(d) => return Ok(d),
             }
         }
     }
@@ -438,50 +458,24 @@ impl Upstream {
         &self,
         url: &Url,
         dest: &Path,
+        install: Option<&Path>,
         expected: Expected,
         on_progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<Downloaded, (FetchError, Option<Duration>)> {
         let io = |e| (FetchError::io(dest)(e), None);
-        if let Some(sha256) = expected.sha256
-            && let Ok(m) = tokio::fs::metadata(dest).await
-            && m.len() == expected.size
-        {
-            // Downloaded in full by a run that died before moving it into place.
-            let path = dest.to_path_buf();
-            let ok = tokio::task::spawn_blocking(move || {
-                crate::fetch::file_matches(&path, expected.size, &sha256)
-            })
-            .await
-            .unwrap_or(false);
-            if ok {
-                return Ok(Downloaded {
-                    received: 0,
-                    last_modified: None,
-                    sha256,
-                    validators: Validators::default(),
-                });
-            }
-            tokio::fs::remove_file(dest).await.map_err(io)?;
-        }
-        // The ETag (or Last-Modified) of the response the kept bytes came from.
-        let resume_from = tokio::fs::read_to_string(resume_validator_path(dest))
-            .await
-            .ok()
-            .filter(|v| !v.is_empty());
-        let mut have = match tokio::fs::metadata(dest).await {
-            // Without a checksum at the end, only If-Range can vouch that the kept
-            // bytes and the rest belong to the same file.
-            Ok(m)
-                if m.len() < expected.size
-                    && (expected.sha256.is_some() || resume_from.is_some()) =>
-            {
-                m.len()
-            }
-            Ok(_) => {
-                discard_partial(dest).await;
-                0
-            }
-            Err(_) => 0,
+        // Every file operation of a download runs in a few blocking steps (this one,
+        // one per BATCH of body, the last): a tokio::fs call per operation costs a
+        // thread hand-off each, which on two cores was more than the I/O itself.
+        let found = {
+            let (dest, install) = (dest.to_path_buf(), install.map(Path::to_path_buf));
+            blocking(move || inspect_partial(&dest, install.as_deref(), expected))
+                .await
+                .and_then(|r| r)
+                .map_err(io)?
+        };
+        let (mut have, resume_from) = match found {
+            Found::Done(d) => return Ok(d),
+            Found::Resume { have, validator } => (have, validator),
         };
         let mut req = self.client.get(url.clone());
         if have > 0 {
@@ -542,40 +536,40 @@ impl Upstream {
             return Err((FetchError::SoftNotFound { url: redact(url) }, None));
         }
         let last_modified = last_modified_of(resp.headers());
+        // What this body is, so a resume can ask for the same one.
+        let validator = validators
+            .etag
+            .clone()
+            .filter(|e| !e.starts_with("W/"))
+            .or_else(|| validators.last_modified.clone());
 
-        let mut hasher = Sha256::new();
-        let mut file = if have > 0 {
-            let mut f = tokio::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(dest)
-                .await
-                .map_err(io)?;
-            hash_prefix(&mut f, have, &mut hasher).await.map_err(io)?;
-            f.seek(SeekFrom::Start(have)).await.map_err(io)?;
-            f.set_len(have).await.map_err(io)?;
-            f
-        } else {
-            // Remember what this body is, so a resume can ask for the same one.
-            let validator = validators
-                .etag
-                .as_ref()
-                .filter(|e| !e.starts_with("W/"))
-                .or(validators.last_modified.as_ref());
-            let vpath = resume_validator_path(dest);
-            match validator {
-                Some(v) => tokio::fs::write(&vpath, v).await.map_err(io)?,
-                None => {
-                    let _ = tokio::fs::remove_file(&vpath).await;
+        let mut writer = Writer::new(Sink {
+            path: dest.to_path_buf(),
+            file: None,
+            start: if have > 0 {
+                Start::Resume(have)
+            } else {
+                Start::Fresh {
+                    // Without a checksum, only If-Range can vouch for a resume, and a
+                    // killed run gets no chance to write this later: write it now.
+                    // With one, the digest vouches; it is written only if the
+                    // download is interrupted, saving a file per download.
+                    validator: if expected.sha256.is_none() {
+                        Some(validator.clone())
+                    } else {
+                        None
+                    },
+                    stale_validator: resume_from.is_some(),
                 }
-            }
-            tokio::fs::File::create(dest).await.map_err(io)?
-        };
+            },
+            hasher: Sha256::new(),
+            written: have,
+            validator_on_disk: resume_from.is_some(),
+        });
         on_progress(have);
-        let mut written = have;
         let mut received = 0u64;
         let mut stream = resp.bytes_stream();
-        let mut out = tokio::io::BufWriter::with_capacity(256 * 1024, &mut file);
+        let mut batch = Batch::default();
         let mut window_start = tokio::time::Instant::now();
         let mut window_bytes = 0u64;
         while let Some(chunk) = stream.next().await {
@@ -583,15 +577,16 @@ impl Upstream {
                 Ok(c) => c,
                 Err(e) => {
                     // Keep what arrived so the retry resumes from here.
-                    out.flush().await.map_err(io)?;
+                    writer.keep(batch, validator).await.map_err(io)?;
                     return Err((transport(url, e), None));
                 }
             };
             if let Some(l) = &self.limiter {
                 l.acquire(chunk.len() as u64).await;
             }
-            if written + chunk.len() as u64 > expected.size {
-                drop(out);
+            if have + received + chunk.len() as u64 > expected.size {
+                // Nothing may still be writing when the partial file goes.
+                let _ = writer.idle().await;
                 discard_partial(dest).await;
                 return Err((
                     FetchError::TooLong {
@@ -606,7 +601,7 @@ impl Upstream {
                 // The bandwidth cap's own pauses are counted too; the cap is meant
                 // to be far above this floor.
                 if window_bytes < MIN_BYTES_PER_WINDOW {
-                    out.flush().await.map_err(io)?;
+                    writer.keep(batch, validator).await.map_err(io)?;
                     return Err((
                         FetchError::TooSlow {
                             url: redact(url),
@@ -619,51 +614,361 @@ impl Upstream {
                 window_start = tokio::time::Instant::now();
                 window_bytes = 0;
             }
-            hasher.update(&chunk);
-            out.write_all(&chunk).await.map_err(io)?;
-            written += chunk.len() as u64;
             received += chunk.len() as u64;
             self.count_bytes(chunk.len() as u64);
             on_progress(chunk.len() as u64);
+            batch.push(chunk);
+            if batch.bytes >= BATCH {
+                writer
+                    .submit(std::mem::take(&mut batch))
+                    .await
+                    .map_err(io)?;
+            }
         }
-        out.flush().await.map_err(io)?;
-        drop(out);
-        if written < expected.size {
-            return Err((
+        let mut sink = writer.idle().await.map_err(io)?;
+        let install = install.map(Path::to_path_buf);
+        let sha256 = blocking(move || -> Result<[u8; 32], Finish> {
+            sink.write(&batch.chunks)?;
+            sink.finish(expected, last_modified, install.as_deref())
+        })
+        .await
+        .map_err(io)?
+        .map_err(|e| match e {
+            Finish::Io(e) => io(e),
+            Finish::Stage(e) => (FetchError::Stage(e), None),
+            Finish::Truncated { written } => (
                 FetchError::Truncated {
                     url: redact(url),
                     expected: expected.size,
                     actual: written,
                 },
                 None,
-            ));
-        }
-        let actual: [u8; 32] = hasher.finalize().into();
-        if let Some(want) = expected.sha256
-            && actual != want
-        {
-            return Err((
+            ),
+            Finish::Mismatch { want, actual } => (
                 FetchError::ChecksumMismatch {
                     url: redact(url),
                     expected: hex::encode(want),
                     actual: hex::encode(actual),
                 },
                 None,
-            ));
+            ),
+        })?;
+        Ok(Downloaded {
+            received,
+            last_modified,
+            sha256,
+            validators,
+            already_installed: false,
+        })
+    }
+}
+
+/// Body bytes handed to a blocking step at a time: large enough that a typical
+/// package is one step, small enough that `concurrency` downloads, each with one
+/// batch filling and one being written, stay a few MB.
+const BATCH: usize = 256 * 1024;
+
+/// Chunks of a body, not yet written.
+#[derive(Default)]
+struct Batch {
+    chunks: Vec<Bytes>,
+    bytes: usize,
+}
+
+impl Batch {
+    fn push(&mut self, chunk: Bytes) {
+        self.bytes += chunk.len();
+        self.chunks.push(chunk);
+    }
+}
+
+/// What a download found on disk before asking for anything.
+enum Found {
+    Done(Downloaded),
+    /// Ask from byte `have`, with the validator of the response the kept bytes came
+    /// from (a `.validator` file beside them).
+    Resume {
+        have: u64,
+        validator: Option<String>,
+    },
+}
+
+fn inspect_partial(
+    dest: &Path,
+    install: Option<&Path>,
+    expected: Expected,
+) -> std::io::Result<Found> {
+    let done = |already_installed| {
+        Found::Done(Downloaded {
+            received: 0,
+            last_modified: None,
+            sha256: expected.sha256.unwrap_or_default(),
+            validators: Validators::default(),
+            already_installed,
+        })
+    };
+    if let (Some(to), Some(sha256)) = (install, expected.sha256)
+        && crate::fetch::file_matches(to, expected.size, &sha256)
+    {
+        return Ok(done(true));
+    }
+    let Ok(m) = std::fs::metadata(dest) else {
+        // The usual case: nothing kept, one failed stat.
+        return Ok(Found::Resume {
+            have: 0,
+            validator: None,
+        });
+    };
+    if let Some(sha256) = expected.sha256
+        && m.len() == expected.size
+    {
+        if crate::fetch::file_matches(dest, expected.size, &sha256) {
+            // Downloaded in full by a run that died before moving it into place.
+            if let Some(to) = install {
+                let file = std::fs::File::open(dest)?;
+                crate::snapshot::install_open_file(file, dest, to)
+                    .map_err(std::io::Error::other)?;
+            }
+            let _ = std::fs::remove_file(resume_validator_path(dest));
+            return Ok(done(false));
         }
-        let file = file.into_std().await;
+        discard_partial_now(dest);
+        return Ok(Found::Resume {
+            have: 0,
+            validator: None,
+        });
+    }
+    let validator = std::fs::read_to_string(resume_validator_path(dest))
+        .ok()
+        .filter(|v| !v.is_empty());
+    // Without a checksum at the end, only If-Range can vouch that the kept bytes and
+    // the rest belong to the same file.
+    if m.len() < expected.size && (expected.sha256.is_some() || validator.is_some()) {
+        return Ok(Found::Resume {
+            have: m.len(),
+            validator,
+        });
+    }
+    discard_partial_now(dest);
+    Ok(Found::Resume {
+        have: 0,
+        validator: None,
+    })
+}
+
+/// How a download's file begins.
+enum Start {
+    /// From nothing. `validator`: the sidecar to write first (Some(None): remove
+    /// any), None to leave it for an interruption; `stale_validator`: one was found
+    /// that describes bytes now thrown away.
+    Fresh {
+        validator: Option<Option<String>>,
+        stale_validator: bool,
+    },
+    /// After this many kept bytes, which are hashed again.
+    Resume(u64),
+}
+
+/// The file a download writes, used only on blocking threads.
+struct Sink {
+    path: PathBuf,
+    /// Opened by the first write, so a 404 leaves no empty file behind.
+    file: Option<std::fs::File>,
+    start: Start,
+    hasher: Sha256,
+    written: u64,
+    validator_on_disk: bool,
+}
+
+enum Finish {
+    Io(std::io::Error),
+    Stage(crate::snapshot::SnapshotError),
+    Truncated { written: u64 },
+    Mismatch { want: [u8; 32], actual: [u8; 32] },
+}
+
+impl From<std::io::Error> for Finish {
+    fn from(e: std::io::Error) -> Finish {
+        Finish::Io(e)
+    }
+}
+
+impl Sink {
+    fn open(&mut self) -> std::io::Result<&mut std::fs::File> {
+        if self.file.is_none() {
+            let file = match &self.start {
+                Start::Resume(have) => {
+                    let mut f = std::fs::OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .open(&self.path)?;
+                    hash_prefix(&mut f, *have, &mut self.hasher)?;
+                    f.seek(SeekFrom::Start(*have))?;
+                    f.set_len(*have)?;
+                    f
+                }
+                Start::Fresh {
+                    validator,
+                    stale_validator,
+                } => {
+                    let vpath = resume_validator_path(&self.path);
+                    match validator {
+                        Some(Some(v)) => {
+                            std::fs::write(&vpath, v)?;
+                            self.validator_on_disk = true;
+                        }
+                        Some(None) => {
+                            let _ = std::fs::remove_file(&vpath);
+                            self.validator_on_disk = false;
+                        }
+                        None if *stale_validator => {
+                            let _ = std::fs::remove_file(&vpath);
+                            self.validator_on_disk = false;
+                        }
+                        None => {}
+                    }
+                    std::fs::File::create(&self.path)?
+                }
+            };
+            self.file = Some(file);
+        }
+        // Just set when it was None.
+        self.file
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("download file not open"))
+    }
+
+    fn write(&mut self, chunks: &[Bytes]) -> std::io::Result<()> {
+        let file = self.open()?;
+        write_chunks(file, chunks)?;
+        for c in chunks {
+            self.hasher.update(c);
+            self.written += c.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// After an interrupted body: what arrived stays, with the validator of the
+    /// response it came from, so the retry (or the next run) resumes with If-Range.
+    fn keep(&mut self, chunks: &[Bytes], validator: Option<String>) -> std::io::Result<()> {
+        self.write(chunks)?;
+        if !self.validator_on_disk
+            && let Some(v) = validator
+        {
+            std::fs::write(resume_validator_path(&self.path), v)?;
+            self.validator_on_disk = true;
+        }
+        Ok(())
+    }
+
+    fn finish(
+        mut self,
+        expected: Expected,
+        last_modified: Option<SystemTime>,
+        install: Option<&Path>,
+    ) -> Result<[u8; 32], Finish> {
+        // An empty body still makes a file.
+        self.open()?;
+        if self.written < expected.size {
+            return Err(Finish::Truncated {
+                written: self.written,
+            });
+        }
+        let actual: [u8; 32] = self.hasher.finalize().into();
+        if let Some(want) = expected.sha256
+            && actual != want
+        {
+            return Err(Finish::Mismatch { want, actual });
+        }
+        let Some(file) = self.file else {
+            return Err(Finish::Io(std::io::Error::other("download file not open")));
+        };
         if let Some(t) = last_modified {
             // Upstream's time, as rsync -t does: web servers then answer
             // If-Modified-Since the way clients and probes expect.
             let _ = file.set_modified(t);
         }
-        Ok(Downloaded {
-            received,
-            last_modified,
-            sha256: actual,
-            validators,
-        })
+        if self.validator_on_disk {
+            let _ = std::fs::remove_file(resume_validator_path(&self.path));
+        }
+        if let Some(to) = install {
+            crate::snapshot::install_open_file(file, &self.path, to).map_err(Finish::Stage)?;
+        }
+        Ok(actual)
     }
+}
+
+/// A download's sink, and the blocking step writing its last batch if one is running.
+struct Writer {
+    sink: Option<Sink>,
+    busy: Option<tokio::task::JoinHandle<(Sink, std::io::Result<()>)>>,
+}
+
+impl Writer {
+    fn new(sink: Sink) -> Writer {
+        Writer {
+            sink: Some(sink),
+            busy: None,
+        }
+    }
+
+    /// The sink, once the running step (if any) is done.
+    async fn idle(&mut self) -> std::io::Result<Sink> {
+        if let Some(step) = self.busy.take() {
+            let (sink, result) = step.await.map_err(join_error)?;
+            result?;
+            return Ok(sink);
+        }
+        self.sink
+            .take()
+            .ok_or_else(|| std::io::Error::other("download sink lost"))
+    }
+
+    /// Hands `batch` to a blocking step and returns while it runs, so the body keeps
+    /// arriving while the last batch is hashed and written; waits for the previous one
+    /// first, which bounds the memory to two batches.
+    async fn submit(&mut self, batch: Batch) -> std::io::Result<()> {
+        let mut sink = self.idle().await?;
+        self.busy = Some(tokio::task::spawn_blocking(move || {
+            let r = sink.write(&batch.chunks);
+            (sink, r)
+        }));
+        Ok(())
+    }
+
+    async fn keep(&mut self, batch: Batch, validator: Option<String>) -> std::io::Result<()> {
+        let mut sink = self.idle().await?;
+        blocking(move || sink.keep(&batch.chunks, validator)).await?
+    }
+}
+
+/// Writes `chunks` in order with as few system calls as the kernel allows.
+fn write_chunks(file: &mut std::fs::File, chunks: &[Bytes]) -> std::io::Result<()> {
+    use std::io::{IoSlice, Write};
+    let mut slices: Vec<IoSlice<'_>> = chunks.iter().map(|c| IoSlice::new(c)).collect();
+    let mut slices = &mut slices[..];
+    while !slices.is_empty() {
+        match file.write_vectored(slices) {
+            Ok(0) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::WriteZero,
+                    "failed to write the whole buffer",
+                ));
+            }
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(join_error)
+}
+
+fn join_error(e: tokio::task::JoinError) -> std::io::Error {
+    std::io::Error::other(format!("file task failed: {e}"))
 }
 
 /// Where the validator of a partial download is kept, beside its bytes.
@@ -675,21 +980,23 @@ pub fn resume_validator_path(dest: &Path) -> PathBuf {
 
 /// Drops a partial download and what it was resumed against.
 async fn discard_partial(dest: &Path) {
-    let _ = tokio::fs::remove_file(dest).await;
-    let _ = tokio::fs::remove_file(resume_validator_path(dest)).await;
+    let dest = dest.to_path_buf();
+    let _ = blocking(move || discard_partial_now(&dest)).await;
 }
 
-async fn hash_prefix(
-    f: &mut tokio::fs::File,
-    len: u64,
-    hasher: &mut Sha256,
-) -> std::io::Result<()> {
+fn discard_partial_now(dest: &Path) {
+    let _ = std::fs::remove_file(dest);
+    let _ = std::fs::remove_file(resume_validator_path(dest));
+}
+
+fn hash_prefix(f: &mut std::fs::File, len: u64, hasher: &mut Sha256) -> std::io::Result<()> {
+    use std::io::Read;
     let mut buf = vec![0u8; 256 * 1024];
     let mut left = len;
-    f.seek(SeekFrom::Start(0)).await?;
+    f.seek(SeekFrom::Start(0))?;
     while left > 0 {
         let want = buf.len().min(left as usize);
-        let n = f.read(&mut buf[..want]).await?;
+        let n = f.read(&mut buf[..want])?;
         if n == 0 {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,

@@ -131,7 +131,7 @@ async fn sync_once(
 ) -> anyhow::Result<MirrorReport> {
     let opts = ctx.options;
     let dirs = MirrorDirs::new(&ctx.global.root, &mirror.name);
-    let current = dirs.current()?;
+    let mut current = dirs.current()?;
     let state = MirrorState::load(&dirs.base)?;
     let upstream = Upstream::new(&mirror.network)?;
     let keyring = match &apt.keyring {
@@ -199,7 +199,6 @@ async fn sync_once(
 
     let empty = Manifest::default();
     let published = current.as_ref().map_or(&empty, |c| &c.manifest);
-    let by_digest = published.by_digest();
     let stager = Stager {
         upstream: &upstream,
         base_url: &mirror.upstream,
@@ -268,7 +267,7 @@ async fn sync_once(
             variant_of.insert(path, key);
         }
     }
-    let index_actions = plan::plan_files(wanted.iter(), published, &by_digest);
+    let index_actions = plan::plan_owned(wanted.iter().cloned(), published);
     summary.add_actions(&index_actions);
     let mut located: HashMap<RelPath, PathBuf> = HashMap::new();
     let mut dry_ok_variants = Vec::new();
@@ -345,8 +344,10 @@ async fn sync_once(
     // The upstream's trace files go into the snapshot with ours.
     let upstream_traces = trace::fetch_upstream(&upstream, &mirror.upstream).await;
 
-    // 3. The pool, from Packages and Sources.
-    let mut pool = WantedSet::default();
+    // 3. The pool, from Packages and Sources: path -> entry, as the next manifest lists
+    // it, so it becomes that manifest instead of being copied into one (at Debian scale
+    // each copy is 10 MB).
+    let mut pool: HashMap<RelPath, Entry> = HashMap::new();
     for s in &suites {
         for (kind, path) in indices_to_parse(s, &located) {
             let Some(file) = located.get(&path).cloned() else {
@@ -360,38 +361,43 @@ async fn sync_once(
             .await
             .map_err(|e| anyhow!("index parser task: {e}"))??;
             for f in files {
-                pool.insert(Wanted {
-                    source: f.path.clone(),
-                    path: f.path,
-                    size: f.size,
-                    sha256: f.sha256,
-                })
-                .with_context(|| format!("suite {}: {}", s.name, path))?;
+                // The published manifest's copy of the path, when it has one: 65,000
+                // paths are then held once, not once per manifest.
+                let p = published
+                    .files
+                    .get_key_value(&f.path)
+                    .map_or(f.path, |(p, _)| p.clone());
+                plan::insert_entry(&mut pool, p, f.size, f.sha256)
+                    .with_context(|| format!("suite {}: {}", s.name, path))?;
             }
         }
     }
-    for w in pool.iter() {
-        if let Some(have) = wanted.get(&w.path)
-            && (have.size != w.size || have.sha256 != w.sha256)
+    for (path, e) in &pool {
+        if let Some(have) = wanted.get(path)
+            && (have.size != e.size || have.sha256 != e.sha256)
         {
-            bail!(
-                "{} is both an index and a pool file with other contents",
-                w.path
-            );
+            bail!("{path} is both an index and a pool file with other contents");
         }
     }
-    let pool_actions = plan::plan_files(pool.iter(), published, &by_digest);
+    let pool_actions = plan::plan_owned(
+        pool.iter().map(|(p, e)| Wanted {
+            path: p.clone(),
+            size: e.size,
+            sha256: e.sha256,
+            source: p.clone(),
+        }),
+        published,
+    );
     tracing::info!(
         seconds = phase.elapsed().as_secs_f64(),
         pool_files = pool.len(),
         "pool planned"
     );
     summary.add_actions(&pool_actions);
-    drop(by_digest);
 
     // 4. What upstream no longer lists.
     let mut keep: HashSet<&RelPath> = wanted.iter().map(|w| &w.path).collect();
-    keep.extend(pool.iter().map(|w| &w.path));
+    keep.extend(pool.keys());
     let meta_paths: Vec<RelPath> = suites
         .iter()
         .flat_map(|s| s.new_files.iter().map(|(p, _, _)| p.clone()))
@@ -469,6 +475,11 @@ async fn sync_once(
         })
         .await;
     tracing::info!(seconds = phase.elapsed().as_secs_f64(), "pool staged");
+    // The published manifest has served (planning, tolerated failures); its table goes
+    // before the next one is completed. Its paths live on in the pool.
+    if let Some(c) = &mut current {
+        c.manifest.files = HashMap::new();
+    }
     for msg in pool_warnings {
         tracing::warn!("{msg}");
         ctx.reporter.on_warning(&mirror.name, &msg);
@@ -483,13 +494,13 @@ async fn sync_once(
             snapshot::link_file(&path.under(&c.dir), &path.under(&staging))?;
         }
     }
-    let mut manifest = Manifest::default();
+    let mut manifest = Manifest { files: pool };
     for (path, previous) in tolerated {
         if let Some(e) = previous {
             manifest.files.insert(path, e);
         }
     }
-    for w in wanted.iter().chain(pool.iter()) {
+    for w in wanted.iter() {
         manifest.files.insert(w.path.clone(), Entry::from(w));
     }
     if let Some(c) = &current {
