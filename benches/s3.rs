@@ -39,14 +39,7 @@ fn main() -> anyhow::Result<()> {
     let pool_bytes: u64 = repo.pool_files().iter().map(|(_, s)| s).sum();
     let server = FixtureServer::start(&repo.dir)?;
     let creds = work.path().join("s3-credentials");
-    std::fs::write(
-        &creds,
-        format!(
-            "[default]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
-            garage.key_id(),
-            garage.secret_key()
-        ),
-    )?;
+    garage.write_credentials(&creds)?;
     let config = work.path().join("mirrors.toml");
     std::fs::write(
         &config,

@@ -354,18 +354,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                         }
                         continue;
                     }
-                    eprintln!(
-                        "mirrorsync: {}: {} damaged file(s) in snapshot {}:",
-                        r.name,
-                        r.damaged.len(),
-                        r.snapshot.as_deref().unwrap_or("-")
+                    print_damage(
+                        r,
+                        &format!("in snapshot {}", r.snapshot.as_deref().unwrap_or("-")),
                     );
-                    for d in r.damaged.iter().take(20) {
-                        eprintln!("  {}: {}", d.path, d.problem);
-                    }
-                    if r.damaged.len() > 20 {
-                        eprintln!("  ... and {} more", r.damaged.len() - 20);
-                    }
                 }
             }
             if failed {
@@ -543,6 +535,21 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
+/// The damage `verify` found, the first 20 files named; `place` says where.
+fn print_damage(r: &mirrorsync::verify::VerifyReport, place: &str) {
+    eprintln!(
+        "mirrorsync: {}: {} damaged file(s) {place}:",
+        r.name,
+        r.damaged.len()
+    );
+    for d in r.damaged.iter().take(20) {
+        eprintln!("  {}: {}", d.path, d.problem);
+    }
+    if r.damaged.len() > 20 {
+        eprintln!("  ... and {} more", r.damaged.len() - 20);
+    }
+}
+
 /// `verify --url`: the served copy of one mirror, and with --repair its bucket.
 fn verify_served(
     config: &Config,
@@ -600,18 +607,10 @@ fn verify_served(
             );
         }
     } else {
-        eprintln!(
-            "mirrorsync: {}: {} damaged file(s) served at {}:",
-            report.name,
-            report.damaged.len(),
-            mirrorsync::upstream::redact(url)
+        print_damage(
+            &report,
+            &format!("served at {}", mirrorsync::upstream::redact(url)),
         );
-        for d in report.damaged.iter().take(20) {
-            eprintln!("  {}: {}", d.path, d.problem);
-        }
-        if report.damaged.len() > 20 {
-            eprintln!("  ... and {} more", report.damaged.len() - 20);
-        }
     }
     if report.damaged.is_empty() {
         return Ok(exit::OK);

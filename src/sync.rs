@@ -299,16 +299,21 @@ fn record(
 
 /// One error for many failed files, the first few named.
 pub(crate) fn failed(what: &str, errors: Vec<String>) -> anyhow::Error {
+    anyhow::anyhow!("{what}: {} failed{}", errors.len(), first_failures(&errors))
+}
+
+/// The first few of many failures, one per indented line, and how many more.
+pub(crate) fn first_failures(errors: &[String]) -> String {
     const SHOWN: usize = 10;
-    let mut msg = format!("{what}: {} failed", errors.len());
+    let mut out = String::new();
     for e in errors.iter().take(SHOWN) {
-        msg.push_str("\n  ");
-        msg.push_str(e);
+        out.push_str("\n  ");
+        out.push_str(e);
     }
     if errors.len() > SHOWN {
-        msg.push_str(&format!("\n  ... and {} more", errors.len() - SHOWN));
+        out.push_str(&format!("\n  ... and {} more", errors.len() - SHOWN));
     }
-    anyhow::anyhow!(msg)
+    out
 }
 
 /// An error with its causes, "a: b: c", for messages that list many failures (the

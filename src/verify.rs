@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::apt::signature::{self, Keyring};
 use crate::config::{Global, Mirror, MirrorKind};
 use crate::relpath::RelPath;
-use crate::snapshot::MirrorDirs;
+use crate::snapshot::{MirrorDirs, Snapshot};
 
 /// One damaged file.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -37,23 +37,8 @@ pub struct VerifyReport {
 /// Re-hashes the published tree of `mirror`. Damage is reported, not an error; an
 /// error means the tree could not be checked at all.
 pub fn verify_mirror(global: &Global, mirror: &Mirror) -> anyhow::Result<VerifyReport> {
-    let dirs = MirrorDirs::new(&global.root, &mirror.name);
-    let current = dirs
-        .current()
-        .with_context(|| format!("mirror {:?}: reading the published snapshot", mirror.name))?
-        .ok_or_else(|| anyhow!("mirror {:?} has no published snapshot yet", mirror.name))?;
-    let mut report = VerifyReport {
-        name: mirror.name.clone(),
-        snapshot: Some(current.id.clone()),
-        ..VerifyReport::default()
-    };
-    let mut entries: Vec<(&RelPath, u64, [u8; 32])> = current
-        .manifest
-        .files
-        .iter()
-        .map(|(p, e)| (p, e.size, e.sha256))
-        .collect();
-    entries.sort_by(|a, b| a.0.cmp(b.0));
+    let (current, mut report) = published(global, mirror)?;
+    let entries = sorted_entries(&current);
 
     // Split the reading over the cores: a USB disk is the limit, not the CPU, but
     // SSD-backed mirrors finish sooner.
@@ -127,27 +112,12 @@ pub async fn verify_served(
     client: &reqwest::Client,
 ) -> anyhow::Result<VerifyReport> {
     use futures_util::StreamExt;
-    let dirs = MirrorDirs::new(&global.root, &mirror.name);
-    let current = dirs
-        .current()
-        .with_context(|| format!("mirror {:?}: reading the published snapshot", mirror.name))?
-        .ok_or_else(|| anyhow!("mirror {:?} has no published snapshot yet", mirror.name))?;
+    let (current, mut report) = published(global, mirror)?;
     let mut base = base.clone();
     if !base.path().ends_with('/') {
         base.set_path(&format!("{}/", base.path()));
     }
-    let mut report = VerifyReport {
-        name: mirror.name.clone(),
-        snapshot: Some(current.id.clone()),
-        ..VerifyReport::default()
-    };
-    let mut entries: Vec<(&RelPath, u64, [u8; 32])> = current
-        .manifest
-        .files
-        .iter()
-        .map(|(p, e)| (p, e.size, e.sha256))
-        .collect();
-    entries.sort_by(|a, b| a.0.cmp(b.0));
+    let entries = sorted_entries(&current);
     let base = &base;
     let results: Vec<(u64, Option<Damage>)> = futures_util::stream::iter(entries)
         .map(|(p, size, sha)| async move {
@@ -201,21 +171,7 @@ pub async fn verify_served(
                     }
                 }
             }
-            if read != size {
-                return (read, Some(damage(format!("{read} bytes, {size} expected"))));
-            }
-            let actual: [u8; 32] = hasher.finalize().into();
-            if actual != sha {
-                return (
-                    read,
-                    Some(damage(format!(
-                        "SHA256 {}, {} expected",
-                        hex::encode(actual),
-                        hex::encode(sha)
-                    ))),
-                );
-            }
-            (read, None)
+            (read, mismatch(read, size, hasher, &sha).map(damage))
         })
         .buffer_unordered(mirror.network.concurrency.get())
         .collect()
@@ -277,21 +233,48 @@ fn check_file(dir: &Path, p: &RelPath, size: u64, sha: &[u8; 32]) -> (u64, Optio
             }
         }
     }
+    (read, mismatch(read, size, hasher, sha).map(damage))
+}
+
+/// The published snapshot of `mirror` and an empty report on it.
+fn published(global: &Global, mirror: &Mirror) -> anyhow::Result<(Snapshot, VerifyReport)> {
+    let current = MirrorDirs::new(&global.root, &mirror.name)
+        .current()
+        .with_context(|| format!("mirror {:?}: reading the published snapshot", mirror.name))?
+        .ok_or_else(|| anyhow!("mirror {:?} has no published snapshot yet", mirror.name))?;
+    let report = VerifyReport {
+        name: mirror.name.clone(),
+        snapshot: Some(current.id.clone()),
+        ..VerifyReport::default()
+    };
+    Ok((current, report))
+}
+
+/// The snapshot's files with size and SHA256, in path order.
+fn sorted_entries(current: &Snapshot) -> Vec<(&RelPath, u64, [u8; 32])> {
+    let mut entries: Vec<_> = current
+        .manifest
+        .files
+        .iter()
+        .map(|(p, e)| (p, e.size, e.sha256))
+        .collect();
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    entries
+}
+
+/// What is wrong with `read` bytes hashed into `hasher`, if anything.
+fn mismatch(read: u64, size: u64, hasher: Sha256, sha: &[u8; 32]) -> Option<String> {
     if read != size {
-        return (read, Some(damage(format!("{read} bytes, {size} expected"))));
+        return Some(format!("{read} bytes, {size} expected"));
     }
     let actual: [u8; 32] = hasher.finalize().into();
-    if &actual != sha {
-        return (
-            read,
-            Some(damage(format!(
-                "SHA256 {} , {} expected",
-                hex::encode(actual),
-                hex::encode(sha)
-            ))),
-        );
-    }
-    (read, None)
+    (&actual != sha).then(|| {
+        format!(
+            "SHA256 {}, {} expected",
+            hex::encode(actual),
+            hex::encode(sha)
+        )
+    })
 }
 
 fn check_signatures(dir: &Path, suite: &str, keyring: &Keyring, report: &mut VerifyReport) {

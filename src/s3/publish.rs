@@ -59,21 +59,8 @@ pub enum PublishError {
     },
     #[error(transparent)]
     Record(#[from] RecordError),
-    #[error("{what}: {} failed{}", .errors.len(), list(.errors))]
+    #[error("{what}: {} failed{}", .errors.len(), crate::sync::first_failures(.errors))]
     Failed { what: String, errors: Vec<String> },
-}
-
-fn list(errors: &[String]) -> String {
-    const SHOWN: usize = 10;
-    let mut s = String::new();
-    for e in errors.iter().take(SHOWN) {
-        s.push_str("\n  ");
-        s.push_str(e);
-    }
-    if errors.len() > SHOWN {
-        s.push_str(&format!("\n  ... and {} more", errors.len() - SHOWN));
-    }
-    s
 }
 
 /// What a publish to the bucket did, for the run summary and `--json`.

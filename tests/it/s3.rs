@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mirrorsync::apt::packages::{IndexKind, read_index};
@@ -34,15 +34,7 @@ impl Bucketed {
             .expect("starting the Garage cluster");
         // Credentials in a file of their own, as an operator keeps them.
         let creds = dir.path().join("s3-credentials");
-        std::fs::write(
-            &creds,
-            format!(
-                "[default]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
-                garage.key_id(),
-                garage.secret_key()
-            ),
-        )
-        .unwrap();
+        garage.write_credentials(&creds).unwrap();
         let env = Env::with_config(
             spec,
             &format!(
@@ -293,29 +285,32 @@ fn a_delta_uploads_only_the_changed_objects_and_a_no_op_none() {
     assert!(assert_bucket_consistent(&b.garage, &b.env.repo.keyring).is_some());
 }
 
-/// Runs `mirrorsync sync` in the background and SIGKILLs it once the bucket has
-/// taken `after` more PUTs.
-fn kill_during_upload(b: &Bucketed, after: u64) {
+/// Starts `mirrorsync sync` in the background and returns once the bucket has
+/// taken `after` more PUTs from it, its stderr captured.
+fn sync_until_uploads(b: &Bucketed, after: u64) -> Child {
     let start = b.puts();
     let mut child = Command::new(env!("CARGO_BIN_EXE_mirrorsync"))
         .arg("-c")
         .arg(&b.env.config)
         .arg("sync")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if b.puts() >= start + after {
-            break;
-        }
+    while b.puts() < start + after {
         if let Some(status) = child.try_wait().unwrap() {
             panic!("the sync ended ({status}) before {after} uploads: make the delta larger");
         }
         assert!(Instant::now() < deadline, "uploads did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
+    child
+}
+
+/// SIGKILLs a sync once the bucket has taken `after` more PUTs from it.
+fn kill_during_upload(b: &Bucketed, after: u64) {
+    let mut child = sync_until_uploads(b, after);
     child.kill().unwrap();
     child.wait().unwrap();
 }
@@ -376,20 +371,7 @@ fn a_node_lost_during_a_publish_still_leaves_a_consistent_bucket() {
         b.env.repo.add_package(&format!("zz-added-{i:03}"));
     }
     b.env.publish();
-    let start = b.puts();
-    let child = Command::new(env!("CARGO_BIN_EXE_mirrorsync"))
-        .arg("-c")
-        .arg(&b.env.config)
-        .arg("sync")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while b.puts() < start + 50 {
-        assert!(Instant::now() < deadline, "uploads did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let child = sync_until_uploads(&b, 50);
     // Node 2 dies; node 0 (the endpoint) and node 1 still make a write quorum.
     b.garage.stop_node(2).unwrap();
     let out = child.wait_with_output().unwrap();
