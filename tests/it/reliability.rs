@@ -14,30 +14,12 @@ use mirrorsync::fixture::FixtureSpec;
 use mirrorsync::fixture::server::Fault;
 
 use crate::support::*;
+// Seeded, so a failing sequence of kills can be replayed.
+use mirrorsync::fixture::XorShift;
 
 /// The trace file this mirror writes: it holds the run's own times and byte counts,
 /// so two complete runs never agree on it.
 const OWN_TRACE: &str = "project/trace/mirror.test.invalid";
-
-/// A small, seeded generator, so a failing sequence of kills can be replayed.
-struct XorShift(u64);
-
-impl XorShift {
-    fn new(seed: u64) -> XorShift {
-        XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 /// The served tree without the files that differ between any two complete runs.
 fn comparable(mut d: TreeDigest) -> TreeDigest {

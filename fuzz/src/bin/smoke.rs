@@ -14,27 +14,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use mirrorsync::fixture::XorShift;
 use mirrorsync_fuzz::TARGETS;
 
 /// Inputs are kept below this, as libFuzzer's default -max_len is 4096 only for
 /// empty corpora; our seeds are bigger.
 const MAX_INPUT: usize = 1 << 20;
-
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
 
 const DICTIONARY: &[&str] = &[
     "..",
@@ -91,61 +76,61 @@ const DICTIONARY: &[&str] = &[
 ];
 
 fn mutate(rng: &mut XorShift, input: &mut Vec<u8>, pool: &[Vec<u8>]) {
-    let at = |rng: &mut XorShift, v: &Vec<u8>| rng.below(v.len() + 1);
-    match rng.below(10) {
+    let at = |rng: &mut XorShift, v: &Vec<u8>| rng.index(v.len() + 1);
+    match rng.index(10) {
         0 if !input.is_empty() => {
-            let i = rng.below(input.len());
-            input[i] ^= 1 << rng.below(8);
+            let i = rng.index(input.len());
+            input[i] ^= 1 << rng.index(8);
         }
         1 if !input.is_empty() => {
-            let i = rng.below(input.len());
-            input[i] = b"\0\xff\n :/.%\"<>\\\r\t{}[],0159-*"[rng.below(24)];
+            let i = rng.index(input.len());
+            input[i] = b"\0\xff\n :/.%\"<>\\\r\t{}[],0159-*"[rng.index(24)];
         }
         2 => {
             let i = at(rng, input);
-            let n = 1 + rng.below(8);
+            let n = 1 + rng.index(8);
             let bytes: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
             input.splice(i..i, bytes);
         }
         3 if !input.is_empty() => {
-            let i = rng.below(input.len());
-            let n = 1 + rng.below((input.len() - i).min(64));
+            let i = rng.index(input.len());
+            let n = 1 + rng.index((input.len() - i).min(64));
             input.drain(i..i + n);
         }
         4 if !input.is_empty() => {
-            let i = rng.below(input.len());
-            let n = 1 + rng.below((input.len() - i).min(256));
+            let i = rng.index(input.len());
+            let n = 1 + rng.index((input.len() - i).min(256));
             let chunk = input[i..i + n].to_vec();
             let j = at(rng, input);
             input.splice(j..j, chunk);
         }
         5 | 6 => {
-            let token = DICTIONARY[rng.below(DICTIONARY.len())].as_bytes();
+            let token = DICTIONARY[rng.index(DICTIONARY.len())].as_bytes();
             let i = at(rng, input);
             input.splice(i..i, token.iter().copied());
         }
         7 => {
-            let other = &pool[rng.below(pool.len())];
+            let other = &pool[rng.index(pool.len())];
             let i = at(rng, input);
-            let j = rng.below(other.len() + 1);
+            let j = rng.index(other.len() + 1);
             input.truncate(i);
             input.extend_from_slice(&other[j..]);
         }
         8 if !input.is_empty() => {
-            let i = rng.below(input.len());
+            let i = rng.index(input.len());
             input.truncate(i);
         }
         _ if !input.is_empty() => {
             // Repeat a piece many times: long lines, many entries.
-            let i = rng.below(input.len());
-            let n = 1 + rng.below((input.len() - i).min(128));
+            let i = rng.index(input.len());
+            let n = 1 + rng.index((input.len() - i).min(128));
             let chunk = input[i..i + n].to_vec();
-            let times = 1 + rng.below(2000);
+            let times = 1 + rng.index(2000);
             let j = at(rng, input);
             let repeated: Vec<u8> = chunk.iter().copied().cycle().take(n * times).collect();
             input.splice(j..j, repeated);
         }
-        _ => input.extend_from_slice(DICTIONARY[rng.below(DICTIONARY.len())].as_bytes()),
+        _ => input.extend_from_slice(DICTIONARY[rng.index(DICTIONARY.len())].as_bytes()),
     }
     input.truncate(MAX_INPUT);
 }
@@ -236,7 +221,7 @@ fn main() {
         if !only.is_empty() && !only.iter().any(|o| o == name) {
             continue;
         }
-        let mut rng = XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let mut rng = XorShift::new(seed);
         let mut pool = seeds(name);
         let seed_count = pool.len();
         let started = Instant::now();
@@ -248,8 +233,8 @@ fn main() {
         let mut queue: Vec<Vec<u8>> = pool.clone();
         while Instant::now() < deadline {
             let input = queue.pop().unwrap_or_else(|| {
-                let mut input = pool[rng.below(pool.len())].clone();
-                for _ in 0..1 + rng.below(6) {
+                let mut input = pool[rng.index(pool.len())].clone();
+                for _ in 0..1 + rng.index(6) {
                     mutate(&mut rng, &mut input, &pool);
                 }
                 input
@@ -268,7 +253,7 @@ fn main() {
                 if input.len() < entry.1.len() {
                     entry.1 = input.clone();
                 }
-            } else if rng.below(32) == 0 && pool.len() < 4096 {
+            } else if rng.index(32) == 0 && pool.len() < 4096 {
                 pool.push(input);
             }
         }
