@@ -7,17 +7,19 @@
 use std::path::Path;
 
 use mirrorsync::apt::packages::{IndexKind, read_index};
-use mirrorsync::apt::release::{self, Release};
+use mirrorsync::apt::release::Release;
+use mirrorsync::apt::signature::{self, cleartext};
 use mirrorsync::images::listing::parse_listing;
 use mirrorsync::images::oslist::OsList;
 use mirrorsync::images::sums::parse_sums;
 
-/// A Release (or the signed part of an InRelease), and what a mirror takes of it.
+/// A Release (or the message apt splits off an InRelease), and what a mirror takes of
+/// it.
 pub fn release(data: &[u8]) {
-    let _ = release::clearsigned_frame_is_clean(data);
-    let text = release::unverified_text(data)
-        .or_else(|| std::str::from_utf8(data).ok().map(str::to_string));
-    let Some(text) = text else { return };
+    let _ = cleartext::check_detached(data);
+    let Ok(text) = signature::unsigned_text(data) else {
+        return;
+    };
     if let Ok(r) = Release::parse(&text) {
         let comps = ["main".to_string(), "contrib".to_string()];
         let arches = ["amd64".to_string(), "arm64".to_string()];

@@ -273,47 +273,6 @@ pub fn parse_release_date(value: &str) -> Option<Timestamp> {
         .map(|z| z.timestamp())
 }
 
-/// The text of a clear-signed InRelease WITHOUT checking its signature: for a copy
-/// this mirror verified before publishing it, or a mirror configured with
-/// `check_signature = false`. A plain Release is returned as it is.
-pub fn unverified_text(bytes: &[u8]) -> Option<String> {
-    let text = std::str::from_utf8(bytes).ok()?;
-    let Some(rest) = text.strip_prefix("-----BEGIN PGP SIGNED MESSAGE-----") else {
-        return Some(text.to_string());
-    };
-    // Armor headers ("Hash: SHA256") end at the first empty line.
-    let (_, body) = rest.split_once("\n\n")?;
-    let end = body.find("\n-----BEGIN PGP SIGNATURE-----")?;
-    let mut out = String::with_capacity(end + 1);
-    for line in body[..end].lines() {
-        out.push_str(line.strip_prefix("- ").unwrap_or(line));
-        out.push('\n');
-    }
-    Some(out)
-}
-
-/// True if `bytes` is one clear-signed message and nothing else: it starts with the
-/// BEGIN line and nothing but whitespace follows the END line.
-pub fn clearsigned_frame_is_clean(bytes: &[u8]) -> bool {
-    const BEGIN: &[u8] = b"-----BEGIN PGP SIGNED MESSAGE-----";
-    const END: &[u8] = b"-----END PGP SIGNATURE-----";
-    if !bytes.starts_with(BEGIN) {
-        return false;
-    }
-    let Some(end) = bytes.windows(END.len()).position(|w| w == END) else {
-        return false;
-    };
-    if bytes[BEGIN.len()..]
-        .windows(BEGIN.len())
-        .any(|w| w == BEGIN)
-    {
-        return false;
-    }
-    bytes[end + END.len()..]
-        .iter()
-        .all(|b| b.is_ascii_whitespace())
-}
-
 /// Formats a time the way Release files write it.
 pub fn format_release_date(t: Timestamp) -> String {
     t.strftime("%a, %d %b %Y %H:%M:%S UTC").to_string()
@@ -410,26 +369,6 @@ mod tests {
         assert!(index_wanted("Contents-armhf.gz", &c, &a, false));
         assert!(!index_wanted("Contents-source.gz", &c, &a, false));
         assert!(index_wanted("main/i18n/Index", &c, &a, false));
-    }
-
-    #[test]
-    fn the_unverified_text_of_an_inrelease_is_its_release() {
-        let text = unverified_text(REAL.as_bytes()).unwrap();
-        assert!(text.starts_with("Origin: Debian\n"));
-        assert!(!text.contains("BEGIN PGP"));
-        let r = Release::parse(&text).unwrap();
-        assert_eq!(r.fields["Codename"], "bookworm-updates");
-    }
-
-    #[test]
-    fn only_a_clean_clearsigned_frame_passes() {
-        assert!(clearsigned_frame_is_clean(REAL.as_bytes()));
-        let prefixed = format!("Origin: Evil\n\n{REAL}");
-        assert!(!clearsigned_frame_is_clean(prefixed.as_bytes()));
-        let suffixed = format!("{REAL}Suite: evil\n");
-        assert!(!clearsigned_frame_is_clean(suffixed.as_bytes()));
-        let twice = format!("{REAL}{REAL}");
-        assert!(!clearsigned_frame_is_clean(twice.as_bytes()));
     }
 
     #[test]

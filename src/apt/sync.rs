@@ -630,7 +630,7 @@ async fn fetch_suite(
 
     let in_url = url(&inrelease)?;
     let shown = redact(&in_url);
-    let fetched = match upstream.get_meta(&in_url, MAX_RELEASE_BYTES, known).await {
+    let mut fetched = match upstream.get_meta(&in_url, MAX_RELEASE_BYTES, known).await {
         Ok(Meta::NotModified) => None,
         Ok(Meta::Body {
             body,
@@ -650,15 +650,22 @@ async fn fetch_suite(
             Some((body, _, _)) => sha == <[u8; 32]>::from(Sha256::digest(body)),
         };
         if same {
-            let mut suite = published_suite(
-                name,
-                c,
-                &inrelease,
-                &["InRelease", "Release", "Release.gpg"],
-            )?;
-            check_still_valid(&suite.release, apt, now).with_context(|| shown.clone())?;
-            suite.validators = fetched.map(|(_, v, _)| v).or_else(|| known.cloned());
-            return Ok(suite);
+            let carry = ["InRelease", "Release", "Release.gpg"];
+            match published_suite(name, c, &inrelease, &carry, keyring) {
+                Ok(mut suite) => {
+                    check_still_valid(&suite.release, apt, now).with_context(|| shown.clone())?;
+                    suite.validators = fetched.map(|(_, v, _)| v).or_else(|| known.cloned());
+                    return Ok(suite);
+                }
+                Err(e) => {
+                    // Only verified bytes feed a run: a published copy that no longer
+                    // verifies is not trusted for anything, upstream's is fetched anew.
+                    tracing::warn!(mirror = %mirror.name, suite = name, "{e:#}; fetching it again");
+                    if fetched.is_none() {
+                        fetched = Some(fetch_unconditionally(upstream, &in_url).await?);
+                    }
+                }
+            }
         }
     }
     let Some((body, validators, last_modified)) = fetched else {
@@ -667,21 +674,17 @@ async fn fetch_suite(
         bail!("{shown}: 304 Not Modified to an unconditional request");
     };
     let text = match keyring {
+        // apt refuses an InRelease with anything outside its signed part (the
+        // splitter says which line), and so do we: such bytes would be published.
         Some(k) => {
-            // apt refuses an InRelease with anything outside its signed part, and so
-            // do we: such bytes would be published unsigned.
-            if !release::clearsigned_frame_is_clean(&body) {
-                bail!("{shown}: text outside the signed part of the InRelease; refusing it");
-            }
             signature::verify_clearsigned(k, &body)
                 .with_context(|| format!("verifying {shown}"))?
                 .text
         }
-        None => release::unverified_text(&body)
-            .ok_or_else(|| anyhow!("{shown}: not a Release or clear-signed InRelease"))?,
+        None => signature::unsigned_text(&body).with_context(|| format!("reading {shown}"))?,
     };
     let release = Release::parse(&text).with_context(|| format!("parsing {shown}"))?;
-    check_dates(&release, apt, current, name, now).with_context(|| shown.clone())?;
+    check_dates(&release, apt, current, name, keyring, now).with_context(|| shown.clone())?;
     let mut new_files = vec![(inrelease.clone(), body.clone(), last_modified)];
     // Release + Release.gpg too, for clients that do not use InRelease; they must
     // say the same thing or upstream is mid-update.
@@ -757,9 +760,16 @@ async fn fetch_release_gpg(
     {
         // Unchanged. An InRelease published earlier is not carried over: upstream
         // no longer has it, and apt would prefer it to the Release it goes with.
-        let suite = published_suite(name, c, &release_path, &["Release", "Release.gpg"])?;
-        check_still_valid(&suite.release, apt, now).with_context(|| rel_shown.clone())?;
-        return Ok(suite);
+        let carry = ["Release", "Release.gpg"];
+        match published_suite(name, c, &release_path, &carry, keyring) {
+            Ok(suite) => {
+                check_still_valid(&suite.release, apt, now).with_context(|| rel_shown.clone())?;
+                return Ok(suite);
+            }
+            Err(e) => {
+                tracing::warn!(mirror = %mirror.name, suite = name, "{e:#}; verifying upstream's again");
+            }
+        }
     }
     let mut new_files = vec![(release_path.clone(), body.clone(), mtime)];
     let text = match keyring {
@@ -776,7 +786,7 @@ async fn fetch_release_gpg(
             .map_err(|_| anyhow!("{rel_shown}: Release is not UTF-8"))?,
     };
     let release = Release::parse(&text).with_context(|| format!("parsing {rel_shown}"))?;
-    check_dates(&release, apt, current, name, now).with_context(|| rel_shown.clone())?;
+    check_dates(&release, apt, current, name, keyring, now).with_context(|| rel_shown.clone())?;
     Ok(Suite {
         name: name.to_string(),
         release,
@@ -806,17 +816,18 @@ async fn optional(
     }
 }
 
-/// A suite whose signed Release is the one already published: carry it over.
+/// A suite whose signed Release is the one already published: carry it over. The
+/// published copy is read back only if it still matches the manifest and still
+/// verifies, so a file edited after publishing feeds nothing.
 fn published_suite(
     name: &str,
     c: &Snapshot,
     signed: &RelPath,
     carry: &[&str],
+    keyring: Option<&Keyring>,
 ) -> anyhow::Result<Suite> {
+    let (bytes, text) = read_published(c, signed, keyring)?;
     let file = signed.under(&c.dir);
-    let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-    let text = release::unverified_text(&bytes)
-        .ok_or_else(|| anyhow!("{}: not a Release file", file.display()))?;
     let release = Release::parse(&text).with_context(|| format!("parsing {}", file.display()))?;
     let mut kept = Vec::new();
     for f in carry {
@@ -836,10 +847,71 @@ fn published_suite(
         new_files: Vec::new(),
         kept_files: kept,
         unchanged: true,
-        signed_bytes: Bytes::from(bytes),
+        signed_bytes: bytes,
         signed_path: signed.clone(),
         validators: None,
     })
+}
+
+/// The bytes of a published file, refused unless they are the ones the manifest
+/// recorded when they were verified and published.
+fn published_bytes(c: &Snapshot, path: &RelPath) -> anyhow::Result<Bytes> {
+    let file = path.under(&c.dir);
+    let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+    let recorded = c.manifest.files.get(path).map(|e| e.sha256);
+    if recorded != Some(<[u8; 32]>::from(Sha256::digest(&bytes))) {
+        bail!("{} changed on disk since it was published", file.display());
+    }
+    Ok(Bytes::from(bytes))
+}
+
+/// A published InRelease or Release with its verified text: verified again with the
+/// keyring (an InRelease by itself, a Release with its Release.gpg), or split as for
+/// verification when the mirror checks no signature.
+fn read_published(
+    c: &Snapshot,
+    signed: &RelPath,
+    keyring: Option<&Keyring>,
+) -> anyhow::Result<(Bytes, String)> {
+    let bytes = published_bytes(c, signed)?;
+    let file = signed.under(&c.dir);
+    let context = || format!("the published {} no longer verifies", file.display());
+    let text = match keyring {
+        Some(k) if signed.as_str().ends_with("/InRelease") => {
+            signature::verify_clearsigned(k, &bytes)
+                .with_context(context)?
+                .text
+        }
+        Some(k) => {
+            let gpg = RelPath::new(&format!("{}.gpg", signed.as_str()))?;
+            let sig = published_bytes(c, &gpg)?;
+            signature::verify_detached(k, &bytes, &sig)
+                .with_context(context)?
+                .text
+        }
+        None => signature::unsigned_text(&bytes).with_context(context)?,
+    };
+    Ok((bytes, text))
+}
+
+/// A GET without validators, for when a 304 answered for a published copy that can
+/// no longer be trusted.
+async fn fetch_unconditionally(
+    upstream: &Upstream,
+    url: &Url,
+) -> anyhow::Result<(Bytes, Validators, Option<SystemTime>)> {
+    match upstream.get_meta(url, MAX_RELEASE_BYTES, None).await? {
+        Meta::Body {
+            body,
+            validators,
+            last_modified,
+            ..
+        } => Ok((body, validators, last_modified)),
+        Meta::NotModified => bail!(
+            "{}: 304 Not Modified to an unconditional request",
+            redact(url)
+        ),
+    }
 }
 
 /// The Valid-Until of a Release past it, when the mirror checks it.
@@ -872,6 +944,7 @@ fn check_dates(
     apt: &AptMirror,
     current: Option<&Snapshot>,
     suite: &str,
+    keyring: Option<&Keyring>,
     now: jiff::Timestamp,
 ) -> anyhow::Result<()> {
     if let Some(until) = expired(release, apt, now) {
@@ -883,8 +956,10 @@ fn check_dates(
     if apt.allow_rollback {
         return Ok(());
     }
-    let (Some(new), Some(old)) = (release.date, current.and_then(|c| published_date(c, suite)))
-    else {
+    let (Some(new), Some(old)) = (
+        release.date,
+        current.and_then(|c| published_date(c, suite, keyring)),
+    ) else {
         return Ok(());
     };
     if new < old {
@@ -897,12 +972,20 @@ fn check_dates(
     Ok(())
 }
 
-fn published_date(c: &Snapshot, suite: &str) -> Option<jiff::Timestamp> {
+/// The Date of the Release this mirror published, from verified bytes only. A copy
+/// that no longer verifies (edited on disk, or the keyring changed) gives none, with a
+/// warning: the rollback check then has nothing to compare with.
+fn published_date(c: &Snapshot, suite: &str, keyring: Option<&Keyring>) -> Option<jiff::Timestamp> {
     ["InRelease", "Release"].iter().find_map(|f| {
-        let bytes = std::fs::read(c.dir.join(format!("dists/{suite}/{f}"))).ok()?;
-        Release::parse(&release::unverified_text(&bytes)?)
-            .ok()?
-            .date
+        let path = RelPath::new(&format!("dists/{suite}/{f}")).ok()?;
+        c.manifest.files.get(&path)?;
+        match read_published(c, &path, keyring) {
+            Ok((_, text)) => Release::parse(&text).ok()?.date,
+            Err(e) => {
+                tracing::warn!(suite, "{e:#}; its Date is not used for the rollback check");
+                None
+            }
+        }
     })
 }
 

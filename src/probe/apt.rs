@@ -122,8 +122,8 @@ pub(super) async fn release_of(
                     .map_err(|e| format!("{}: {e}", redact(&inrelease)))?
                     .text
             }
-            None => release::unverified_text(&got.body)
-                .ok_or_else(|| format!("{}: not a clear-signed Release", redact(&inrelease)))?,
+            None => signature::unsigned_text(&got.body)
+                .map_err(|e| format!("{}: {e}", redact(&inrelease)))?,
         },
         Err(e) if e.is_no_answer() => return Err(e.to_string()),
         Err(_) => {

@@ -1,0 +1,144 @@
+//! Signing for the demo and test repositories: an ed25519 key whose InRelease and
+//! Release.gpg files GnuPG's `gpgv`, `sqv` and so real apt accept.
+
+use pgp::composed::{
+    ArmorOptions, CleartextSignedMessage, DetachedSignature, KeyType, SecretKeyParamsBuilder,
+    SignedPublicKey, SignedSecretKey,
+};
+use pgp::crypto::hash::HashAlgorithm;
+use pgp::packet::{SignatureConfig, SignatureType, Subpacket, SubpacketData};
+use pgp::ser::Serialize;
+use pgp::types::{KeyDetails, Password, Timestamp};
+
+use super::SignatureError;
+
+/// An ed25519 signing key, generated fresh, for the demo and test repositories.
+pub struct SigningKey {
+    pub(super) secret: SignedSecretKey,
+    public: SignedPublicKey,
+}
+
+/// Shows only the fingerprint: secret material must not end up in logs.
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("fingerprint", &self.fingerprint())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Key creation is backdated so that a verifier whose clock lags ours (a VM
+/// or container serving the demo repository) does not see a key "created in
+/// the future", which gpgv rejects.
+const KEY_BACKDATE_SECS: u32 = 24 * 60 * 60;
+
+impl SigningKey {
+    /// Generates a v4 EdDSA (legacy ed25519) key with signing and
+    /// certification on the primary key. v4/EdDSA rather than RFC 9580's v6
+    /// Ed25519 because GnuPG 2.2 (bookworm's gpgv) and 2.4 only understand
+    /// the former.
+    pub fn generate(user_id: &str) -> Result<SigningKey, SignatureError> {
+        let signing = |detail: String| SignatureError::Signing { detail };
+        let created = Timestamp::now().as_secs().saturating_sub(KEY_BACKDATE_SECS);
+        let mut params = SecretKeyParamsBuilder::default();
+        params
+            .key_type(KeyType::Ed25519Legacy)
+            .can_certify(true)
+            .can_sign(true)
+            .created_at(Timestamp::from_secs(created))
+            .preferred_hash_algorithms(vec![HashAlgorithm::Sha256, HashAlgorithm::Sha512].into())
+            .primary_user_id(user_id.to_string());
+        let params = params
+            .build()
+            .map_err(|e| signing(format!("key parameters: {e}")))?;
+        let secret = params
+            .generate(rand::rngs::OsRng)
+            .map_err(|e| signing(format!("key generation: {e}")))?;
+        let public = secret.to_public_key();
+        Ok(SigningKey { secret, public })
+    }
+
+    /// Upper-case hex fingerprint of the key.
+    pub fn fingerprint(&self) -> String {
+        format!("{:X}", self.public.fingerprint())
+    }
+
+    pub fn public_key_armored(&self) -> Result<String, SignatureError> {
+        self.public
+            .to_armored_string(ArmorOptions::default())
+            .map_err(signing_error)
+    }
+
+    /// A keyring file apt accepts as a `.gpg` (binary, in `signed-by` or
+    /// /etc/apt/trusted.gpg.d).
+    pub fn public_key_binary(&self) -> Result<Vec<u8>, SignatureError> {
+        self.public.to_bytes().map_err(signing_error)
+    }
+
+    /// Produces an InRelease: `-----BEGIN PGP SIGNED MESSAGE-----`,
+    /// `Hash: SHA256`, the dash-escaped text, and the signature. Trailing
+    /// spaces and tabs are removed from every line first: the cleartext
+    /// framework does not sign them (verifiers strip them before hashing),
+    /// and rPGP would otherwise hash them and emit a signature nobody can
+    /// verify.
+    pub fn clearsign(&self, text: &str) -> Result<String, SignatureError> {
+        let text = trim_line_ends(text);
+        let config = self.signature_config(SignatureType::Text)?;
+        let msg = CleartextSignedMessage::new(&text, config, &*self.secret, &Password::empty())
+            .map_err(signing_error)?;
+        msg.to_armored_string(ArmorOptions::default())
+            .map_err(signing_error)
+    }
+
+    /// Produces a Release.gpg: a binary-mode (exact bytes) signature, armored.
+    pub fn sign_detached_armored(&self, data: &[u8]) -> Result<String, SignatureError> {
+        let config = self.signature_config(SignatureType::Binary)?;
+        let sig = config
+            .sign(&*self.secret, &Password::empty(), data)
+            .map_err(signing_error)?;
+        DetachedSignature::new(sig)
+            .to_armored_string(ArmorOptions::default())
+            .map_err(signing_error)
+    }
+
+    /// SHA-256 with creation time and issuer fingerprint hashed, and the key
+    /// id unhashed: the subpackets gpg itself writes, which gpgv needs to pick
+    /// the key.
+    fn signature_config(&self, typ: SignatureType) -> Result<SignatureConfig, SignatureError> {
+        let key = &self.secret.primary_key;
+        let mut config = SignatureConfig::v4(typ, key.algorithm(), HashAlgorithm::Sha256);
+        config.hashed_subpackets = vec![
+            Subpacket::regular(SubpacketData::SignatureCreationTime(Timestamp::now()))
+                .map_err(signing_error)?,
+            Subpacket::regular(SubpacketData::IssuerFingerprint(key.fingerprint()))
+                .map_err(signing_error)?,
+        ];
+        config.unhashed_subpackets = vec![
+            Subpacket::regular(SubpacketData::IssuerKeyId(key.legacy_key_id()))
+                .map_err(signing_error)?,
+        ];
+        Ok(config)
+    }
+}
+
+fn signing_error(e: pgp::errors::Error) -> SignatureError {
+    SignatureError::Signing {
+        detail: e.to_string(),
+    }
+}
+
+fn trim_line_ends(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let (content, end) = match line.strip_suffix("\r\n") {
+            Some(c) => (c, "\r\n"),
+            None => match line.strip_suffix('\n') {
+                Some(c) => (c, "\n"),
+                None => (line, ""),
+            },
+        };
+        out.push_str(content.trim_end_matches([' ', '\t']));
+        out.push_str(end);
+    }
+    out
+}
