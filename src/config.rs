@@ -16,6 +16,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 use url::Url;
 
+use crate::apt::signature::{Policy, Weakness};
 use crate::s3::target::{S3Target, credentials_from_env, parse_s3_url, read_credentials_file};
 
 /// Where `-c` looks when it is not given.
@@ -111,6 +112,8 @@ pub struct AptMirror {
     pub keyring: Option<PathBuf>,
     pub check_valid_until: bool,
     pub allow_rollback: bool,
+    /// apt's signature policy, with the weaknesses `allow_weak_signatures` names.
+    pub signature_policy: Policy,
     /// Paths whose upstream failures are reported but do not block publishing.
     pub tolerate: globset::GlobSet,
 }
@@ -126,7 +129,10 @@ pub struct ImagesMirror {
     pub keep_latest: Option<NonZeroUsize>,
     pub rewrite_base: Option<Url>,
     pub max_files: usize,
+    /// Other base URLs of the same tree that OS lists may use (each ending in '/').
+    pub aliases: Vec<Url>,
     pub keyring: Option<PathBuf>,
+    pub signature_policy: Policy,
     pub tolerate: globset::GlobSet,
 }
 
@@ -221,6 +227,8 @@ struct RawMirror {
     #[serde(default)]
     allow_rollback: bool,
     #[serde(default)]
+    allow_weak_signatures: Vec<String>,
+    #[serde(default)]
     tolerate: Vec<String>,
     publish: Option<String>,
     s3_endpoint: Option<HttpUrl>,
@@ -235,6 +243,8 @@ struct RawMirror {
     keep_latest: Option<NonZeroUsize>,
     rewrite_base: Option<HttpUrl>,
     max_files: Option<usize>,
+    #[serde(default)]
+    aliases: Vec<HttpUrl>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -246,6 +256,14 @@ enum RawKind {
 
 fn yes() -> bool {
     true
+}
+
+/// A base URL that file paths are appended to.
+fn with_slash(mut u: Url) -> Url {
+    if !u.path().ends_with('/') {
+        u.set_path(&format!("{}/", u.path()));
+    }
+    u
 }
 fn default_concurrency() -> NonZeroUsize {
     NonZeroUsize::new(8).unwrap_or(NonZeroUsize::MIN)
@@ -551,6 +569,19 @@ fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, ConfigErr
         let tolerate = tolerate
             .build()
             .unwrap_or_else(|_| globset::GlobSet::empty());
+        let mut weaknesses = Vec::new();
+        for name in &m.allow_weak_signatures {
+            match name.parse::<Weakness>() {
+                Ok(w) => weaknesses.push(w),
+                Err(e) => problems.push(format!("{at}: allow_weak_signatures: {e}")),
+            }
+        }
+        if !weaknesses.is_empty() && keyring.is_none() {
+            problems.push(format!(
+                "{at}: allow_weak_signatures needs a keyring whose signatures it relaxes"
+            ));
+        }
+        let signature_policy = Policy::allowing(weaknesses);
         let kind = match m.kind {
             RawKind::Apt => {
                 for (key, set) in [
@@ -559,6 +590,7 @@ fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, ConfigErr
                     ("keep_latest", m.keep_latest.is_some()),
                     ("rewrite_base", m.rewrite_base.is_some()),
                     ("max_files", m.max_files.is_some()),
+                    ("aliases", !m.aliases.is_empty()),
                 ] {
                     if set {
                         problems.push(format!("{at}: {key} is for kind = \"images\" mirrors"));
@@ -591,6 +623,7 @@ fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, ConfigErr
                     keyring: if m.check_signature { keyring } else { None },
                     check_valid_until: m.check_valid_until,
                     allow_rollback: m.allow_rollback,
+                    signature_policy,
                     tolerate: tolerate.clone(),
                 })
             }
@@ -613,15 +646,11 @@ fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, ConfigErr
                     exclude_set,
                     keep_latest: m.keep_latest,
                     // A base URL: the file paths are appended to it.
-                    rewrite_base: m.rewrite_base.map(|u| {
-                        let mut u = u.0;
-                        if !u.path().ends_with('/') {
-                            u.set_path(&format!("{}/", u.path()));
-                        }
-                        u
-                    }),
+                    rewrite_base: m.rewrite_base.map(|u| with_slash(u.0)),
                     max_files: m.max_files.unwrap_or(100_000),
+                    aliases: m.aliases.into_iter().map(|u| with_slash(u.0)).collect(),
                     keyring,
+                    signature_policy,
                     tolerate,
                 })
             }
@@ -811,6 +840,52 @@ check_signature = false
             .to_string();
         assert!(err.contains("line 6"), "{err}");
         assert!(err.contains("bad duration \"six hours\""), "{err}");
+    }
+
+    #[test]
+    fn weak_signatures_are_accepted_only_by_name_and_only_with_a_keyring() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("k.gpg");
+        std::fs::write(&key, b"x").unwrap();
+        let with = |extra: &str| {
+            GOOD.replace(
+                "check_signature = false",
+                &format!("keyring = \"{}\"\n{extra}", key.display()),
+            )
+        };
+        let config = Config::from_toml(
+            &with("allow_weak_signatures = [\"sha1-self-signatures\", \"rsa1024\"]"),
+            Path::new("m.toml"),
+        )
+        .unwrap();
+        let MirrorKind::Apt(apt) = &config.mirrors[0].kind else {
+            panic!("not apt");
+        };
+        assert_eq!(
+            apt.signature_policy.allowed().collect::<Vec<_>>(),
+            [Weakness::Rsa1024, Weakness::Sha1SelfSignatures]
+        );
+        let err = Config::from_toml(
+            &with("allow_weak_signatures = [\"sha1\"]"),
+            Path::new("m.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("allow_weak_signatures: unknown weakness \"sha1\" (known: rsa1024, dsa, sha1-self-signatures, sha224, v3-signatures)"),
+            "{err}"
+        );
+        let unsigned = GOOD.replace(
+            "check_signature = false",
+            "check_signature = false\nallow_weak_signatures = [\"dsa\"]",
+        );
+        let err = Config::from_toml(&unsigned, Path::new("m.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("allow_weak_signatures needs a keyring"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -23,7 +23,17 @@ pub enum PathError {
     BadCharacter,
     #[error("longer than {max} bytes")]
     TooLong { max: usize },
+    /// Would fail deep in staging with ENAMETOOLONG; said here, with the path.
+    #[error("a component longer than {max} bytes (the file system's limit)")]
+    ComponentTooLong { max: usize },
+    /// Where mirrorsync keeps its own records (the bucket record is
+    /// `<prefix>/.mirrorsync/bucket`): upstream may not write there.
+    #[error("first component \".mirrorsync\" is reserved for mirrorsync's own records")]
+    Reserved,
 }
+
+/// The longest file name Linux file systems (ext4, btrfs, xfs, vfat) take.
+const MAX_COMPONENT: usize = 255;
 
 /// The longest path we accept; Linux's PATH_MAX less room for the root.
 const MAX_LEN: usize = 3072;
@@ -64,8 +74,14 @@ impl RelPath {
             match part {
                 "" => return Err(PathError::EmptyComponent),
                 "." | ".." => return Err(PathError::Traversal),
+                p if p.len() > MAX_COMPONENT => {
+                    return Err(PathError::ComponentTooLong { max: MAX_COMPONENT });
+                }
                 _ => {}
             }
+        }
+        if s.split('/').next() == Some(".mirrorsync") {
+            return Err(PathError::Reserved);
         }
         Ok(RelPath(Arc::from(s)))
     }
@@ -133,5 +149,44 @@ mod tests {
             RelPath::new(&"a/".repeat(2000)),
             Err(PathError::TooLong { .. })
         ));
+    }
+
+    #[test]
+    fn the_records_directory_is_not_upstreams_to_write() {
+        for bad in [
+            ".mirrorsync",
+            ".mirrorsync/bucket",
+            ".mirrorsync/x/state.json",
+        ] {
+            assert_eq!(RelPath::new(bad), Err(PathError::Reserved), "{bad:?}");
+        }
+        // Only the first component is reserved, and only that exact name.
+        for good in [
+            "pool/.mirrorsync",
+            ".mirrorsync-old/x",
+            "x/.mirrorsync/bucket",
+        ] {
+            RelPath::new(good).unwrap();
+        }
+        assert_eq!(
+            RelPath::new("pool/.mirrorsync")
+                .unwrap()
+                .join(".mirrorsync")
+                .unwrap()
+                .as_str(),
+            "pool/.mirrorsync/.mirrorsync"
+        );
+    }
+
+    #[test]
+    fn a_file_name_longer_than_the_file_system_takes_is_refused_up_front() {
+        let longest = "x".repeat(255);
+        RelPath::new(&format!("pool/{longest}")).unwrap();
+        let err = RelPath::new(&format!("pool/{longest}y/file.deb")).unwrap_err();
+        assert_eq!(err, PathError::ComponentTooLong { max: 255 });
+        assert_eq!(
+            err.to_string(),
+            "a component longer than 255 bytes (the file system's limit)"
+        );
     }
 }

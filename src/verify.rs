@@ -92,7 +92,7 @@ pub fn verify_mirror(global: &Global, mirror: &Mirror) -> anyhow::Result<VerifyR
     if let MirrorKind::Apt(apt) = &mirror.kind
         && let Some(keyring_path) = &apt.keyring
     {
-        let keyring = Keyring::from_file(keyring_path)?;
+        let keyring = Keyring::from_file(keyring_path)?.with_policy(apt.signature_policy.clone());
         for suite in &apt.suites {
             check_signatures(&current.dir, suite, &keyring, &mut report);
         }
@@ -184,7 +184,7 @@ pub async fn verify_served(
     if let MirrorKind::Apt(apt) = &mirror.kind
         && let Some(keyring_path) = &apt.keyring
     {
-        let keyring = Keyring::from_file(keyring_path)?;
+        let keyring = Keyring::from_file(keyring_path)?.with_policy(apt.signature_policy.clone());
         for suite in &apt.suites {
             let path = format!("dists/{suite}/InRelease");
             let Ok(url) = base.join(&path) else { continue };

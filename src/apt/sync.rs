@@ -135,7 +135,7 @@ async fn sync_once(
     let state = MirrorState::load(&dirs.base)?;
     let upstream = Upstream::new(&mirror.network)?;
     let keyring = match &apt.keyring {
-        Some(p) => Some(Keyring::from_file(p)?),
+        Some(p) => Some(Keyring::from_file(p)?.with_policy(apt.signature_policy.clone())),
         None => None,
     };
     let fingerprint = config_fingerprint(mirror, apt);
@@ -1107,9 +1107,12 @@ fn newest_date(suites: &[Suite]) -> Option<String> {
 /// What the config asks of this mirror; the no-op shortcut is only taken while it is
 /// unchanged (a new architecture must be fetched even if upstream is not).
 fn config_fingerprint(mirror: &Mirror, apt: &AptMirror) -> String {
+    // The signature policy counts: relaxing or tightening it must judge the
+    // published Release files again, not carry them over.
+    let weaknesses: Vec<_> = apt.signature_policy.allowed().collect();
     let desc = format!(
-        "{}|{:?}|{:?}|{:?}|{}",
-        mirror.upstream, apt.suites, apt.components, apt.architectures, apt.sources
+        "{}|{:?}|{:?}|{:?}|{}|{:?}",
+        mirror.upstream, apt.suites, apt.components, apt.architectures, apt.sources, weaknesses
     );
     hex::encode(Sha256::digest(desc.as_bytes()))
 }

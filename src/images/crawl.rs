@@ -114,7 +114,12 @@ pub enum CrawlError {
     #[error("a listing parser task failed: {0}")]
     Task(String),
     #[error("listing {url} redirects to {to}, outside the mirrored tree")]
-    Escaped { url: String, to: String },
+    Escaped {
+        url: String,
+        to: String,
+        /// Where it went, unredacted: a root that moved host is followed once.
+        target: Box<Url>,
+    },
 }
 
 struct Dir {
@@ -257,6 +262,7 @@ async fn list(
         return Err(CrawlError::Escaped {
             url: shown,
             to: redact(&final_url),
+            target: Box::new(final_url),
         });
     }
     let digest: [u8; 32] = Sha256::digest(&body).into();

@@ -88,10 +88,11 @@ pub async fn sync_images(
     let records = Records::load(&dirs.base);
     let upstream = Upstream::new(&mirror.network)?;
     let keyring = match &images.keyring {
-        Some(p) => Some(std::sync::Arc::new(Keyring::from_file(p)?)),
+        Some(p) => Some(std::sync::Arc::new(
+            Keyring::from_file(p)?.with_policy(images.signature_policy.clone()),
+        )),
         None => None,
     };
-    let base = &mirror.upstream;
     let empty = Manifest::default();
     let published = current.as_ref().map_or(&empty, |c| &c.manifest);
     let concurrency = mirror.network.concurrency.get();
@@ -104,7 +105,24 @@ pub async fn sync_images(
         exclude_set: &images.exclude_set,
     };
     let phase = Instant::now();
-    let crawled = crawl::crawl(&upstream, base, &scope, images.max_files, concurrency).await?;
+    let (crawled, base) =
+        crawl_root(&upstream, &mirror.upstream, &scope, images, concurrency).await?;
+    if base != mirror.upstream {
+        let w = format!(
+            "upstream {} redirects to {}: mirrored from there; name it as upstream in the config",
+            redact(&mirror.upstream),
+            redact(&base)
+        );
+        ctx.reporter.on_warning(&mirror.name, &w);
+        warnings.push(w);
+    }
+    let base = &base;
+    // Names OS-list URLs may use for this tree: where it is, where the config says
+    // it is, and the other names the operator declared.
+    let bases: Vec<Url> = [base.clone(), mirror.upstream.clone()]
+        .into_iter()
+        .chain(images.aliases.iter().cloned())
+        .collect();
     tracing::info!(
         seconds = phase.elapsed().as_secs_f64(),
         listings = crawled.listings,
@@ -133,6 +151,10 @@ pub async fn sync_images(
     let mut meta: BTreeMap<RelPath, MetaFile> = BTreeMap::new();
     let mut vouched: HashMap<RelPath, Vouch> = HashMap::new();
     let mut os_lists: Vec<(RelPath, OsList)> = Vec::new();
+    // Every image an OS list points at (kept by keep_latest), and the sizes the lists
+    // give for those without a digest.
+    let mut listed: HashSet<RelPath> = HashSet::new();
+    let mut list_sizes: HashMap<RelPath, (u64, String)> = HashMap::new();
     let mut queue: Vec<RelPath> = found.keys().filter(|p| is_os_list(p)).cloned().collect();
     let mut seen_lists: HashSet<RelPath> = queue.iter().cloned().collect();
     while let Some(path) = queue.pop() {
@@ -147,29 +169,40 @@ pub async fn sync_images(
             // The operator's excludes hold for what the OS list offers too; its
             // copy then keeps pointing at upstream for that image.
             let Some(p) =
-                path_under(base, &image.url).filter(|p| !images.exclude_set.is_match(p.as_str()))
+                under_base(&bases, &image.url).filter(|p| !images.exclude_set.is_match(p.as_str()))
             else {
                 continue;
             };
-            let Some(sha256) = image.sha256 else {
-                found.entry(p.clone()).or_insert_with(|| unlisted(&p));
-                continue;
-            };
-            vouch(
-                &mut vouched,
-                p.clone(),
-                Vouch {
-                    sha256,
-                    size: image.size,
-                    from: format!("{} {}", path, image.at),
-                },
-            )?;
-            found.entry(p.clone()).or_insert_with(|| unlisted(&p));
+            let from = format!("{} {}", path, image.at);
+            listed.insert(p.clone());
+            found
+                .entry(p.clone())
+                .or_insert_with(|| unlisted(&p, &from, image.size));
+            match image.sha256 {
+                Some(sha256) => vouch(
+                    &mut vouched,
+                    p.clone(),
+                    Vouch {
+                        sha256,
+                        size: image.size,
+                        from,
+                    },
+                )?,
+                // The real list gives only the size; the `.sha256` beside the image
+                // is what vouches for its content (read below, a 404 allowed).
+                None => {
+                    if let Some(size) = image.size {
+                        list_sizes.entry(p.clone()).or_insert((size, from));
+                    }
+                }
+            }
         }
         for url in list.subitems_urls()? {
-            match path_under(base, &url) {
+            match under_base(&bases, &url) {
                 Some(p) if seen_lists.insert(p.clone()) => {
-                    found.entry(p.clone()).or_insert_with(|| unlisted(&p));
+                    found
+                        .entry(p.clone())
+                        .or_insert_with(|| unlisted(&p, "", None));
                     queue.push(p);
                 }
                 Some(_) => {}
@@ -181,12 +214,12 @@ pub async fn sync_images(
         meta.insert(path.clone(), file);
         os_lists.push((path, list));
     }
-    let referenced: HashSet<RelPath> = vouched.keys().cloned().collect();
     let list_paths: Vec<RelPath> = os_lists.iter().map(|(p, _)| p.clone()).collect();
 
-    // 3. keep_latest, before any checksum file of a release it lets go is read.
+    // 3. keep_latest, before any checksum file of a release it lets go is read. No
+    // release an OS list points at is let go, digest or not.
     if let Some(keep) = images.keep_latest {
-        let pinned: HashSet<&str> = referenced.iter().map(RelPath::as_str).collect();
+        let pinned: HashSet<&str> = listed.iter().map(RelPath::as_str).collect();
         let drop =
             retain::dated_dirs_to_drop(found.keys().map(RelPath::as_str), keep.get(), &pinned);
         if !drop.is_empty() {
@@ -196,6 +229,26 @@ pub async fn sync_images(
         }
     }
 
+    // The `.sha256` beside each list image no listing showed: read like any checksum
+    // file, and mirrored beside the image when upstream has one.
+    let mut optional: HashSet<RelPath> = HashSet::new();
+    for p in &listed {
+        let Ok(sidecar) = RelPath::new(&format!("{}.sha256", p.as_str())) else {
+            continue;
+        };
+        if found.contains_key(p) && !found.contains_key(&sidecar) {
+            let hint = found[p].hint.clone();
+            found.insert(
+                sidecar.clone(),
+                Found {
+                    path: sidecar.clone(),
+                    hint,
+                    size: None,
+                },
+            );
+            optional.insert(sidecar);
+        }
+    }
     let small: Vec<RelPath> = found
         .keys()
         .filter(|p| is_sums(p) || (keyring.is_some() && is_signature(p)))
@@ -204,8 +257,9 @@ pub async fn sync_images(
     let read: Vec<(RelPath, anyhow::Result<MetaFile>)> = futures_util::stream::iter(small)
         .map(|p| {
             let reader = &reader;
+            let hint = found.get(&p).map(|f| f.hint.as_str()).unwrap_or("");
             async move {
-                let file = reader.get(&p).await;
+                let file = reader.get(&p, hint).await;
                 (p, file)
             }
         })
@@ -214,7 +268,13 @@ pub async fn sync_images(
         .await;
     for (path, file) in read {
         let path = &path;
-        let file = file?;
+        let file = match file {
+            Err(e) if optional.contains(path) && is_not_found(&e) => {
+                found.remove(path);
+                continue;
+            }
+            other => other?,
+        };
         if is_sums(path) {
             let text = std::str::from_utf8(&file.bytes)
                 .map_err(|_| anyhow!("{path}: a checksum file that is not text"))?;
@@ -251,12 +311,25 @@ pub async fn sync_images(
         meta.insert(path.clone(), file);
     }
 
+    // The sizes OS lists give hold whatever else vouches for the image.
+    for (p, (size, from)) in &list_sizes {
+        if let Some(exact) = found.get(p).and_then(|f| f.size)
+            && exact != *size
+        {
+            bail!("{p}: the listing says {exact} bytes, {from} says {size}");
+        }
+        if let Some(v) = vouched.get_mut(p) {
+            v.size.get_or_insert(*size);
+        }
+    }
+
     // 4. Plan every file: link or fetch.
     let by_digest = published.by_digest();
     let mut wanted = WantedSet::default();
     let mut unverified: Vec<Unverified> = Vec::new();
     let mut kept_unverified = 0u64;
     let mut new_records: BTreeMap<String, Record> = BTreeMap::new();
+    let mut recheck: HashSet<RelPath> = HashSet::new();
     // What only a HEAD can tell, asked `concurrency` at a time: the size of a
     // checksummed file the listing rounds, and whether a file no checksum vouches
     // for changed although its listing text did.
@@ -330,7 +403,7 @@ pub async fn sync_images(
                 os_lists.iter().find(|(p, _)| p == path),
             ) {
                 m.publish = Bytes::from(list.rewrite(&|u: &Url| {
-                    let p = path_under(base, u)?;
+                    let p = under_base(&bases, u)?;
                     found
                         .contains_key(&p)
                         .then(|| format!("{to}{}", encode_path(p.as_str())))
@@ -355,6 +428,16 @@ pub async fn sync_images(
             continue;
         }
         if let Some(v) = vouched.get(path) {
+            // Upstream changed the file (its listing text did) while its checksum
+            // stayed: fetch it again, so that bytes the checksum no longer covers are
+            // refused instead of going unnoticed behind the published copy.
+            if records
+                .files
+                .get(path.as_str())
+                .is_some_and(|r| !f.hint.is_empty() && !r.hint.is_empty() && r.hint != f.hint)
+            {
+                recheck.insert(path.clone());
+            }
             let size = match v.size.or(f.size) {
                 Some(s) => s,
                 None => match (by_digest.get(&v.sha256), heads.get(path)) {
@@ -434,7 +517,13 @@ pub async fn sync_images(
         }
         new_records.insert(path.to_string(), record);
     }
-    let actions = plan::plan_files(wanted.iter(), published, &by_digest);
+    let actions: Vec<plan::Action> = plan::plan_files(wanted.iter(), published, &by_digest)
+        .into_iter()
+        .map(|a| match a {
+            plan::Action::Link { to, .. } if recheck.contains(&to.path) => plan::Action::Fetch(to),
+            other => other,
+        })
+        .collect();
     drop(by_digest);
     let mut summary = PlanSummary::default();
     summary.add_actions(&actions);
@@ -671,13 +760,25 @@ fn vouch(vouched: &mut HashMap<RelPath, Vouch>, path: RelPath, v: Vouch) -> anyh
     Ok(())
 }
 
-/// A file referenced (by an OS list) that no listing showed.
-fn unlisted(path: &RelPath) -> Found {
+/// A file referenced (by an OS list) that no listing showed. What the list says of
+/// it stands in for a listing's size/date text: while the list says the same, the
+/// published copy is the one the list means, and costs no request.
+fn unlisted(path: &RelPath, from: &str, size: Option<u64>) -> Found {
+    let hint = match size {
+        Some(size) if !from.is_empty() => format!("OS list: {size} bytes"),
+        _ => String::new(),
+    };
     Found {
         path: path.clone(),
-        hint: String::new(),
-        size: None,
+        hint,
+        size,
     }
+}
+
+/// A 404 (or an HTML page standing in for one).
+fn is_not_found(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<FetchError>()
+        .is_some_and(FetchError::is_not_found)
 }
 
 fn is_os_list(p: &RelPath) -> bool {
@@ -695,6 +796,38 @@ fn is_signature(p: &RelPath) -> bool {
     [".sig", ".gpg", ".asc"]
         .iter()
         .any(|ext| name.ends_with(ext))
+}
+
+/// The path of `url` below the first of `bases` it is below.
+fn under_base(bases: &[Url], url: &Url) -> Option<RelPath> {
+    bases.iter().find_map(|b| path_under(b, url))
+}
+
+/// Crawls the tree; a root that redirects to another place (a host rename such as
+/// downloads.raspberrypi.org -> .com) is followed once, and that place becomes the
+/// base for listings and files. Returns the crawl and the base used.
+async fn crawl_root(
+    upstream: &Upstream,
+    configured: &Url,
+    scope: &Scope<'_>,
+    images: &ImagesMirror,
+    concurrency: usize,
+) -> anyhow::Result<(crawl::Crawl, Url)> {
+    match crawl::crawl(upstream, configured, scope, images.max_files, concurrency).await {
+        Err(crawl::CrawlError::Escaped { url, target, .. }) if url == redact(configured) => {
+            let mut moved = *target;
+            moved.set_query(None);
+            moved.set_fragment(None);
+            if !moved.path().ends_with('/') {
+                let path = format!("{}/", moved.path());
+                moved.set_path(&path);
+            }
+            let crawled =
+                crawl::crawl(upstream, &moved, scope, images.max_files, concurrency).await?;
+            Ok((crawled, moved))
+        }
+        other => Ok((other?, configured.clone())),
+    }
 }
 
 /// The path of `url` below `base`, if it is below it.
@@ -802,12 +935,15 @@ impl MetaReader<'_> {
         self.fetch(path).await
     }
 
-    async fn get(&self, path: &RelPath) -> anyhow::Result<MetaFile> {
+    /// A small file; the published copy serves while the listing (or OS list) shows
+    /// the same `hint` it showed when that copy was taken.
+    async fn get(&self, path: &RelPath, hint: &str) -> anyhow::Result<MetaFile> {
         if !self.verify_all
             && let Some((dir, manifest)) = self.current
             && let Some(entry) = manifest.files.get(path)
             && let Some(r) = self.records.files.get(path.as_str())
             && !r.hint.is_empty()
+            && r.hint == hint
         {
             let file = path.under(dir);
             if let Ok(bytes) = std::fs::read(&file)

@@ -271,15 +271,18 @@ keep_latest = 2
     }
 
     /// What the mirror should hold: the OS lists, the newest two `lite` releases
-    /// whole (`dates`), and the other family's image the OS list offers.
+    /// whole (`dates`), and the other family's image the OS list offers with the
+    /// `.sha256` beside it that vouches for it.
     fn expected(&self, dates: &[&str]) -> TreeDigest {
         let arm64 = self.tree.image_path(ARM64, DATES[DATES.len() - 1]);
+        let arm64_sidecar = format!("{arm64}.sha256");
         digest_tree(&self.tree.root)
             .into_iter()
             .filter(|(p, _)| {
                 p == OS_LIST
                     || p == OS_SUBLIST
                     || *p == arm64
+                    || *p == arm64_sidecar
                     || dates
                         .iter()
                         .any(|d| p.starts_with(&format!("{LITE}/images/{LITE}-{d}/")))
@@ -310,12 +313,14 @@ fn mirror_through_nginx(json: bool) {
     let (report, hits) = env.sync();
     assert_eq!(report["outcome"], "published", "{what}: {report}");
     let expected = env.expected(&DATES[1..]);
-    assert_eq!(expected.len(), 2 + 2 * 5 + 1, "{what}: {expected:?}");
+    assert_eq!(expected.len(), 2 + 2 * 5 + 2, "{what}: {expected:?}");
     assert_eq!(env.served(), expected, "{what}: byte for byte");
     assert!(
         hits.iter()
-            .all(|h| !h.path.starts_with(&format!("/{ARM64}/")) || h.path.ends_with(".img.xz")),
-        "{what}: the other family is not listed, only its offered image fetched: {hits:?}"
+            .all(|h| !h.path.starts_with(&format!("/{ARM64}/"))
+                || h.path.ends_with(".img.xz")
+                || h.path.ends_with(".img.xz.sha256")),
+        "{what}: the other family is not listed, only its offered image and sidecar fetched: {hits:?}"
     );
     // keep_latest = 2: nothing of the oldest release is fetched, not even its
     // checksum file (only its listing is read).

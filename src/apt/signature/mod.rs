@@ -22,6 +22,8 @@
 
 mod armor;
 pub mod cleartext;
+#[cfg(test)]
+mod crosscheck;
 mod keyring;
 pub mod policy;
 mod signing;
@@ -1136,6 +1138,91 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// Sequoia's standard policy (and so apt's sqv) refuses a signature carrying a
+    /// critical notation or a critical subpacket it does not know; a non-critical
+    /// one is ignored.
+    #[test]
+    fn critical_notations_and_unknown_critical_subpackets_are_refused() {
+        use pgp::packet::Notation;
+        let key = SigningKey::generate("Crit <crit@example.org>").unwrap();
+        let keyring = Keyring::from_bytes(&key.public_key_binary().unwrap(), "c").unwrap();
+        let data = RELEASE.as_bytes();
+        let notation = |critical: bool| {
+            let n = SubpacketData::Notation(Notation {
+                readable: true,
+                name: "policy@example.org".into(),
+                value: "strict".into(),
+            });
+            if critical {
+                Subpacket::critical(n).unwrap()
+            } else {
+                Subpacket::regular(n).unwrap()
+            }
+        };
+        let sign = |extra| detached_with(&*key.secret, data, HashAlgorithm::Sha256, extra);
+        verify_detached(&keyring, data, &sign(vec![notation(false)])).unwrap();
+        let err = verify_detached(&keyring, data, &sign(vec![notation(true)])).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("critical notation \"policy@example.org\""),
+            "{err}"
+        );
+        // A private-use type (rPGP will not even make one of an unknown type).
+        let private = Subpacket::critical(SubpacketData::Experimental(101, vec![1, 2].into()));
+        let err = verify_detached(&keyring, data, &sign(vec![private.unwrap()])).unwrap_err();
+        assert!(
+            err.to_string().contains("critical subpacket of type 101"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_duplicate_certificate_with_a_revocation_in_one_copy_is_revoked() {
+        use pgp::packet::{RevocationCode, SignatureConfig};
+        let key = SigningKey::generate("Dup <dup@example.org>").unwrap();
+        let data = RELEASE.as_bytes();
+        let sig = key.sign_detached_armored(data).unwrap();
+        let plain = key.public_key_binary().unwrap();
+        // A copy of the certificate that also carries a key revocation.
+        let secret = &key.secret;
+        let mut config = SignatureConfig::v4(
+            SignatureType::KeyRevocation,
+            secret.primary_key.algorithm(),
+            HashAlgorithm::Sha256,
+        );
+        config.hashed_subpackets = vec![
+            Subpacket::regular(SubpacketData::SignatureCreationTime(Timestamp::now())).unwrap(),
+            Subpacket::regular(SubpacketData::IssuerFingerprint(
+                secret.primary_key.fingerprint(),
+            ))
+            .unwrap(),
+            Subpacket::regular(SubpacketData::RevocationReason(
+                RevocationCode::KeyCompromised,
+                "leaked".into(),
+            ))
+            .unwrap(),
+        ];
+        let revocation = config
+            .sign_key(
+                &secret.primary_key,
+                &Password::empty(),
+                secret.primary_key.public_key(),
+            )
+            .unwrap();
+        let mut revoked = secret.to_public_key();
+        revoked.details.revocation_signatures.push(revocation);
+        let revoked = revoked.to_bytes().unwrap();
+
+        let keyring = Keyring::from_bytes(&plain, "plain").unwrap();
+        verify_detached(&keyring, data, sig.as_bytes()).unwrap();
+        for both in [[&plain[..], &revoked[..]], [&revoked[..], &plain[..]]] {
+            let keyring = Keyring::from_bytes(&both.concat(), "both").unwrap();
+            assert_eq!(keyring.len(), 1, "one certificate, merged");
+            let err = verify_detached(&keyring, data, sig.as_bytes()).unwrap_err();
+            assert!(err.to_string().contains("which is revoked"), "{err}");
         }
     }
 

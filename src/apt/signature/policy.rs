@@ -342,3 +342,73 @@ fn critical_subpackets(sig: &Signature) -> Result<(), Refusal> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = 1_796_000_000; // 2026-11-30
+
+    #[test]
+    fn sha1_is_refused_for_data_and_for_self_signatures_unless_named() {
+        let apt = Policy::apt();
+        let err = apt
+            .hash(HashAlgorithm::Sha1, HashUse::Data, NOW)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "SHA-1 in data signatures, refused by apt's policy since 2013-02-01"
+        );
+        let err = apt
+            .hash(HashAlgorithm::Sha1, HashUse::SelfSignature, NOW)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "SHA-1 in self-signatures, refused by apt's policy since 2026-02-01 \
+             (allow_weak_signatures = [\"sha1-self-signatures\"] accepts it)"
+        );
+        // Before apt's extended cut-off a SHA-1 binding still passed.
+        apt.hash(HashAlgorithm::Sha1, HashUse::SelfSignature, Y2026 - 1)
+            .unwrap();
+        let relaxed = Policy::allowing([Weakness::Sha1SelfSignatures]);
+        relaxed
+            .hash(HashAlgorithm::Sha1, HashUse::SelfSignature, NOW)
+            .unwrap();
+        // Naming the self-signature weakness never admits SHA-1 data signatures.
+        relaxed
+            .hash(HashAlgorithm::Sha1, HashUse::Data, NOW)
+            .unwrap_err();
+    }
+
+    #[test]
+    fn sha224_md5_and_ripemd_follow_apts_cut_offs() {
+        let apt = Policy::apt();
+        for usage in [HashUse::Data, HashUse::SelfSignature] {
+            apt.hash(HashAlgorithm::Sha224, usage, NOW).unwrap_err();
+            apt.hash(HashAlgorithm::Md5, usage, NOW).unwrap_err();
+            apt.hash(HashAlgorithm::Ripemd160, usage, NOW).unwrap_err();
+            for strong in [
+                HashAlgorithm::Sha256,
+                HashAlgorithm::Sha384,
+                HashAlgorithm::Sha512,
+                HashAlgorithm::Sha3_256,
+                HashAlgorithm::Sha3_512,
+            ] {
+                apt.hash(strong, usage, NOW).unwrap();
+            }
+            Policy::allowing([Weakness::Sha224])
+                .hash(HashAlgorithm::Sha224, usage, NOW)
+                .unwrap();
+        }
+        apt.hash(HashAlgorithm::Sha224, HashUse::Data, Y2026 - 1)
+            .unwrap();
+    }
+
+    #[test]
+    fn weaknesses_are_named_as_in_mirrors_toml() {
+        for w in Weakness::ALL {
+            assert_eq!(w.name().parse::<Weakness>(), Ok(w));
+        }
+        assert!("SHA1".parse::<Weakness>().is_err());
+    }
+}
