@@ -147,6 +147,7 @@ async fn sync_once(
     // 1. Release files.
     let mut suites = Vec::new();
     for name in &apt.suites {
+        let mut notes = Vec::new();
         let suite = fetch_suite(
             &upstream,
             mirror,
@@ -156,10 +157,17 @@ async fn sync_once(
             current.as_ref(),
             shortcut_ok.then_some(&state),
             ctx.now,
+            &mut notes,
         )
         .await
-        .with_context(|| format!("suite {name}"))?;
-        suites.push(suite);
+        .with_context(|| format!("suite {name}"));
+        // Said even when the suite fails: an operator wants to know the published
+        // copy was edited behind the mirror's back.
+        for note in notes {
+            ctx.reporter.on_warning(&mirror.name, &note);
+            warnings.push(note);
+        }
+        suites.push(suite?);
     }
     if shortcut_ok && suites.iter().all(|s| s.unchanged) {
         return Ok(MirrorReport {
@@ -610,6 +618,7 @@ async fn fetch_suite(
     current: Option<&Snapshot>,
     shortcut: Option<&MirrorState>,
     now: jiff::Timestamp,
+    notes: &mut Vec<String>,
 ) -> anyhow::Result<Suite> {
     let inrelease = RelPath::new(&format!("dists/{name}/InRelease"))?;
     let release_path = RelPath::new(&format!("dists/{name}/Release"))?;
@@ -639,8 +648,10 @@ async fn fetch_suite(
             ..
         }) => Some((body, validators, last_modified)),
         Err(e) if e.is_not_found() => {
-            return fetch_release_gpg(upstream, mirror, apt, name, keyring, current, shortcut, now)
-                .await;
+            return fetch_release_gpg(
+                upstream, mirror, apt, name, keyring, current, shortcut, now, notes,
+            )
+            .await;
         }
         Err(e) => return Err(e).context("fetching InRelease"),
     };
@@ -660,7 +671,7 @@ async fn fetch_suite(
                 Err(e) => {
                     // Only verified bytes feed a run: a published copy that no longer
                     // verifies is not trusted for anything, upstream's is fetched anew.
-                    tracing::warn!(mirror = %mirror.name, suite = name, "{e:#}; fetching it again");
+                    notes.push(format!("suite {name}: {e:#}; fetching it again"));
                     if fetched.is_none() {
                         fetched = Some(fetch_unconditionally(upstream, &in_url).await?);
                     }
@@ -684,7 +695,8 @@ async fn fetch_suite(
         None => signature::unsigned_text(&body).with_context(|| format!("reading {shown}"))?,
     };
     let release = Release::parse(&text).with_context(|| format!("parsing {shown}"))?;
-    check_dates(&release, apt, current, name, keyring, now).with_context(|| shown.clone())?;
+    check_dates(&release, apt, current, name, keyring, now, notes)
+        .with_context(|| shown.clone())?;
     let mut new_files = vec![(inrelease.clone(), body.clone(), last_modified)];
     // Release + Release.gpg too, for clients that do not use InRelease; they must
     // say the same thing or upstream is mid-update.
@@ -730,6 +742,7 @@ async fn fetch_release_gpg(
     current: Option<&Snapshot>,
     shortcut: Option<&MirrorState>,
     now: jiff::Timestamp,
+    notes: &mut Vec<String>,
 ) -> anyhow::Result<Suite> {
     let release_path = RelPath::new(&format!("dists/{name}/Release"))?;
     let gpg_path = RelPath::new(&format!("dists/{name}/Release.gpg"))?;
@@ -767,7 +780,7 @@ async fn fetch_release_gpg(
                 return Ok(suite);
             }
             Err(e) => {
-                tracing::warn!(mirror = %mirror.name, suite = name, "{e:#}; verifying upstream's again");
+                notes.push(format!("suite {name}: {e:#}; verifying upstream's again"));
             }
         }
     }
@@ -786,7 +799,8 @@ async fn fetch_release_gpg(
             .map_err(|_| anyhow!("{rel_shown}: Release is not UTF-8"))?,
     };
     let release = Release::parse(&text).with_context(|| format!("parsing {rel_shown}"))?;
-    check_dates(&release, apt, current, name, keyring, now).with_context(|| rel_shown.clone())?;
+    check_dates(&release, apt, current, name, keyring, now, notes)
+        .with_context(|| rel_shown.clone())?;
     Ok(Suite {
         name: name.to_string(),
         release,
@@ -946,6 +960,7 @@ fn check_dates(
     suite: &str,
     keyring: Option<&Keyring>,
     now: jiff::Timestamp,
+    notes: &mut Vec<String>,
 ) -> anyhow::Result<()> {
     if let Some(until) = expired(release, apt, now) {
         bail!(
@@ -958,7 +973,7 @@ fn check_dates(
     }
     let (Some(new), Some(old)) = (
         release.date,
-        current.and_then(|c| published_date(c, suite, keyring)),
+        current.and_then(|c| published_date(c, suite, keyring, notes)),
     ) else {
         return Ok(());
     };
@@ -975,14 +990,21 @@ fn check_dates(
 /// The Date of the Release this mirror published, from verified bytes only. A copy
 /// that no longer verifies (edited on disk, or the keyring changed) gives none, with a
 /// warning: the rollback check then has nothing to compare with.
-fn published_date(c: &Snapshot, suite: &str, keyring: Option<&Keyring>) -> Option<jiff::Timestamp> {
+fn published_date(
+    c: &Snapshot,
+    suite: &str,
+    keyring: Option<&Keyring>,
+    notes: &mut Vec<String>,
+) -> Option<jiff::Timestamp> {
     ["InRelease", "Release"].iter().find_map(|f| {
         let path = RelPath::new(&format!("dists/{suite}/{f}")).ok()?;
         c.manifest.files.get(&path)?;
         match read_published(c, &path, keyring) {
             Ok((_, text)) => Release::parse(&text).ok()?.date,
             Err(e) => {
-                tracing::warn!(suite, "{e:#}; its Date is not used for the rollback check");
+                notes.push(format!(
+                    "suite {suite}: {e:#}; its Date is not used for the rollback check"
+                ));
                 None
             }
         }

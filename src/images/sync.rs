@@ -548,6 +548,11 @@ pub async fn sync_images(
         );
     }
     let files_unverified = unverified.len() as u64 + kept_unverified;
+    if !unverified.is_empty() {
+        let w = unverified_warning(&unverified);
+        ctx.reporter.on_warning(&mirror.name, &w);
+        warnings.push(w);
+    }
     if opts.dry_run {
         return Ok(MirrorReport {
             name: mirror.name.clone(),
@@ -730,6 +735,24 @@ pub async fn sync_images(
         upstream_date: None,
         grace: removals.grace_ends(ctx.global.grace),
     })
+}
+
+/// Names the files fetched with no checksum anywhere (the first few of them).
+fn unverified_warning(files: &[Unverified]) -> String {
+    const SHOWN: usize = 5;
+    let mut names: Vec<&str> = files.iter().take(SHOWN).map(|u| u.path.as_str()).collect();
+    let more = files.len().saturating_sub(SHOWN);
+    let more = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    names.sort_unstable();
+    format!(
+        "{} file(s) with no checksum upstream, fetched and checked by size only (unverified): {}{more}",
+        files.len(),
+        names.join(", ")
+    )
 }
 
 fn save_records(dirs: &MirrorDirs, files: BTreeMap<String, Record>) {

@@ -35,7 +35,8 @@ pub struct ProbeOptions {
     pub timeout: Duration,
     /// Older than this (trace, or Release behind the upstream) is unhealthy.
     pub max_age: Duration,
-    /// Indices, pool files and image sidecars sampled per suite or mirror.
+    /// Indices, pool files, image sidecars and OS list images sampled per suite or
+    /// mirror.
     pub samples: usize,
     /// host -> addresses, as /etc/hosts would give them (tests, split-horizon DNS).
     pub resolve: HashMap<String, Vec<IpAddr>>,

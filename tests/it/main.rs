@@ -11,5 +11,6 @@ mod probe;
 mod properties;
 mod reliability;
 mod s3;
+mod signed_metadata;
 mod support;
 mod verify;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use mirrorsync::fixture::FixtureSpec;
 use mirrorsync::fixture::autoindex::ListingStyle;
+use mirrorsync::fixture::images::FixtureImages;
 use mirrorsync::fixture::server::{Fault, FixtureServer};
 
 use crate::support::{Env, assert_ok};
@@ -252,7 +253,6 @@ fn prometheus_output_parses_as_the_text_format() {
 
 #[test]
 fn an_image_tree_mirror_is_probed_by_its_sidecars() {
-    use mirrorsync::fixture::images::FixtureImages;
     let work = tempfile::tempdir().unwrap();
     let tree =
         FixtureImages::create(work.path(), &["raspios_lite_armhf"], &["2024-11-19"], 4096).unwrap();
@@ -266,6 +266,10 @@ fn an_image_tree_mirror_is_probed_by_its_sidecars() {
     assert!(
         checks.contains("named by .sha256 sidecars present"),
         "{checks}"
+    );
+    assert!(
+        check_named(&doc, "os list").is_none(),
+        "no OS list published, none checked: {checks}"
     );
 
     // An image gone while its sidecar stays: unhealthy.
@@ -311,4 +315,263 @@ fn a_release_newer_than_the_trace_shows_a_sync_half_done() {
         checks.contains("a sync is in progress or broke off"),
         "{checks}"
     );
+}
+
+/// A check of the first mirror's IPv4 family, by name.
+fn check_named(doc: &serde_json::Value, name: &str) -> Option<serde_json::Value> {
+    doc["mirrors"][0]["families"][0]["checks"]
+        .as_array()?
+        .iter()
+        .find(|c| c["name"] == name)
+        .cloned()
+}
+
+const IMAGE_FAMILIES: &[&str] = &["raspios_lite_armhf", "raspios_arm64"];
+const IMAGE_DATES: &[&str] = &["2024-10-28", "2024-11-19"];
+/// The older release the Imager still offers, at `os_list[1]` of the top list.
+const PINNED: (&str, &str) = ("raspios_lite_armhf", "2024-10-28");
+
+/// The Raspberry Pi download server (also served as a mirror of itself, its OS
+/// lists pointing at itself): two image families, their OS lists (the top one
+/// linking a second with `subitems_url`, and offering one image on another host).
+fn image_upstream(work: &std::path::Path) -> (FixtureImages, FixtureServer) {
+    let tree = FixtureImages::create(work, IMAGE_FAMILIES, IMAGE_DATES, 4096).unwrap();
+    let server = FixtureServer::start(&tree.root).unwrap();
+    server.set_listing(Some(ListingStyle::Nginx));
+    tree.write_os_lists(&server.url(), Some(PINNED)).unwrap();
+    (tree, server)
+}
+
+/// An image mirror synced by mirrorsync from [`image_upstream`], served at
+/// `http://mirror.test.invalid:<port>/raspios/`, its OS lists rewritten to that URL
+/// when `rewrite`.
+struct ImageMirror {
+    _work: tempfile::TempDir,
+    tree: FixtureImages,
+    upstream: FixtureServer,
+    _server: FixtureServer,
+    url: String,
+}
+
+impl ImageMirror {
+    fn synced(rewrite: bool) -> ImageMirror {
+        let work = tempfile::tempdir().unwrap();
+        let (tree, upstream) = image_upstream(work.path());
+        let root = work.path().join("mirror");
+        std::fs::create_dir_all(&root).unwrap();
+        let server = FixtureServer::start(&root).unwrap();
+        server.set_listing(Some(ListingStyle::Nginx));
+        let url = format!("http://{HOST}:{}/raspios/", server.addr().port());
+        let rewrite_base = if rewrite {
+            format!("rewrite_base = \"{url}\"")
+        } else {
+            String::new()
+        };
+        let config = work.path().join("mirrors.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"[global]
+root = "{root}"
+hostname = "{HOST}"
+concurrency = 4
+timeout = "5s"
+retries = 0
+retry_delay = "10ms"
+
+[[mirror]]
+name = "raspios"
+kind = "images"
+upstream = "{upstream}"
+{rewrite_base}
+"#,
+                root = root.display(),
+                upstream = upstream.url(),
+            ),
+        )
+        .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_mirrorsync"))
+            .arg("-c")
+            .arg(&config)
+            .arg("sync")
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("running mirrorsync sync");
+        assert_ok(&out);
+        ImageMirror {
+            _work: work,
+            tree,
+            upstream,
+            _server: server,
+            url,
+        }
+    }
+
+    fn probe(&self, extra: &[&str]) -> Output {
+        let resolve = format!("{HOST}=127.0.0.1");
+        let mut args = vec![self.url.as_str(), "--resolve", &resolve];
+        args.extend_from_slice(extra);
+        probe(&args)
+    }
+}
+
+#[test]
+fn a_mirror_publishing_the_imager_os_list_is_checked_image_by_image() {
+    let mirror = ImageMirror::synced(true);
+    let upstream = mirror.upstream.url();
+    let out = mirror.probe(&["--upstream", &upstream, "--json"]);
+    let doc = json_of(&out);
+    assert_schema(&doc);
+    assert_eq!(out.status.code(), Some(0), "{doc:#}");
+    assert_eq!(doc["mirrors"][0]["kind"], "images");
+    // Both documents read (the second through the first's subitems_url), the three
+    // images on the mirror (the newest of each family and the pinned one) sampled,
+    // and the image on another host only counted.
+    let list = check_named(&doc, "os list").expect("an OS list check");
+    assert_eq!(list["ok"], true, "{list}");
+    assert_eq!(
+        list["detail"],
+        "os_list_imagingutility_v4.json and 1 more OS list(s) parse; 3 of 3 image(s) on this \
+         mirror sampled, all present with the right size; 1 on other hosts"
+    );
+    let up = check_named(&doc, "os list: upstream").expect("an upstream check");
+    assert_eq!(up["ok"], true, "{up}");
+
+    // Fewer samples when asked for: the first and the last.
+    let out = mirror.probe(&["--samples", "2", "--json"]);
+    let doc = json_of(&out);
+    let list = check_named(&doc, "os list").unwrap();
+    assert!(
+        list["detail"]
+            .as_str()
+            .unwrap()
+            .contains("2 of 3 image(s) on this mirror sampled"),
+        "{list}"
+    );
+    assert!(
+        check_named(&doc, "os list: upstream").is_none(),
+        "no --upstream"
+    );
+
+    // The same checks in the table and the Prometheus text.
+    let out = mirror.probe(&[]);
+    assert_eq!(out.status.code(), Some(0));
+    let table = String::from_utf8(out.stdout).unwrap();
+    let line = table
+        .lines()
+        .find(|l| l.contains("os list") && !l.contains("upstream"))
+        .unwrap_or_else(|| panic!("no OS list line in\n{table}"));
+    assert!(line.trim_start().starts_with("ok"), "{line}");
+    let out = mirror.probe(&["--prometheus"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+    assert!(scrape.samples.iter().any(|s| {
+        s.metric == "mirrorsync_probe_check_ok"
+            && s.labels.get("check") == Some("os list")
+            && matches!(s.value, prometheus_parse::Value::Gauge(v) if v == 1.0)
+    }));
+}
+
+#[test]
+fn an_os_list_offering_an_image_the_mirror_no_longer_has_is_unhealthy() {
+    let work = tempfile::tempdir().unwrap();
+    let (mut tree, server) = image_upstream(work.path());
+    let out = probe(&[&server.url(), "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{:#}", json_of(&out));
+
+    // The pinned release is gone, sidecars and all, while the Imager still offers
+    // it: the sidecars alone do not show it.
+    let image = format!("{}{}", server.url(), tree.image_path(PINNED.0, PINNED.1));
+    tree.remove_release(PINNED.0, PINNED.1).unwrap();
+    let out = probe(&[&server.url(), "--json"]);
+    let doc = json_of(&out);
+    assert_schema(&doc);
+    assert_eq!(out.status.code(), Some(5), "{doc:#}");
+    assert_eq!(doc["mirrors"][0]["healthy"], false);
+    assert_eq!(check_named(&doc, "images").unwrap()["ok"], true, "{doc:#}");
+    let list = check_named(&doc, "os list").unwrap();
+    assert_eq!(list["ok"], false, "{list}");
+    assert_eq!(
+        list["detail"],
+        format!("os_list_imagingutility_v4.json os_list[1]: {image}: missing (HTTP 404)")
+    );
+
+    // The table names it too.
+    let out = probe(&[&server.url()]);
+    assert_eq!(out.status.code(), Some(5));
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains("FAIL os list") && l.contains(&image)),
+        "{table}"
+    );
+}
+
+#[test]
+fn an_image_of_another_size_than_the_os_list_says_is_reported() {
+    let work = tempfile::tempdir().unwrap();
+    let (tree, server) = image_upstream(work.path());
+    // Cut short on the mirror; its listing (and so the sidecar check) agrees with it.
+    let rel = tree.image_path("raspios_arm64", "2024-11-19");
+    let path = tree.root.join(&rel);
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..1000]).unwrap();
+    let out = probe(&[&server.url(), "--json"]);
+    let doc = json_of(&out);
+    assert_eq!(out.status.code(), Some(5), "{doc:#}");
+    let list = check_named(&doc, "os list").unwrap();
+    assert_eq!(list["ok"], false, "{list}");
+    // In the document the top one links.
+    assert_eq!(
+        list["detail"],
+        format!(
+            "os_list_imagingutility_v4_other.json os_list[0]: {}{rel}: 1000 bytes, the list \
+             says {}",
+            server.url(),
+            bytes.len()
+        )
+    );
+}
+
+#[test]
+fn an_os_list_still_pointing_at_the_upstream_is_reported_with_upstream_given() {
+    // Synced without rewrite_base: the mirror serves upstream's list as it is, so
+    // Imager users pointed at the mirror download from the upstream.
+    let mirror = ImageMirror::synced(false);
+    let upstream = mirror.upstream.url();
+
+    // Without --upstream, URLs on other hosts are only counted.
+    let out = mirror.probe(&["--json"]);
+    let doc = json_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{doc:#}");
+    let list = check_named(&doc, "os list").unwrap();
+    assert_eq!(list["ok"], true, "{list}");
+    assert!(
+        list["detail"]
+            .as_str()
+            .unwrap()
+            .ends_with("no image on this mirror; 4 on other hosts"),
+        "{list}"
+    );
+
+    let out = mirror.probe(&["--upstream", &upstream, "--json"]);
+    let doc = json_of(&out);
+    assert_schema(&doc);
+    assert_eq!(out.status.code(), Some(5), "{doc:#}");
+    let up = check_named(&doc, "os list: upstream").expect("an upstream check");
+    assert_eq!(up["ok"], false, "{up}");
+    let detail = up["detail"].as_str().unwrap();
+    let newest = mirror.tree.image_path("raspios_lite_armhf", "2024-11-19");
+    for want in [
+        format!("4 URL(s) point at the upstream {upstream}, not rewritten to this mirror: "),
+        format!("os_list_imagingutility_v4.json os_list[0]: {upstream}{newest}"),
+        format!(
+            "os_list_imagingutility_v4.json subitems_url: {upstream}os_list_imagingutility_v4_other.json"
+        ),
+    ] {
+        assert!(detail.contains(&want), "{want:?} not in {detail:?}");
+    }
+    // The image on a third host is neither.
+    assert!(!detail.contains("elsewhere.example.invalid"), "{detail}");
 }
