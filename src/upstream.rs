@@ -427,7 +427,13 @@ impl Upstream {
         expected: Expected,
         on_progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<Downloaded, FetchError> {
-        let mut restarted = false;
+        // Only bytes kept from an earlier run can be what went wrong with a checksum;
+        // without any, a mismatch is upstream's, and fetching a 1 GB image a second
+        // time would only say so twice.
+        let kept = tokio::fs::metadata(partial)
+            .await
+            .is_ok_and(|m| m.len() > 0);
+        let mut restarted = !kept;
         loop {
             let result = self
                 .retrying(|| self.download_once(url, partial, install, expected, on_progress))

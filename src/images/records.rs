@@ -22,6 +22,10 @@ pub struct Record {
     pub etag: Option<String>,
     #[serde(default)]
     pub last_modified: Option<String>,
+    /// Asked for and not there (a `.sha256` an OS-list image may have): not asked
+    /// again while the hint stays the same.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub absent: bool,
 }
 
 impl Record {
@@ -77,6 +81,7 @@ mod tests {
             hint: String::new(),
             etag: Some("\"a\"".into()),
             last_modified: Some("Mon, 01 Jan 2024 00:00:00 GMT".into()),
+            absent: false,
         };
         let mut v = Validators {
             etag: Some("\"a\"".into()),

@@ -249,6 +249,23 @@ pub async fn sync_images(
             optional.insert(sidecar);
         }
     }
+    // A sidecar found missing last time, for an image the list still describes the
+    // same way, is not asked for again.
+    let mut absent: Vec<(RelPath, String)> = Vec::new();
+    optional.retain(|p| {
+        let hint = found.get(p).map(|f| f.hint.clone()).unwrap_or_default();
+        let known_absent = !opts.verify_all
+            && !hint.is_empty()
+            && records
+                .files
+                .get(p.as_str())
+                .is_some_and(|r| r.absent && r.hint == hint);
+        if known_absent {
+            found.remove(p);
+            absent.push((p.clone(), hint));
+        }
+        !known_absent
+    });
     let small: Vec<RelPath> = found
         .keys()
         .filter(|p| is_sums(p) || (keyring.is_some() && is_signature(p)))
@@ -270,7 +287,9 @@ pub async fn sync_images(
         let path = &path;
         let file = match file {
             Err(e) if optional.contains(path) && is_not_found(&e) => {
-                found.remove(path);
+                if let Some(f) = found.remove(path) {
+                    absent.push((path.clone(), f.hint));
+                }
                 continue;
             }
             other => other?,
@@ -330,6 +349,16 @@ pub async fn sync_images(
     let mut kept_unverified = 0u64;
     let mut new_records: BTreeMap<String, Record> = BTreeMap::new();
     let mut recheck: HashSet<RelPath> = HashSet::new();
+    for (path, hint) in absent {
+        new_records.insert(
+            path.to_string(),
+            Record {
+                hint,
+                absent: true,
+                ..Record::default()
+            },
+        );
+    }
     // What only a HEAD can tell, asked `concurrency` at a time: the size of a
     // checksummed file the listing rounds, and whether a file no checksum vouches
     // for changed although its listing text did.

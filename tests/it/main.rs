@@ -9,6 +9,7 @@ mod live_images;
 mod operability;
 mod probe;
 mod properties;
+mod real_os_list;
 mod reliability;
 mod s3;
 mod signed_metadata;
