@@ -152,6 +152,21 @@ mod tests {
     }
 
     #[test]
+    fn a_path_is_placed_under_its_root_and_nowhere_else() {
+        let p = RelPath::new("pool/main/h/hello/hello_2.10-3_arm64.deb").unwrap();
+        let root = Path::new("/srv/mirror/.mirrorsync/debian/staging");
+        let placed = p.under(root);
+        assert_eq!(
+            placed,
+            Path::new(
+                "/srv/mirror/.mirrorsync/debian/staging/pool/main/h/hello/hello_2.10-3_arm64.deb"
+            )
+        );
+        assert!(placed.starts_with(root));
+        assert_eq!(placed.strip_prefix(root).unwrap(), Path::new(p.as_str()));
+    }
+
+    #[test]
     fn the_records_directory_is_not_upstreams_to_write() {
         for bad in [
             ".mirrorsync",

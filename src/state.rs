@@ -34,6 +34,11 @@ pub struct MirrorState {
     /// published snapshot took it.
     #[serde(default)]
     pub validators: BTreeMap<String, Validators>,
+    /// Per suite, the `Date` of the Release the published snapshot holds, RFC 3339,
+    /// recorded when it was verified: the rollback check's floor when the published
+    /// copy itself can no longer be verified (keyring changed, file edited).
+    #[serde(default)]
+    pub release_dates: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -18,6 +18,21 @@ use crate::config::{Global, Mirror, MirrorKind};
 use crate::relpath::RelPath;
 use crate::snapshot::{MirrorDirs, Snapshot};
 
+/// The largest InRelease read back from a web front end: the cap a sync applies.
+const MAX_SERVED_RELEASE: usize = 16 << 20;
+
+/// A response body of at most `max` bytes; None when it is longer.
+async fn body_up_to(mut resp: reqwest::Response, max: usize) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        if out.len() + chunk.len() > max {
+            return None;
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Some(out)
+}
+
 /// One damaged file.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Damage {
@@ -190,16 +205,20 @@ pub async fn verify_served(
             let Ok(url) = base.join(&path) else { continue };
             // Its bytes were compared above; this says the served copy still
             // verifies with today's keyring.
-            if let Ok(resp) = client.get(url).send().await
-                && resp.status().is_success()
-                && let Ok(bytes) = resp.bytes().await
-                && let Err(e) = signature::verify_clearsigned(&keyring, &bytes)
-            {
-                report.damaged.push(Damage {
-                    path,
-                    problem: e.to_string(),
-                });
+            let Ok(resp) = client.get(url).send().await else {
+                continue;
+            };
+            if !resp.status().is_success() {
+                continue;
             }
+            let problem = match body_up_to(resp, MAX_SERVED_RELEASE).await {
+                None => format!("served with more than {MAX_SERVED_RELEASE} bytes"),
+                Some(bytes) => match signature::verify_clearsigned(&keyring, &bytes) {
+                    Ok(_) => continue,
+                    Err(e) => e.to_string(),
+                },
+            };
+            report.damaged.push(Damage { path, problem });
         }
     }
     report.damaged.sort_by(|a, b| a.path.cmp(&b.path));

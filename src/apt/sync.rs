@@ -12,7 +12,7 @@
 //! Any failure before the rename leaves the served tree untouched; staged, verified
 //! files stay for the next run.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -156,6 +156,7 @@ async fn sync_once(
             keyring.as_ref(),
             current.as_ref(),
             shortcut_ok.then_some(&state),
+            &state.release_dates,
             ctx.now,
             &mut notes,
         )
@@ -581,6 +582,11 @@ async fn sync_once(
     let mut new_state = state;
     new_state.config_fingerprint = Some(fingerprint);
     for s in &suites {
+        if let Some(date) = s.release.date {
+            new_state
+                .release_dates
+                .insert(s.name.clone(), date.to_string());
+        }
         if let Some(v) = &s.validators {
             let mut v = v.clone();
             v.content_sha256 = Some(hex::encode(Sha256::digest(&s.signed_bytes)));
@@ -617,6 +623,7 @@ async fn fetch_suite(
     keyring: Option<&Keyring>,
     current: Option<&Snapshot>,
     shortcut: Option<&MirrorState>,
+    recorded: &BTreeMap<String, String>,
     now: jiff::Timestamp,
     notes: &mut Vec<String>,
 ) -> anyhow::Result<Suite> {
@@ -649,7 +656,7 @@ async fn fetch_suite(
         }) => Some((body, validators, last_modified)),
         Err(e) if e.is_not_found() => {
             return fetch_release_gpg(
-                upstream, mirror, apt, name, keyring, current, shortcut, now, notes,
+                upstream, mirror, apt, name, keyring, current, shortcut, recorded, now, notes,
             )
             .await;
         }
@@ -695,7 +702,7 @@ async fn fetch_suite(
         None => signature::unsigned_text(&body).with_context(|| format!("reading {shown}"))?,
     };
     let release = Release::parse(&text).with_context(|| format!("parsing {shown}"))?;
-    check_dates(&release, apt, current, name, keyring, now, notes)
+    check_dates(&release, apt, current, name, keyring, recorded, now, notes)
         .with_context(|| shown.clone())?;
     let mut new_files = vec![(inrelease.clone(), body.clone(), last_modified)];
     // Release + Release.gpg too, for clients that do not use InRelease; they must
@@ -741,6 +748,7 @@ async fn fetch_release_gpg(
     keyring: Option<&Keyring>,
     current: Option<&Snapshot>,
     shortcut: Option<&MirrorState>,
+    recorded: &BTreeMap<String, String>,
     now: jiff::Timestamp,
     notes: &mut Vec<String>,
 ) -> anyhow::Result<Suite> {
@@ -799,7 +807,7 @@ async fn fetch_release_gpg(
             .map_err(|_| anyhow!("{rel_shown}: Release is not UTF-8"))?,
     };
     let release = Release::parse(&text).with_context(|| format!("parsing {rel_shown}"))?;
-    check_dates(&release, apt, current, name, keyring, now, notes)
+    check_dates(&release, apt, current, name, keyring, recorded, now, notes)
         .with_context(|| rel_shown.clone())?;
     Ok(Suite {
         name: name.to_string(),
@@ -959,6 +967,7 @@ fn check_dates(
     current: Option<&Snapshot>,
     suite: &str,
     keyring: Option<&Keyring>,
+    recorded_dates: &BTreeMap<String, String>,
     now: jiff::Timestamp,
     notes: &mut Vec<String>,
 ) -> anyhow::Result<()> {
@@ -971,10 +980,16 @@ fn check_dates(
     if apt.allow_rollback {
         return Ok(());
     }
-    let (Some(new), Some(old)) = (
-        release.date,
-        current.and_then(|c| published_date(c, suite, keyring, notes)),
-    ) else {
+    // The published copy's Date, verified again; else the Date recorded when it was
+    // verified and published. Only a mirror with neither (never published) skips
+    // the check: a copy that no longer verifies must not open the way to a rollback.
+    let published = current.and_then(|c| published_date(c, suite, keyring, notes));
+    let recorded = || {
+        recorded_dates
+            .get(suite)
+            .and_then(|d| d.parse::<jiff::Timestamp>().ok())
+    };
+    let (Some(new), Some(old)) = (release.date, published.or_else(recorded)) else {
         return Ok(());
     };
     if new < old {
@@ -988,8 +1003,8 @@ fn check_dates(
 }
 
 /// The Date of the Release this mirror published, from verified bytes only. A copy
-/// that no longer verifies (edited on disk, or the keyring changed) gives none, with a
-/// warning: the rollback check then has nothing to compare with.
+/// that no longer verifies (edited on disk, or the keyring changed) gives none (the
+/// caller then uses the Date recorded at publishing), with a note saying so.
 fn published_date(
     c: &Snapshot,
     suite: &str,
@@ -1003,7 +1018,7 @@ fn published_date(
             Ok((_, text)) => Release::parse(&text).ok()?.date,
             Err(e) => {
                 notes.push(format!(
-                    "suite {suite}: {e:#}; its Date is not used for the rollback check"
+                    "suite {suite}: {e:#}; its Date is not used for the rollback check (the one recorded at publishing is)"
                 ));
                 None
             }

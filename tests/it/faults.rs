@@ -1,10 +1,12 @@
 //! Hostile and broken upstreams: each either recovers or fails the mirror with one
 //! clear message, within the timeouts, leaving the served tree as it was.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use mirrorsync::fixture::FixtureSpec;
 use mirrorsync::fixture::server::Fault;
+use sha2::{Digest, Sha256};
 
 use crate::support::*;
 
@@ -116,73 +118,137 @@ fn a_tolerated_file_keeps_its_last_good_copy() {
     assert_eq!(std::fs::read(env.served().join(&path)).unwrap(), good);
 }
 
+/// Bytes the cut-off download sends before its connection drops.
+const CUT: usize = 100_000;
+
+/// A run killed mid-fetch (SIGKILL, no chance to clean up) leaves the served tree as
+/// it was, and the next run fetches only what the killed one did not finish: of ten
+/// new packages, seven are verified in staging when the kill lands, one was cut off
+/// after CUT bytes (kept in partial/, its failure dealt with), and two are held by a
+/// server that never answers, so the run is still running, mid-fetch, when it is
+/// killed. No timing: the kill waits until all of that is seen on the server, on disk
+/// and in the run's log.
 #[test]
 fn a_killed_run_leaves_the_served_tree_and_the_next_run_resumes() {
-    let mut env = Env::new(FixtureSpec::default().with_packages(20));
+    use std::os::unix::process::ExitStatusExt;
+
+    // No retries: the cut-off download gives up at once, its bytes kept. A long
+    // timeout: the held downloads hold the run until it is killed.
+    let mut env = Env::with_config(
+        FixtureSpec::default().with_packages(20),
+        "timeout = \"120s\"\nretries = 0",
+    );
     assert_ok(&env.sync());
-    // Big enough that the run is still downloading, with bytes on disk, when it dies.
-    env.repo.size_range = (2_000_000, 4_000_000);
-    for i in 0..10 {
-        env.repo.add_package(&format!("aaa-kill-{i}"));
-    }
+    env.repo.size_range = (300_000, 600_000);
+    let new: Vec<String> = (0..10)
+        .map(|i| env.repo.add_package(&format!("aaa-kill-{i}")).filename())
+        .collect();
     env.publish();
+    let (held, rest) = new.split_at(2);
+    let (cut, done) = rest.split_first().unwrap();
+    for p in held {
+        env.server.fault(&format!("/{p}"), Fault::Hang, None);
+    }
+    env.server
+        .fault(&format!("/{cut}"), Fault::Truncate(CUT), None);
+    let cut_sha256 = hex::encode(Sha256::digest(
+        std::fs::read(env.repo.dir.join(cut)).unwrap(),
+    ));
+    let base = env.root.join(".mirrorsync/debian");
+    let (staging, partial) = (base.join("staging"), base.join("partial"));
+    let kept = partial.join(&cut_sha256);
     let was = before(&env);
-    // Slow enough to be killed mid-download.
+
+    // Only this run's requests from here on.
+    env.server.clear_log();
+    let stderr = tempfile::NamedTempFile::new().unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mirrorsync"))
         .arg("-c")
         .arg(&env.config)
-        .args(["sync", "--bwlimit", "4MB/s"])
+        // Debug, as JSON: the run says when it has dealt with a failed download.
+        .args(["sync", "-vv", "--log-format", "json"])
+        .env_remove("RUST_LOG")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(stderr.reopen().unwrap())
         .spawn()
         .unwrap();
-    // Kill it once it is downloading the new pool files.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while env.server.count("/pool/") == 0 {
-        assert!(Instant::now() < deadline, "the run never reached the pool");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "the run ended on its own ({status}) before it could be killed:\n{}",
+                std::fs::read_to_string(stderr.path()).unwrap()
+            );
+        }
+        let asked: Vec<String> = env.server.requests().into_iter().map(|r| r.path).collect();
+        let held_asked = held.iter().all(|p| asked.contains(&format!("/{p}")));
+        let all_staged = done.iter().all(|p| staging.join(p).is_file());
+        let cut_kept = std::fs::metadata(&kept).is_ok_and(|m| m.len() == CUT as u64);
+        let cut_failed = logged_failure(stderr.path(), cut);
+        if held_asked && all_staged && cut_kept && cut_failed {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the run never got there: held downloads asked for: {held_asked}, the other \
+             seven staged: {all_staged}, the cut-off one kept: {cut_kept}, and its failure \
+             logged: {cut_failed}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::thread::sleep(Duration::from_millis(1500));
     child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    unchanged(&env, &was);
-    let partial = env.root.join(".mirrorsync/debian/partial");
-    let staged_or_partial = std::fs::read_dir(&partial).unwrap().count()
-        + walkdir::WalkDir::new(env.root.join(".mirrorsync/debian/staging"))
-            .into_iter()
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_type().is_file())
-            .count();
-    assert!(
-        staged_or_partial > 0,
-        "the killed run left nothing to reuse"
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGKILL),
+        "the run was not killed, it ended with {status}"
     );
+    unchanged(&env, &was);
+    for p in done {
+        assert!(staging.join(p).is_file(), "{p} is no longer staged");
+    }
+    assert_eq!(std::fs::metadata(&kept).unwrap().len(), CUT as u64);
 
-    // No stale lock; the rerun completes and does not fetch again what it has.
+    // No stale lock; the next run fetches only what is missing, the cut-off file from
+    // where it was cut.
+    env.server.clear_faults();
     env.server.clear_log();
     assert_ok(&env.sync());
-    let pool_bytes: u64 = env
-        .repo
-        .pool_files()
-        .iter()
-        .filter(|(p, _)| p.contains("aaa-kill-"))
-        .map(|(_, s)| s)
-        .sum();
-    let refetched = env
+    let fetched: BTreeMap<String, Option<String>> = env
         .server
         .requests()
-        .iter()
+        .into_iter()
         .filter(|r| r.path.contains("aaa-kill-"))
-        .count();
-    let resumed = env.server.requests().iter().any(|r| r.range.is_some());
-    assert!(
-        refetched < 10 || resumed,
-        "the rerun fetched all {refetched} new files ({pool_bytes} bytes) from scratch"
+        .map(|r| (r.path, r.range))
+        .collect();
+    let want: BTreeMap<String, Option<String>> = held
+        .iter()
+        .map(|p| (format!("/{p}"), None))
+        .chain([(format!("/{cut}"), Some(format!("bytes={CUT}-")))])
+        .collect();
+    assert_eq!(
+        fetched, want,
+        "the next run should fetch the two held files whole and resume the cut-off one"
+    );
+    assert_eq!(
+        env.server.count("/pool/"),
+        3,
+        "{:#?}",
+        env.server.requests()
     );
     for (p, _) in env.repo.pool_files() {
         assert!(env.served().join(&p).exists(), "{p}");
     }
     assert_ok(&env.run(&["verify"]));
+}
+
+/// True once the run's JSON log (`-vv --log-format json`) says the download of `path`
+/// failed: the run has dealt with it and gone on.
+fn logged_failure(log: &std::path::Path, path: &str) -> bool {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .any(|l| l["fields"]["message"] == "fetch failed" && l["fields"]["path"] == path)
 }
 
 #[test]

@@ -150,25 +150,176 @@ fn client_view_problems(served: &Path, digests: &TreeDigest, suite: &str) -> Vec
     problems
 }
 
-/// A power cut at any moment of a delta run: SIGKILL at 30 moments spread over the
-/// length of an uninterrupted run. After each, the served tree is exactly the old one
-/// or exactly the new one (compared with a reference run into another root), `verify`
-/// passes, and a client reading it finds every index and pool file it lists. Killed
-/// runs are chained, each starting from what the previous one left; once one gets as
-/// far as publishing, the root goes back to its state before the delta, so later
-/// kills still land in a delta. A last run completes and verifies.
+/// The seed of the kill test's moments when MIRRORSYNC_KILL_SEED does not give one.
+const KILL_SEED: u64 = 16;
+
+/// Where the kill test stops a run. In every phase but [`KillPhase::Tail`] one file
+/// the run needs before it can publish never answers (the fixture server's `Hang`;
+/// the client gives up only after three 5 s timeouts), so the run is certain to be
+/// alive, and not yet publishing, when the test sees the phase's event and kills it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KillPhase {
+    /// InRelease is held: killed at once or once it is asked for, before anything was
+    /// fetched.
+    Release,
+    /// An index the delta changed is held: killed after a seeded number of requests
+    /// or once that index is asked for; before the pool.
+    Indices,
+    /// The last new pool file is held: killed once a new pool file was downloaded
+    /// into staging by this run.
+    PoolDownloaded,
+    /// The last new pool file is held: killed after a seeded number of pool requests
+    /// or once it is asked for.
+    Pool,
+    /// Nothing is held: killed a seeded time (within the reference run's tail) after
+    /// the last new pool file is asked for, among the last downloads, the writing of
+    /// the Release files and the publish. Whether such a kill lands before the run
+    /// ends is not certain: it is counted, not asserted.
+    Tail,
+}
+
+/// The kill test's rounds, in this order: each phase's held file is one that no
+/// earlier round can have completed, so it is asked for again.
+const KILL_ROUNDS: [(KillPhase, usize); 5] = [
+    (KillPhase::Release, 3),
+    (KillPhase::Indices, 5),
+    (KillPhase::PoolDownloaded, 1),
+    (KillPhase::Pool, 10),
+    (KillPhase::Tail, 11),
+];
+
+/// What one killed run did and left.
+struct KillRound {
+    round: usize,
+    phase: KillPhase,
+    /// How long after the spawn the kill was sent (None: the run ended first).
+    killed_after: Option<Duration>,
+    status: ExitStatus,
+    /// Requests the fixture server logged during the round, pool ones, and whether
+    /// the held file was among them.
+    requests: usize,
+    pool_requests: usize,
+    asked_held: bool,
+    /// Body bytes the server sent during the round.
+    bytes_sent: u64,
+    /// New pool files (of the reference run's downloads) that this run put in staging.
+    downloaded: usize,
+    /// Files left in staging or partial/ for the next run.
+    left_work: bool,
+    /// A publish was under way: a snapshot or manifest that was not there before.
+    publish_begun: bool,
+    /// "old", "new" or "neither".
+    state: &'static str,
+}
+
+impl KillRound {
+    fn killed(&self) -> bool {
+        self.status.signal() == Some(libc::SIGKILL)
+    }
+}
+
+impl std::fmt::Display for KillRound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "round {:2} {:?}: {} {}; {} requests ({} pool{}), {} bytes sent, {} new pool \
+             files staged, work left {}, publish begun {}; served tree {}",
+            self.round,
+            self.phase,
+            self.status,
+            match (self.killed_after, self.killed()) {
+                (None, _) => "(ended before its kill moment)".to_string(),
+                (Some(d), true) => format!("at {d:?}"),
+                (Some(d), false) => format!("(ended before the kill sent at {d:?})"),
+            },
+            self.requests,
+            self.pool_requests,
+            if self.asked_held {
+                ", held file asked"
+            } else {
+                ""
+            },
+            self.bytes_sent,
+            self.downloaded,
+            self.left_work,
+            self.publish_begun,
+            self.state
+        )
+    }
+}
+
+/// The entries of the mirror's snapshots directory (snapshots, manifests, a publish's
+/// temporary manifest).
+fn snapshot_entries(root: &Path) -> std::collections::BTreeSet<String> {
+    std::fs::read_dir(root.join(".mirrorsync/debian/snapshots"))
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The pool files of `paths` (URL paths, "/pool/...") that are in staging.
+fn staged_of(root: &Path, paths: &[String]) -> std::collections::BTreeSet<String> {
+    let staging = root.join(".mirrorsync/debian/staging");
+    paths
+        .iter()
+        .filter(|p| staging.join(p.trim_start_matches('/')).is_file())
+        .cloned()
+        .collect()
+}
+
+/// Polls `event` until it holds (None) or the child ends first (its status).
+fn wait_for(
+    child: &mut std::process::Child,
+    what: &str,
+    mut event: impl FnMut() -> bool,
+) -> Option<ExitStatus> {
+    // Far longer than any phase takes, far shorter than the held request's timeouts.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if event() {
+            return None;
+        }
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not happen within 10 s");
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+}
+
+/// A power cut at any moment of a delta run: SIGKILL at 30 moments, each after an
+/// event of the run seen from outside (the fixture server's request log, new pool
+/// files in staging), with one file the run needs held unanswered so that the kill is
+/// certain to land while it runs, in the phase meant; the last 11 are aimed at the
+/// run's tail, up to and through the publish, where nothing can be held. After each kill
+/// the served tree is exactly the old one or exactly the new one (compared with a
+/// reference run into another root), `verify` passes, and a client reading it finds
+/// every index and pool file it lists. Killed runs are chained, each starting from
+/// what the previous one left; once one gets as far as publishing, or leaves too
+/// little to fetch for the next kill's moment to come, the root goes back to its state
+/// before the delta, so later kills still land in a delta. A last run completes and
+/// verifies.
 ///
-/// The seed is printed on failure; `MIRRORSYNC_KILL_SEED=<n>` replays it.
+/// Asserted because certain: every held-phase kill was delivered to a running process
+/// (its wait status is SIGKILL) before publishing; the Release-phase runs fetched
+/// nothing, the index-phase ones asked for no pool file, the pool-phase ones had asked
+/// for pool files, and one run was killed after it downloaded a new pool file into
+/// staging and before publishing. Tail kills that landed (and where) are counted.
+///
+/// The moments come from a fixed seed; `MIRRORSYNC_KILL_SEED=<n>` tries another.
 #[test]
 fn a_run_killed_at_any_moment_leaves_the_old_or_the_new_tree() {
     let seed: u64 = std::env::var("MIRRORSYNC_KILL_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-        });
+        .unwrap_or(KILL_SEED);
     let mut rng = XorShift::new(seed);
     let started = Instant::now();
     let scratch = tempfile::tempdir().expect("tempdir");
@@ -197,7 +348,8 @@ fn a_run_killed_at_any_moment_leaves_the_old_or_the_new_tree() {
     }
     env.publish();
 
-    // The reference: the same delta, uninterrupted, from the same start, elsewhere.
+    // The reference: the same delta, uninterrupted, from the same start, elsewhere;
+    // its requests (in order, with when each was first seen) say what a run asks for.
     let reference_root = scratch.path().join("reference");
     copy_tree(&pristine, &reference_root);
     let reference_config = config_with_root(
@@ -205,51 +357,190 @@ fn a_run_killed_at_any_moment_leaves_the_old_or_the_new_tree() {
         &reference_root,
         &scratch.path().join("reference.toml"),
     );
+    env.server.clear_log();
+    let reference_err = scratch.path().join("reference.err");
     let t = Instant::now();
-    let out = mirrorsync(&reference_config, &["sync"])
-        .output()
+    let mut child = mirrorsync(&reference_config, &["sync"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&reference_err).unwrap())
+        .spawn()
         .expect("reference run");
+    let mut seen: Vec<Instant> = Vec::new();
+    let status = loop {
+        let n = env.server.requests().len();
+        while seen.len() < n {
+            seen.push(Instant::now());
+        }
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    };
     let full_run = t.elapsed();
-    assert_ok(&out);
+    let ended = Instant::now();
+    assert!(
+        status.success(),
+        "reference run: {status}\n{}",
+        std::fs::read_to_string(&reference_err).unwrap()
+    );
     let new = comparable(digest_tree(&reference_root.join("debian")));
     assert_ne!(old, new, "the delta changed nothing");
+    let log: Vec<String> = env.server.requests().into_iter().map(|r| r.path).collect();
+    let inrelease = format!("/dists/{}/InRelease", env.repo.suite);
+    assert_eq!(log.first(), Some(&inrelease), "a run starts with InRelease");
+    let is_release = |p: &str| {
+        ["/InRelease", "/Release", "/Release.gpg"]
+            .iter()
+            .any(|s| p.ends_with(s))
+    };
+    let (held_index_at, held_index) = log
+        .iter()
+        .enumerate()
+        .rfind(|(_, p)| p.starts_with("/dists/") && !is_release(p))
+        .expect("the delta fetches indices");
+    let held_index = held_index.clone();
+    let new_pool: Vec<String> = log
+        .iter()
+        .filter(|p| p.starts_with("/pool/"))
+        .cloned()
+        .collect();
+    assert!(
+        new_pool.len() >= 8,
+        "the delta downloads {} pool files",
+        new_pool.len()
+    );
+    let held_pool = new_pool.last().unwrap().clone();
+    let held_pool_at = log.iter().rposition(|p| *p == held_pool).unwrap();
+    let tail = ended.duration_since(seen[held_pool_at.min(seen.len() - 1)]);
+    println!(
+        "reference delta run: {full_run:?}, {} requests ({} pool files); {tail:?} from \
+         asking for the last one, {held_pool}, to the end",
+        log.len(),
+        new_pool.len()
+    );
 
-    let mut kills = 0;
-    let mut before_publish = 0;
-    let mut after_publish = 0;
-    let mut finished_first = 0;
-    let mut mid_staging = 0;
+    let mut rounds: Vec<KillRound> = Vec::new();
     let mut inconsistent: Vec<String> = Vec::new();
-    for round in 0..30 {
-        let at = Duration::from_micros(rng.below(full_run.as_micros() as u64 + 1));
+    let phases = KILL_ROUNDS
+        .iter()
+        .flat_map(|&(phase, n)| std::iter::repeat_n(phase, n));
+    for (round, phase) in phases.enumerate() {
+        let held = match phase {
+            KillPhase::Release => Some(&inrelease),
+            KillPhase::Indices => Some(&held_index),
+            KillPhase::PoolDownloaded | KillPhase::Pool => Some(&held_pool),
+            KillPhase::Tail => None,
+        };
+        // Seeded, drawn every round whatever the phase, so a seed gives one sequence.
+        let k = rng.below(held_index_at as u64 + 1) as usize;
+        let j = 1 + rng.below(new_pool.len() as u64) as usize;
+        let first = rng.below(2) as usize;
+        let delay = Duration::from_micros(rng.below(tail.as_micros() as u64 + 1));
+
+        // Earlier kills may have left too little to fetch for this kill's moment to
+        // come (fewer than j pool files; the last one already staged): then back to
+        // the state before the delta.
+        let staged = staged_of(&env.root, &new_pool);
+        let reset = match phase {
+            KillPhase::Pool => new_pool.len() - staged.len() < j,
+            KillPhase::Tail => staged.contains(&held_pool),
+            _ => false,
+        };
+        if reset {
+            std::fs::remove_dir_all(&env.root).expect("removing the root");
+            copy_tree(&pristine, &env.root);
+        }
+        env.server.clear_faults();
+        if let Some(h) = held {
+            env.server.fault(h, Fault::Hang, None);
+        }
+        env.server.clear_log();
+        let sent_before = env.server.bytes_sent();
+        let staged_before = staged_of(&env.root, &new_pool);
+        let snapshots_before = snapshot_entries(&env.root);
+        let asked = |p: &str| env.server.requests().iter().any(|r| r.path == p);
+        let pool_asked = || env.server.count("/pool/");
+
+        let spawned = Instant::now();
         let mut child = mirrorsync(&env.config, &["sync"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("spawning mirrorsync");
-        std::thread::sleep(at);
-        let _ = child.kill(); // SIGKILL; a no-op if it is already done
-        let status: ExitStatus = child.wait().expect("wait");
-        if status.signal() == Some(libc::SIGKILL) {
-            kills += 1;
-            if left_work(&env.root) {
-                mid_staging += 1;
+        let ended_first = match phase {
+            KillPhase::Release => wait_for(&mut child, "asking for InRelease", || {
+                env.server.requests().len() >= first || asked(&inrelease)
+            }),
+            KillPhase::Indices => wait_for(&mut child, "asking for the held index", || {
+                env.server.requests().len() >= k.max(1) || asked(&held_index)
+            }),
+            KillPhase::PoolDownloaded => wait_for(&mut child, "a new pool file downloaded", || {
+                staged_of(&env.root, &new_pool)
+                    .difference(&staged_before)
+                    .any(|p| *p != held_pool)
+            }),
+            KillPhase::Pool => wait_for(&mut child, "asking for pool files", || {
+                pool_asked() >= j || asked(&held_pool)
+            }),
+            KillPhase::Tail => {
+                // Or it is already staged (left by an earlier kill), so not asked for.
+                let ended = wait_for(&mut child, "asking for the last pool file", || {
+                    asked(&held_pool)
+                        || staged_of(&env.root, std::slice::from_ref(&held_pool)).len() == 1
+                });
+                if ended.is_none() {
+                    std::thread::sleep(delay);
+                }
+                ended
             }
-        } else {
-            finished_first += 1;
-        }
+        };
+        let killed_after = match ended_first {
+            Some(_) => None,
+            None => {
+                let at = spawned.elapsed();
+                let _ = child.kill(); // SIGKILL; a no-op if it has just ended
+                Some(at)
+            }
+        };
+        let status = match ended_first {
+            Some(status) => status,
+            None => child.wait().expect("wait"),
+        };
 
+        let requests = env.server.requests();
         let digests = digest_tree(&env.served());
         let now = comparable(digests.clone());
         let state = if now == old {
-            before_publish += 1;
             "old"
         } else if now == new {
-            after_publish += 1;
             "new"
         } else {
             "neither"
         };
+        let record = KillRound {
+            round,
+            phase,
+            killed_after,
+            status,
+            requests: requests.len(),
+            pool_requests: requests
+                .iter()
+                .filter(|r| r.path.starts_with("/pool/"))
+                .count(),
+            asked_held: held.is_some_and(|h| requests.iter().any(|r| r.path == *h)),
+            bytes_sent: env.server.bytes_sent() - sent_before,
+            downloaded: staged_of(&env.root, &new_pool)
+                .difference(&staged_before)
+                .count(),
+            left_work: left_work(&env.root),
+            publish_begun: snapshot_entries(&env.root)
+                .difference(&snapshots_before)
+                .next()
+                .is_some(),
+            state,
+        };
+        println!("{record}");
+
         let mut problems = client_view_problems(&env.served(), &digests, &env.repo.suite);
         if state == "neither" {
             let differ: Vec<&String> = now
@@ -273,31 +564,73 @@ fn a_run_killed_at_any_moment_leaves_the_old_or_the_new_tree() {
             ));
         }
         if !problems.is_empty() {
-            inconsistent.push(format!(
-                "round {round}, killed {at:?} into the run ({status}): {problems:#?}"
-            ));
+            inconsistent.push(format!("{record}: {problems:#?}"));
         }
         if state == "new" {
             // Back to the state before the delta, so the next kills hit one again.
             std::fs::remove_dir_all(&env.root).expect("removing the root");
             copy_tree(&pristine, &env.root);
         }
+        rounds.push(record);
     }
+    env.server.clear_faults();
 
+    let count = |f: &dyn Fn(&KillRound) -> bool| rounds.iter().filter(|r| f(r)).count();
+    let tail_rounds = count(&|r| r.phase == KillPhase::Tail);
     println!(
-        "kill test (seed {seed}): uninterrupted delta run {full_run:?}; {kills} runs killed \
-         ({mid_staging} leaving staged or partial files), {finished_first} finished before \
-         their kill; served tree old after {before_publish}, new after {after_publish}; \
-         {} inconsistent; {:?} in all",
+        "kill test (seed {seed}): {} of {} runs killed while running ({} of {tail_rounds} \
+         tail kills landed: {} with a publish under way, {} after the new tree was \
+         served). Of the killed runs {} had been sent something, {} had asked for pool \
+         files, {} had downloaded new pool files, {} left staged or partial files. \
+         Served tree old after {}, new after {}; {} inconsistent; {:?} in all",
+        count(&|r| r.killed()),
+        rounds.len(),
+        count(&|r| r.phase == KillPhase::Tail && r.killed()),
+        count(&|r| r.phase == KillPhase::Tail && r.killed() && r.publish_begun && r.state != "new"),
+        count(&|r| r.phase == KillPhase::Tail && r.killed() && r.state == "new"),
+        count(&|r| r.killed() && r.bytes_sent > 0),
+        count(&|r| r.killed() && r.pool_requests > 0),
+        count(&|r| r.killed() && r.downloaded > 0),
+        count(&|r| r.killed() && r.left_work),
+        count(&|r| r.state == "old"),
+        count(&|r| r.state == "new"),
         inconsistent.len(),
         started.elapsed()
     );
     assert!(
         inconsistent.is_empty(),
-        "seed {seed} (replay with MIRRORSYNC_KILL_SEED={seed}): {} inconsistent states:\n{}",
+        "seed {seed} (MIRRORSYNC_KILL_SEED={seed}): {} inconsistent states:\n{}",
         inconsistent.len(),
         inconsistent.join("\n")
     );
+
+    // What the held phases make certain: the kills landed mid-run, where meant.
+    for r in rounds.iter().filter(|r| r.phase != KillPhase::Tail) {
+        assert!(
+            r.killed(),
+            "seed {seed}: the kill did not land on a running process: {r}"
+        );
+        assert_eq!(r.state, "old", "seed {seed}: killed before publishing: {r}");
+        match r.phase {
+            KillPhase::Release => assert!(
+                r.bytes_sent == 0 && r.pool_requests == 0,
+                "seed {seed}: killed before anything was fetched: {r}"
+            ),
+            KillPhase::Indices => assert_eq!(
+                r.pool_requests, 0,
+                "seed {seed}: killed before the pool: {r}"
+            ),
+            KillPhase::PoolDownloaded => assert!(
+                r.downloaded > 0 && r.left_work,
+                "seed {seed}: killed after a new pool file was downloaded: {r}"
+            ),
+            KillPhase::Pool => assert!(
+                r.pool_requests > 0,
+                "seed {seed}: killed among the pool downloads: {r}"
+            ),
+            KillPhase::Tail => unreachable!(),
+        }
+    }
 
     // Power back for good: the next run completes.
     let out = env.sync();
@@ -356,8 +689,9 @@ struct Tmpfs {
 
 impl Tmpfs {
     /// Mounts a tmpfs of `size` (e.g. "72m") on `at`. None when that is not possible
-    /// (not root, or a container without the capability), which fails the test in CI
-    /// (`CI` set): there these tests must run, not be skipped.
+    /// (not root, or a container without the capability) and not required; where these
+    /// tests are required ([`root_tests_required`]: scripts/test.sh, CI) that panics
+    /// instead, so they fail there rather than pass without having run.
     fn mount(at: &Path, size: &str) -> Option<Tmpfs> {
         // SAFETY: geteuid has no preconditions and cannot fail.
         let why_not = if unsafe { libc::geteuid() } != 0 {
@@ -376,22 +710,40 @@ impl Tmpfs {
                 .output()
                 .expect("running mount");
             if out.status.success() {
+                println!("a {size} tmpfs of its own on {}", at.display());
                 return Some(Tmpfs {
                     at: at.to_path_buf(),
                 });
             }
             format!(
                 "mount failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
+                // mount's message on one line.
+                String::from_utf8_lossy(&out.stderr)
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
             )
         };
         assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must run this test as root, able to mount a tmpfs ({why_not})"
+            !root_tests_required(),
+            "this test needs a tmpfs of its own and cannot mount one ({why_not}); it is \
+             required here (MIRRORSYNC_REQUIRE_ROOT_TESTS=1 or CI set): run it as root, \
+             allowed to mount"
         );
-        println!("no tmpfs ({why_not})");
+        println!(
+            "SKIPPED in part or whole: no tmpfs ({why_not}); as root, or with \
+             MIRRORSYNC_REQUIRE_ROOT_TESTS=1 to make this a failure"
+        );
         None
     }
+}
+
+/// Whether the tests that need root (a tmpfs of their own) must run rather than skip:
+/// scripts/test.sh, which CI runs as root, sets MIRRORSYNC_REQUIRE_ROOT_TESTS=1; `CI`
+/// set says the same.
+fn root_tests_required() -> bool {
+    std::env::var_os("CI").is_some()
+        || std::env::var("MIRRORSYNC_REQUIRE_ROOT_TESTS").as_deref() == Ok("1")
 }
 
 impl Drop for Tmpfs {
@@ -437,16 +789,16 @@ fn reported_free(stderr: &str) -> Option<u64> {
 /// and the served tree is left as it was.
 ///
 /// As root the mirror root is a 72 MiB tmpfs of its own, whose free space the test
-/// knows to the byte; otherwise (no tmpfs; not allowed in CI) the test's own
-/// filesystem, whose free space other processes move, so the figure is only checked
-/// to be there.
+/// knows to the byte; otherwise (no tmpfs: a failure where root tests are required,
+/// see [`root_tests_required`]) the test's own filesystem, whose free space other
+/// processes move, so the figure is only checked to be there.
 #[test]
 fn a_plan_bigger_than_the_free_space_is_refused_naming_the_free_space() {
     let mut env = Env::new(FixtureSpec::default().with_packages(20));
     // The precheck keeps a 64 MiB margin, so the first sync needs a little more.
     let tmpfs = Tmpfs::mount(&env.root, "72m");
     if tmpfs.is_none() {
-        println!("the precheck is checked on the test's own filesystem");
+        println!("the precheck is checked on the test's own filesystem, the figure loosely");
     }
     assert_ok(&env.sync());
     let free = free_bytes(&env.root);
@@ -478,7 +830,8 @@ fn a_plan_bigger_than_the_free_space_is_refused_naming_the_free_space() {
 
 /// The disk fills up while the pool downloads: something else on the host takes the
 /// space after the run's free-space check passed. The mirror root is a 160 MiB tmpfs
-/// (root only; skipped otherwise, except in CI, where it fails instead).
+/// (root only; skipped otherwise, except where root tests are required, see
+/// [`root_tests_required`], where it fails instead).
 ///
 /// How the ENOSPC is made deterministic: every new pool file answers 503 to its first
 /// request and the run's `retry_delay` is 3 s (2.25 s at least, with jitter). The
@@ -496,7 +849,7 @@ fn a_disk_filling_up_mid_download_fails_cleanly_and_the_next_run_publishes() {
             .with_sizes(20_000, 60_000),
     );
     let Some(_tmpfs) = Tmpfs::mount(&env.root, "160m") else {
-        println!("the mid-download ENOSPC is not tested");
+        println!("SKIPPED: the mid-download ENOSPC is not tested");
         return;
     };
     let text = std::fs::read_to_string(&env.config).unwrap();
@@ -806,12 +1159,33 @@ fn run_measured(mut cmd: Command, limit: Duration) -> Finished {
     }
 }
 
+/// A Release this mirror accepts: at most this many bytes (src/apt/sync.rs,
+/// `MAX_RELEASE_BYTES`), as a body of that size announced or sent is refused.
+const MAX_RELEASE_BYTES: usize = 16 << 20;
+
+/// What a run must do with a Release of a given size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReleaseVerdict {
+    /// Within the cap: verified, parsed and published, as any Release.
+    Published,
+    /// Over the cap: refused before it is held in memory, the run fails (exit 1)
+    /// naming the InRelease and the cap, and nothing is published.
+    RefusedOverTheCap,
+}
+
 /// Serves a signed InRelease whose SHA256 section also lists `entries` files in a
 /// component this mirror does not carry (so nothing is fetched for them) and runs a
 /// sync, killed if it is still running after `limit`. The run must end within
-/// `limit` with a peak RSS under `max_rss_mib`; what it publishes verifies, and if it
-/// fails the served tree is as it was.
-fn a_release_listing_many_files(entries: usize, limit: Duration, max_rss_mib: u64) {
+/// `limit` with a peak RSS under `max_rss_mib`, and do what `verdict` says: publish
+/// that very InRelease with upstream's new package (and verify), or fail with exit
+/// 1, one message naming the InRelease and the 16 MiB cap, and the served tree as it
+/// was.
+fn a_release_listing_many_files(
+    entries: usize,
+    limit: Duration,
+    max_rss_mib: u64,
+    verdict: ReleaseVerdict,
+) {
     let env = synced_then_republished();
     let was = before(&env);
     let dists = env.repo.dir.join("dists/bookworm");
@@ -832,9 +1206,20 @@ fn a_release_listing_many_files(entries: usize, limit: Duration, max_rss_mib: u6
     text.push_str(tail);
     let signed = env.repo.signing_key().clearsign(&text).unwrap();
     let signed_bytes = signed.len();
+    // The case is the one its name says: under the cap, or over it.
+    match verdict {
+        ReleaseVerdict::Published => assert!(
+            signed_bytes <= MAX_RELEASE_BYTES,
+            "{signed_bytes} bytes signed: over the {MAX_RELEASE_BYTES}-byte cap"
+        ),
+        ReleaseVerdict::RefusedOverTheCap => assert!(
+            signed_bytes > MAX_RELEASE_BYTES,
+            "{signed_bytes} bytes signed: within the {MAX_RELEASE_BYTES}-byte cap"
+        ),
+    }
     env.server.fault(
         "/dists/bookworm/InRelease",
-        Fault::Replace(signed.into_bytes()),
+        Fault::Replace(signed.clone().into_bytes()),
         None,
     );
     // A served Release must match the InRelease; one signing pass is enough here.
@@ -861,27 +1246,66 @@ fn a_release_listing_many_files(entries: usize, limit: Duration, max_rss_mib: u6
         "still running after {:?} (killed); stderr:\n{stderr}",
         run.elapsed
     );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    match verdict {
+        ReleaseVerdict::Published => {
+            assert_eq!(
+                run.status.code(),
+                Some(0),
+                "a {signed_bytes}-byte Release is within the cap and must be published; \
+                 stderr:\n{stderr}"
+            );
+            // Published: this InRelease, byte for byte, and what it brought.
+            let served = std::fs::read(env.served().join("dists/bookworm/InRelease"))
+                .expect("the served InRelease");
+            assert!(
+                served == signed.as_bytes(),
+                "the served InRelease is not the {signed_bytes}-byte one upstream signed"
+            );
+            assert_ne!(env.snapshot_id(), was.snapshot, "no new snapshot");
+            let path = env.repo.packages["aaa-new"].filename();
+            assert!(env.served().join(&path).exists(), "{path} not served");
+            assert_ok(&env.run(&["verify"]));
+            assert!(stray_files(&env.root).is_empty());
+        }
+        ReleaseVerdict::RefusedOverTheCap => {
+            assert_eq!(
+                run.status.code(),
+                Some(1),
+                "a {signed_bytes}-byte Release is over the cap and must fail the run; \
+                 stderr:\n{stderr}"
+            );
+            one_clear_failure(&stderr, "fetching InRelease");
+            let cap = format!("longer than the {MAX_RELEASE_BYTES} bytes expected");
+            assert!(
+                stderr.contains("/dists/bookworm/InRelease") && stderr.contains(&cap),
+                "stderr does not name both the InRelease and the cap ({cap:?}):\n{stderr}"
+            );
+            unchanged(&env, &was, &[]);
+            assert!(
+                temp_files(&env.root).is_empty(),
+                "{:?}",
+                temp_files(&env.root)
+            );
+        }
+    }
     assert!(
         run.max_rss_kib < max_rss_mib << 10,
         "peak RSS {} MiB",
         run.max_rss_kib / 1024
     );
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    if run.status.success() {
-        let path = env.repo.packages["aaa-new"].filename();
-        assert!(env.served().join(path).exists());
-        assert_ok(&env.run(&["verify"]));
-    } else {
-        assert_eq!(run.status.code(), Some(1), "{stderr}");
-        unchanged(&env, &was, &[]);
-    }
 }
 
 /// Four times the entries of Debian's biggest Release (main/contrib/non-free for ten
-/// architectures lists ~2,500 files).
+/// architectures lists ~2,500 files): 1 MB signed, published.
 #[test]
 fn a_release_listing_ten_thousand_files_is_handled_within_bounds() {
-    a_release_listing_many_files(10_000, Duration::from_secs(30), 128);
+    a_release_listing_many_files(
+        10_000,
+        Duration::from_secs(30),
+        128,
+        ReleaseVerdict::Published,
+    );
 }
 
 /// Just under the 16 MiB a Release may be: 140,000 files, 15 MB signed. Verified,
@@ -889,15 +1313,26 @@ fn a_release_listing_ten_thousand_files_is_handled_within_bounds() {
 /// lines (pgp 0.21's cleartext reader alone took minutes at this size).
 #[test]
 fn a_release_listing_140_000_files_is_handled_within_bounds() {
-    a_release_listing_many_files(140_000, Duration::from_secs(60), 256);
+    a_release_listing_many_files(
+        140_000,
+        Duration::from_secs(60),
+        256,
+        ReleaseVerdict::Published,
+    );
 }
 
 /// A hostile or broken upstream signs a Release listing a million files (109 MB): the
 /// run ends within a minute with a peak RSS under 128 MiB; it is refused as larger than
-/// any real Release (16 MiB). Below that cap the signature check is linear (pgp 0.21's
-/// cleartext reader was quadratic in the lines; src/apt/signature.rs splits the
-/// cleartext framework itself).
+/// any real Release (16 MiB), naming the InRelease and the cap, and nothing is
+/// published. Below that cap the signature check is linear (pgp 0.21's cleartext
+/// reader was quadratic in the lines; src/apt/signature.rs splits the cleartext
+/// framework itself).
 #[test]
 fn a_release_listing_a_million_files_is_handled_within_bounds() {
-    a_release_listing_many_files(1_000_000, Duration::from_secs(60), 128);
+    a_release_listing_many_files(
+        1_000_000,
+        Duration::from_secs(60),
+        128,
+        ReleaseVerdict::RefusedOverTheCap,
+    );
 }

@@ -470,6 +470,28 @@ fn a_no_op_run_after_the_published_inrelease_was_edited_puts_upstreams_genuine_o
     assert_eq!(story.env.snapshot_id(), snapshot);
 }
 
+/// A published copy that no longer verifies must not open the way to a rollback: the
+/// Date recorded when it was verified and published still guards the mirror.
+#[test]
+fn an_edited_published_copy_does_not_let_an_older_release_through() {
+    let mut story = Story::synced();
+    let older = story.upstream_inrelease();
+    story.env.repo.add_package("aaa-newer");
+    story.env.publish();
+    assert_exit(&story.env.sync(), 0);
+    assert_eq!(story.served_inrelease(), story.upstream_inrelease());
+    story.edit_served_inrelease(with_a_2050_date);
+
+    // Upstream (or whoever sits on its plain-http path) serves the older, genuinely
+    // signed InRelease again.
+    story.upstream_serves(&older);
+    let before = story.env.served_digest();
+    let stderr = assert_exit(&story.env.sync(), 1);
+    assert!(stderr.contains("refusing a rollback"), "{stderr}");
+    assert_eq!(story.env.served_digest(), before, "the served tree changed");
+    assert!(temp_files(&story.env.root).is_empty());
+}
+
 /// `mirrorsync sync --json`, which must succeed: the report of the one mirror.
 fn sync_report(env: &Env) -> serde_json::Value {
     let out = env.run(&["sync", "--json"]);

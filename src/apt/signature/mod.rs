@@ -53,6 +53,11 @@ pub use signing::SigningKey;
 /// with two or three keys. More is only ever an attempt to make the verifier work.
 pub const MAX_SIGNATURES: usize = 16;
 
+/// The most bytes of signatures one file may carry, checked before any is parsed: a
+/// parser builds an object per subpacket, and one hostile v6 signature of 16 MB makes
+/// hundreds of MB of them. Debian's two RSA-4096 signatures take under 3 KB armored.
+pub const MAX_SIGNATURE_BYTES: usize = 64 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum SignatureError {
     #[error("reading keyring {path}")]
@@ -72,6 +77,10 @@ pub enum SignatureError {
     Malformed { detail: String },
     #[error("more than {MAX_SIGNATURES} signatures in one file; refusing to check them")]
     TooManySignatures,
+    #[error(
+        "{size} bytes of signatures, more than the {MAX_SIGNATURE_BYTES} any real signer needs; refusing to parse them"
+    )]
+    SignatureTooLarge { size: usize },
     /// `signers` names the issuers the signatures claim (fingerprints where the
     /// signature carries one, else 64-bit key ids), upper-case hex, comma separated,
     /// or `none`: it is what an operator needs to find the missing key.
@@ -222,6 +231,9 @@ fn now(keyring: &Keyring) -> u64 {
 /// Signature packets of a detached signature (armored blocks or binary), at most
 /// [`MAX_SIGNATURES`] of them.
 fn parse_signatures(bytes: &[u8]) -> Result<Vec<Signature>, SignatureError> {
+    if bytes.len() > MAX_SIGNATURE_BYTES {
+        return Err(SignatureError::SignatureTooLarge { size: bytes.len() });
+    }
     let malformed = |detail: String| SignatureError::Malformed { detail };
     let mut out = Vec::new();
     let mut collect = |iter: Box<dyn Iterator<Item = pgp::errors::Result<DetachedSignature>>>| {
@@ -305,6 +317,13 @@ fn check_signatures(
         });
     }
     reasons.dedup();
+    // A hostile file could name every key for every signature: say the first few.
+    const SHOWN: usize = 4;
+    if reasons.len() > SHOWN {
+        let more = reasons.len() - SHOWN;
+        reasons.truncate(SHOWN);
+        reasons.push(format!("and {more} more"));
+    }
     Err(SignatureError::Rejected { reasons })
 }
 
@@ -331,6 +350,13 @@ fn usable(
     if !matches!(sig.typ(), Some(SignatureType::Binary | SignatureType::Text)) {
         return Err(format!(
             "the signature by {fp} is not a signature over data"
+        ));
+    }
+    // Judged before any hashing: a signature that names no issuer matches every key,
+    // and one this key could never have made must not cost a pass over the data.
+    if !could_have_made(component, sig) {
+        return Err(format!(
+            "the signature naming {fp} is of another version or algorithm than that key"
         ));
     }
     keyring
@@ -370,6 +396,18 @@ fn usable(
         ));
     }
     Ok(())
+}
+
+/// A v6 signature comes only from a v6 key and a v3/v4 one only from an older key,
+/// and a signature names the public-key algorithm of the key that made it.
+fn could_have_made(c: &Component, sig: &Signature) -> bool {
+    let (version, algorithm) = match &c.key {
+        ComponentKey::Primary(k) => (k.version(), k.algorithm()),
+        ComponentKey::Subkey(k) => (k.version(), k.algorithm()),
+    };
+    let v6_signature = matches!(sig.version(), pgp::packet::SignatureVersion::V6);
+    (version == KeyVersion::V6) == v6_signature
+        && sig.config().is_some_and(|c| c.pub_alg == algorithm)
 }
 
 /// Whether `c` was a valid key at `t`: an acceptable algorithm, bound, created, not
@@ -1224,6 +1262,29 @@ mod tests {
             let err = verify_detached(&keyring, data, sig.as_bytes()).unwrap_err();
             assert!(err.to_string().contains("which is revoked"), "{err}");
         }
+    }
+
+    /// Parsing is bounded before it starts: a signature part larger than any real
+    /// signer needs is refused without being parsed, in every kind of file.
+    #[test]
+    fn oversized_signature_parts_are_refused_unparsed() {
+        let key = SigningKey::generate("Big <big@example.org>").unwrap();
+        let keyring = Keyring::from_bytes(&key.public_key_binary().unwrap(), "b").unwrap();
+        let sig = key.sign_detached_armored(RELEASE.as_bytes()).unwrap();
+        let many = sig.repeat(MAX_SIGNATURE_BYTES / sig.len() + 1);
+        let err = verify_detached(&keyring, RELEASE.as_bytes(), many.as_bytes()).unwrap_err();
+        assert!(
+            matches!(err, SignatureError::SignatureTooLarge { size } if size == many.len()),
+            "{err}"
+        );
+        let signed = key.clearsign(RELEASE).unwrap();
+        let block = &signed[signed.find("-----BEGIN PGP SIGNATURE-----").unwrap()..];
+        let padded = format!("{signed}{}", block.repeat(MAX_SIGNATURE_BYTES / block.len() + 1));
+        let err = verify_clearsigned(&keyring, padded.as_bytes()).unwrap_err();
+        assert!(matches!(err, SignatureError::SignatureTooLarge { .. }), "{err}");
+        // Well inside the bound: the most signatures a file may carry still verify.
+        let at_cap = format!("{signed}{}", block.repeat(MAX_SIGNATURES - 1));
+        verify_clearsigned(&keyring, at_cap.as_bytes()).unwrap();
     }
 
     #[test]
