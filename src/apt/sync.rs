@@ -702,8 +702,8 @@ async fn fetch_suite(
         None => signature::unsigned_text(&body).with_context(|| format!("reading {shown}"))?,
     };
     let release = Release::parse(&text).with_context(|| format!("parsing {shown}"))?;
-    check_dates(&release, apt, current, name, keyring, recorded, now, notes)
-        .with_context(|| shown.clone())?;
+    let floor = published_floor(current, name, keyring, recorded, notes);
+    check_dates(&release, apt, floor, now).with_context(|| shown.clone())?;
     let mut new_files = vec![(inrelease.clone(), body.clone(), last_modified)];
     // Release + Release.gpg too, for clients that do not use InRelease; they must
     // say the same thing or upstream is mid-update.
@@ -807,8 +807,8 @@ async fn fetch_release_gpg(
             .map_err(|_| anyhow!("{rel_shown}: Release is not UTF-8"))?,
     };
     let release = Release::parse(&text).with_context(|| format!("parsing {rel_shown}"))?;
-    check_dates(&release, apt, current, name, keyring, recorded, now, notes)
-        .with_context(|| rel_shown.clone())?;
+    let floor = published_floor(current, name, keyring, recorded, notes);
+    check_dates(&release, apt, floor, now).with_context(|| rel_shown.clone())?;
     Ok(Suite {
         name: name.to_string(),
         release,
@@ -959,17 +959,29 @@ fn check_still_valid(
     Ok(())
 }
 
+/// The Date a new Release of `suite` must not be older than: the published copy's,
+/// verified again; else the one recorded when it was verified and published. Only a
+/// mirror with neither (never published) has none: a copy that no longer verifies must
+/// not open the way to a rollback.
+fn published_floor(
+    current: Option<&Snapshot>,
+    suite: &str,
+    keyring: Option<&Keyring>,
+    recorded: &BTreeMap<String, String>,
+    notes: &mut Vec<String>,
+) -> Option<jiff::Timestamp> {
+    current
+        .and_then(|c| published_date(c, suite, keyring, notes))
+        .or_else(|| recorded.get(suite).and_then(|d| d.parse().ok()))
+}
+
 /// Refuses an expired Release and one older than what is published (a rollback,
 /// which could pin clients to packages with known holes).
 fn check_dates(
     release: &Release,
     apt: &AptMirror,
-    current: Option<&Snapshot>,
-    suite: &str,
-    keyring: Option<&Keyring>,
-    recorded_dates: &BTreeMap<String, String>,
+    published: Option<jiff::Timestamp>,
     now: jiff::Timestamp,
-    notes: &mut Vec<String>,
 ) -> anyhow::Result<()> {
     if let Some(until) = expired(release, apt, now) {
         bail!(
@@ -980,16 +992,7 @@ fn check_dates(
     if apt.allow_rollback {
         return Ok(());
     }
-    // The published copy's Date, verified again; else the Date recorded when it was
-    // verified and published. Only a mirror with neither (never published) skips
-    // the check: a copy that no longer verifies must not open the way to a rollback.
-    let published = current.and_then(|c| published_date(c, suite, keyring, notes));
-    let recorded = || {
-        recorded_dates
-            .get(suite)
-            .and_then(|d| d.parse::<jiff::Timestamp>().ok())
-    };
-    let (Some(new), Some(old)) = (release.date, published.or_else(recorded)) else {
+    let (Some(new), Some(old)) = (release.date, published) else {
         return Ok(());
     };
     if new < old {
