@@ -7,7 +7,11 @@
 #  - benches/images.rs: image trees: a 200 MB download cut at 40% and resumed
 #    (bytes sent, overhead), and a crawl of 5,000 files in each listing style;
 #  - benches/probe.rs: `mirrorsync probe` of 50 loopback mirrors at once: all healthy,
-#    IPv6 refused on every one, and 5 that accept and never answer (--timeout 2s).
+#    IPv6 refused on every one, and 5 that accept and never answer (--timeout 2s);
+#  - benches/signature.rs: a 20 MB InRelease with 1 and 16 signatures, oversized and
+#    over-many signatures refused;
+#  - scripts/mutants.sh: mutation testing of the promise-guarding modules (installs
+#    cargo-mutants; an hour or more on two cores).
 # Sizes: BENCH_PACKAGES, BENCH_MIN_SIZE, BENCH_MAX_SIZE, BENCH_CONCURRENCY;
 # BENCH_IMAGE_MB, BENCH_CRAWL_DIRS, BENCH_CRAWL_FILES for the image trees;
 # BENCH_MIRRORS for the probe.
@@ -22,3 +26,5 @@ cargo bench --bench link
 cargo bench --bench images
 cargo bench --bench probe
 cargo bench --bench s3
+cargo bench --bench signature
+scripts/mutants.sh

@@ -328,6 +328,9 @@ mod tests {
             (1, Problem::TextBeforeMessage)
         );
         assert_eq!(split(b"Origin: Debian\n"), Err(SplitError::NotClearSigned));
+        // A whole unsigned Release (check_signature = false) is read as it is.
+        let release = b"Origin: Debian\nSuite: stable\nCodename: bookworm\n\nSHA256:\n";
+        assert_eq!(split(release), Err(SplitError::NotClearSigned));
         assert_eq!(split(b""), Err(SplitError::NotClearSigned));
     }
 
