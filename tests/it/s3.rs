@@ -2,9 +2,10 @@
 //! read back the way clients read a bucket-served mirror, through the website
 //! endpoint (stock apt-get among them).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use mirrorsync::apt::packages::{IndexKind, read_index};
@@ -13,6 +14,8 @@ use mirrorsync::apt::signature::{Keyring, verify_clearsigned};
 use mirrorsync::fixture::FixtureSpec;
 use mirrorsync::fixture::garage::GarageCluster;
 use mirrorsync::manifest::Manifest;
+use mirrorsync::relpath::RelPath;
+use mirrorsync::s3::record::{BucketRecord, RECORD_KEY};
 use sha2::{Digest, Sha256};
 
 use crate::live::Apt;
@@ -308,11 +311,12 @@ fn sync_until_uploads(b: &Bucketed, after: u64) -> Child {
     child
 }
 
-/// SIGKILLs a sync once the bucket has taken `after` more PUTs from it.
-fn kill_during_upload(b: &Bucketed, after: u64) {
+/// SIGKILLs a sync once the bucket has taken `after` more PUTs from it; returns
+/// how it ended.
+fn kill_during_upload(b: &Bucketed, after: u64) -> ExitStatus {
     let mut child = sync_until_uploads(b, after);
     child.kill().unwrap();
-    child.wait().unwrap();
+    child.wait().unwrap()
 }
 
 #[test]
@@ -321,19 +325,82 @@ fn a_publish_killed_midway_leaves_the_bucket_consistent_and_the_next_run_finishe
         FixtureSpec::default().with_packages(20),
         "concurrency = 1\n",
     );
-    b.sync_json();
+    let first = b.sync_json();
+    let old = b.local_manifest(first["snapshot"].as_str().unwrap());
     let before = assert_bucket_consistent(&b.garage, &b.env.repo.keyring).unwrap();
+    let listed_before = list_bucket(&b.garage);
 
-    // A big delta upstream; the run is killed while the bucket takes it.
+    // A big delta upstream; the run is killed while the bucket takes it: once
+    // Garage has counted 120 of its PUTs, not after some time.
     for i in 0..300 {
         b.env.repo.add_package(&format!("zz-added-{i:03}"));
     }
     b.env.publish();
-    kill_during_upload(&b, 120);
+    let puts = b.puts();
+    let started = Instant::now();
+    let killed = kill_during_upload(&b, 120);
+    let killed_after = started.elapsed();
+    assert_eq!(killed.signal(), Some(libc::SIGKILL), "{killed}");
+    let killed_puts = b.puts() - puts;
     // Readers still get the previous snapshot, whole.
     assert_eq!(
         assert_bucket_consistent(&b.garage, &b.env.repo.keyring),
         Some(before)
+    );
+
+    // What the killed run had to upload: the local snapshot it was publishing
+    // (published locally before the bucket is touched) against the bucket's.
+    let id = b.env.snapshot_id().unwrap();
+    assert_ne!(first["snapshot"], id.as_str());
+    let new = b.local_manifest(&id);
+    let delta: HashSet<&str> = new
+        .files
+        .iter()
+        .filter(|(p, e)| {
+            old.files
+                .get(*p)
+                .is_none_or(|o| (o.size, o.sha256) != (e.size, e.sha256))
+        })
+        .map(|(p, _)| p.as_str())
+        .collect();
+    assert!(delta.len() > 300, "{}", delta.len());
+    // What of it had landed when the kill came, by a LIST of the bucket: objects
+    // new or changed since before the killed run, every one of them in the delta.
+    let listed = list_bucket(&b.garage);
+    let changed: Vec<&str> = listed
+        .iter()
+        .filter(|(k, v)| listed_before.get(*k) != Some(*v))
+        .map(|(k, _)| k.as_str())
+        .collect();
+    for k in &changed {
+        assert!(
+            delta.contains(k),
+            "{k} changed in the bucket but is no upload"
+        );
+    }
+    let landed = changed.len() as u64;
+    let delta = delta.len() as u64;
+    // Killed midway: some of the delta was there, not all of it.
+    assert!(0 < landed && landed < delta, "{landed} of {delta} landed");
+    // The record it left says the publish did not finish; of what landed it lists
+    // only what a checkpoint (every 30 s) caught, so none unless the run was slow.
+    let record = bucket_record(&b.garage);
+    assert!(!record.complete);
+    let recorded = changed
+        .iter()
+        .filter(|k| {
+            let e = &new.files[&RelPath::new(k).unwrap()];
+            record.held.get(&RelPath::new(k).unwrap()) == Some(&(e.size, e.sha256))
+        })
+        .count() as u64;
+    let checkpoints = killed_after.as_secs() / 30;
+    assert!(recorded == 0 || checkpoints > 0, "{recorded} recorded");
+    // Garage's own count agrees: the in-progress record (and any checkpoint),
+    // every landed object, and at most the one upload in flight (concurrency 1)
+    // when the kill came.
+    assert!(
+        (landed + 1..=landed + 2 + checkpoints).contains(&killed_puts),
+        "Garage took {killed_puts} PUTs; {landed} objects landed"
     );
 
     // The next run (upstream unchanged by now) finishes the bucket, asking the
@@ -341,10 +408,27 @@ fn a_publish_killed_midway_leaves_the_bucket_consistent_and_the_next_run_finishe
     let puts = b.puts();
     let report = b.sync_json();
     let bucket = &report["bucket"];
+    assert_eq!(bucket["snapshot"], id.as_str(), "{report:#}");
     assert!(bucket["checked"].as_u64().unwrap() > 0, "{report:#}");
+    // Each landed object the record lacks asked once, and none of what landed
+    // uploaded again: exactly the rest of the delta goes up.
+    assert_eq!(bucket["checked"], landed - recorded, "{report:#}");
     let uploaded = bucket["uploaded"].as_u64().unwrap();
     assert!(uploaded > 0 && uploaded + 100 < 600, "{report:#}");
-    assert_eq!(b.puts() - puts, bucket["put_requests"].as_u64().unwrap());
+    assert_eq!(
+        uploaded,
+        delta - landed,
+        "delta {delta}, {landed} landed before the kill: {report:#}"
+    );
+    // Garage's count: those uploads plus the bucket record's writes (in progress,
+    // complete, and a checkpoint per 30 s of uploading), nothing else.
+    let garage_puts = b.puts() - puts;
+    assert_eq!(garage_puts, bucket["put_requests"].as_u64().unwrap());
+    let checkpoints = (bucket["seconds"].as_f64().unwrap() / 30.0) as u64;
+    assert!(
+        (delta - landed + 2..=delta - landed + 2 + checkpoints).contains(&garage_puts),
+        "Garage took {garage_puts} PUTs for a delta of {delta} of which {landed} had landed: {report:#}"
+    );
     assert_eq!(
         assert_bucket_consistent(&b.garage, &b.env.repo.keyring),
         Some(before + 300)
@@ -419,10 +503,9 @@ fn damage_in_the_bucket_is_found_through_the_website_and_repaired() {
     assert!(assert_bucket_consistent(&b.garage, &b.env.repo.keyring).is_some());
 }
 
-/// Writes an object with plain S3 credentials, as another tool would.
-fn overwrite_object(garage: &GarageCluster, key: &str, bytes: &'static [u8]) {
-    use object_store::ObjectStore;
-    let store = object_store::aws::AmazonS3Builder::new()
+/// A plain S3 client of the bucket, as another tool would have.
+fn s3_client(garage: &GarageCluster) -> object_store::aws::AmazonS3 {
+    object_store::aws::AmazonS3Builder::new()
         .with_bucket_name(garage.bucket())
         .with_region(garage.region())
         .with_endpoint(garage.s3_endpoint())
@@ -430,15 +513,61 @@ fn overwrite_object(garage: &GarageCluster, key: &str, bytes: &'static [u8]) {
         .with_access_key_id(garage.key_id())
         .with_secret_access_key(garage.secret_key())
         .build()
-        .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
+        .unwrap()
+}
+
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
+        .unwrap()
+}
+
+/// What a LIST of the mirror's prefix shows, the bucket record left out: each
+/// object's path under the prefix, with its size and ETag.
+fn list_bucket(garage: &GarageCluster) -> HashMap<String, (u64, Option<String>)> {
+    use futures_util::TryStreamExt;
+    use object_store::ObjectStore;
+    let store = s3_client(garage);
+    let prefix = object_store::path::Path::from("debian");
+    let listed: Vec<object_store::ObjectMeta> = current_thread()
+        .block_on(store.list(Some(&prefix)).try_collect())
+        .expect("listing the bucket");
+    listed
+        .into_iter()
+        .filter_map(|m| {
+            let rel = m.location.as_ref().strip_prefix("debian/")?.to_string();
+            (!rel.starts_with(".mirrorsync/")).then_some((rel, (m.size, m.e_tag)))
+        })
+        .collect()
+}
+
+/// The bucket record, as the last run left it.
+fn bucket_record(garage: &GarageCluster) -> BucketRecord {
+    use object_store::ObjectStore;
+    let store = s3_client(garage);
+    let key = object_store::path::Path::parse(format!("debian/{RECORD_KEY}")).unwrap();
+    let bytes = current_thread()
+        .block_on(async {
+            store
+                .get_opts(&key, Default::default())
+                .await?
+                .bytes()
+                .await
+        })
+        .expect("reading the bucket record");
+    BucketRecord::parse(&String::from_utf8_lossy(&bytes), RECORD_KEY).unwrap()
+}
+
+/// Writes an object with plain S3 credentials, as another tool would.
+fn overwrite_object(garage: &GarageCluster, key: &str, bytes: &'static [u8]) {
+    use object_store::ObjectStore;
+    let store = s3_client(garage);
+    current_thread()
+        .block_on(store.put_opts(
+            &object_store::path::Path::parse(key).unwrap(),
+            bytes.into(),
+            Default::default(),
+        ))
         .unwrap();
-    rt.block_on(store.put_opts(
-        &object_store::path::Path::parse(key).unwrap(),
-        bytes.into(),
-        Default::default(),
-    ))
-    .unwrap();
 }
