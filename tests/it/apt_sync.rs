@@ -1,8 +1,13 @@
 //! An operator mirrors a signed apt repository: cold, no-op and delta runs, and every
 //! way upstream can go wrong leaving the served tree exactly as it was.
 
+use std::collections::BTreeMap;
+
+use mirrorsync::apt::release::Release;
+use mirrorsync::apt::signature::{Keyring, verify_clearsigned};
 use mirrorsync::fixture::FixtureSpec;
 use mirrorsync::fixture::server::Fault;
+use sha2::{Digest, Sha256};
 
 use crate::support::*;
 
@@ -236,10 +241,30 @@ fn a_captive_portal_page_is_not_taken_for_a_package() {
 #[test]
 fn server_errors_are_retried_until_they_pass() {
     let (env, path) = synced_with_a_new_package();
-    env.server
-        .fault(&format!("/{path}"), Fault::Status(503), Some(2));
-    assert_ok(&env.sync());
-    assert!(env.served().join(&path).exists());
+    let url_path = format!("/{path}");
+    env.server.fault(&url_path, Fault::Status(503), Some(2));
+    env.server.clear_log();
+    let out = env.sync();
+    // What the server answered for the faulted path, in order: the two 503s were
+    // really served, and the third try got the file (retries = 2).
+    let answers: Vec<Option<u16>> = env
+        .server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == url_path)
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(
+        answers,
+        [Some(503), Some(503), Some(200)],
+        "answers for {url_path}; stderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_ok(&out);
+    assert_eq!(
+        std::fs::read(env.served().join(&path)).unwrap(),
+        std::fs::read(env.repo.dir.join(&path)).unwrap()
+    );
 }
 
 #[test]
@@ -271,20 +296,165 @@ fn an_inrelease_signed_by_another_key_is_refused() {
     assert!(!env.served().exists());
 }
 
+/// Every file, directory and symlink under `dir`, except the subtree `skip`, with its
+/// bytes: what a run must leave exactly as it was outside its own tree.
+fn tree_outside(dir: &std::path::Path, skip: &std::path::Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let walk = walkdir::WalkDir::new(dir).min_depth(1).into_iter();
+    for e in walk.filter_entry(|e| e.path() != skip) {
+        let e = e.expect("walk");
+        let rel = e.path().strip_prefix(dir).unwrap().display().to_string();
+        let what = if e.path_is_symlink() {
+            format!(
+                "symlink -> {}",
+                std::fs::read_link(e.path()).unwrap().display()
+            )
+        } else if e.file_type().is_dir() {
+            "dir".to_string()
+        } else {
+            let bytes = std::fs::read(e.path()).unwrap();
+            format!(
+                "{} bytes, sha256 {}",
+                bytes.len(),
+                hex::encode(Sha256::digest(&bytes))
+            )
+        };
+        out.insert(rel, what);
+    }
+    out
+}
+
+/// `base` joined with `rel` and its `..` resolved lexically, as a write would land.
+fn resolve(base: &std::path::Path, rel: &str) -> std::path::PathBuf {
+    let mut out = base.to_path_buf();
+    for part in rel.split('/') {
+        match part {
+            ".." => {
+                out.pop();
+            }
+            "." | "" => {}
+            p => out.push(p),
+        }
+    }
+    out
+}
+
 #[test]
 fn a_filename_leaving_the_tree_fails_and_writes_nothing_outside() {
     let mut env = Env::new(small());
     assert_ok(&env.sync());
-    env.repo.extra_stanza = Some(
-        "Package: evil\nVersion: 1\nArchitecture: all\nFilename: ../../../../tmp/evil.deb\nSize: 3\nSHA256: 0000000000000000000000000000000000000000000000000000000000000000\n"
-            .into(),
-    );
+    // The temporary directory holding the mirror root (`work/mirror`), the upstream
+    // (`work/upstream`) and the config: sentinels beside the root, where the `..`
+    // would climb to.
+    let work = env.root.parent().unwrap().to_path_buf();
+    for (path, bytes) in [
+        (
+            "tmp/sentinel",
+            &b"beside the root, where ../../../../tmp leads from staging\n"[..],
+        ),
+        ("sibling/keep.txt", b"a sibling of the mirror root\n"),
+        ("sibling/deeper/keep.bin", &[0u8, 1, 2, 255]),
+        ("parent-file", b"in the root's parent\n"),
+    ] {
+        let p = work.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, bytes).unwrap();
+    }
+    // A hostile upstream that also serves the file its `..` URL resolves to
+    // (/tmp/evil.deb), with the listed size and hash: a mirror joining the path
+    // unchecked would fetch it, verify it and write it wherever the join lands.
+    let filename = "../../../../tmp/evil.deb";
+    let payload = b"#!/bin/sh\necho pwned\n";
+    std::fs::create_dir_all(env.repo.dir.join("tmp")).unwrap();
+    std::fs::write(env.repo.dir.join("tmp/evil.deb"), payload).unwrap();
+    env.repo.extra_stanza = Some(format!(
+        "Package: evil\nVersion: 1\nArchitecture: all\nFilename: {filename}\nSize: {}\nSHA256: {}\n",
+        payload.len(),
+        hex::encode(Sha256::digest(payload)),
+    ));
     env.publish();
-    let stderr = assert_fails_cleanly(&env, "unsafe path \"../../../../tmp/evil.deb\"");
+
+    // Where the hostile path lands when joined under each of the mirror's trees.
+    let dirs = mirrorsync::snapshot::MirrorDirs::new(&env.root, "debian");
+    let snapshot = dirs.snapshots.join(env.snapshot_id().unwrap());
+    let targets: Vec<std::path::PathBuf> = [
+        &env.root,
+        &dirs.served,
+        &dirs.base,
+        &dirs.staging,
+        &dirs.partial,
+        &snapshot,
+    ]
+    .iter()
+    .map(|base| resolve(base, filename))
+    .collect();
+    let state = |p: &std::path::Path| std::fs::read(p).ok();
+    let targets_before: Vec<_> = targets.iter().map(|t| state(t)).collect();
+    let outside_before = tree_outside(&work, &env.root);
+    assert!(outside_before.contains_key("tmp/sentinel"));
+    let served_before = env.served_digest();
+    let snapshot_before = env.snapshot_id();
+
+    let out = env.sync();
+
+    // Nothing outside the root's own tree: not a byte changed, no file or directory
+    // appeared (the upstream tree is in there too, and the run only reads it).
+    let outside_after = tree_outside(&work, &env.root);
+    let changes: Vec<String> = outside_before
+        .keys()
+        .chain(outside_after.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter_map(|p| match (outside_before.get(p), outside_after.get(p)) {
+            (a, b) if a == b => None,
+            (None, Some(b)) => Some(format!("new: {p} ({b})")),
+            (Some(_), None) => Some(format!("gone: {p}")),
+            (Some(a), Some(b)) => Some(format!("changed: {p} ({a} -> {b})")),
+            (None, None) => None,
+        })
+        .collect();
+    assert!(
+        changes.is_empty(),
+        "the run wrote outside the mirror root: {changes:#?}"
+    );
+    for (target, before) in targets.iter().zip(&targets_before) {
+        assert_eq!(&state(target), before, "{} changed", target.display());
+    }
+    assert!(
+        !env.server
+            .requests()
+            .iter()
+            .any(|r| r.path == "/tmp/evil.deb"),
+        "the hostile file was fetched"
+    );
+    // And inside it: the run failed, named the package and the index, and left the
+    // served tree as it was.
+    let stderr = assert_exit(&out, 1);
+    assert!(
+        stderr.contains(&format!("unsafe path \"{filename}\"")),
+        "{stderr}"
+    );
     assert!(stderr.contains("package \"evil\""), "{stderr}");
     assert!(
         stderr.contains("Packages"),
         "the message names the index: {stderr}"
+    );
+    assert!(stderr.contains("mirror \"debian\""), "{stderr}");
+    assert_eq!(
+        env.served_digest(),
+        served_before,
+        "the served tree changed"
+    );
+    assert_eq!(env.snapshot_id(), snapshot_before);
+    assert!(
+        stray_files(&env.root).is_empty(),
+        "{:?}",
+        stray_files(&env.root)
+    );
+    assert!(
+        temp_files(&env.root).is_empty(),
+        "{:?}",
+        temp_files(&env.root)
     );
 }
 
@@ -443,26 +613,126 @@ fn an_upstream_that_publishes_mid_run_restarts_the_suite_instead_of_mixing() {
     );
 }
 
+/// Starts `mirrorsync sync` and returns at once, so a test can act on what the run
+/// asks for while it runs.
+fn spawn_sync(env: &Env) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_mirrorsync"))
+        .arg("-c")
+        .arg(&env.config)
+        .arg("sync")
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting mirrorsync")
+}
+
 #[test]
 fn an_upstream_mid_update_is_waited_for() {
-    let (env, path) = synced_with_a_new_package();
-    let marker = env.repo.dir.join("Archive-Update-in-Progress-127.0.0.1");
-    std::fs::write(&marker, "upstream.example.org\n").unwrap();
-    let remover = {
-        let marker = marker.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(std::time::Duration::from_millis(800));
-            std::fs::remove_file(marker).unwrap();
-        })
+    // Upstream's update is half done, as ftpsync leaves an archive between its stages:
+    // the new pool and by-hash files are in place, the Release files still say the
+    // previous state (which the mirror has not got yet, so it has work to do), and the
+    // Archive-Update-in-Progress marker says more is coming.
+    let (mut env, first) = synced_with_a_new_package();
+    let release_files = ["InRelease", "Release", "Release.gpg"];
+    let read_release_files = |env: &Env| {
+        release_files.map(|f| std::fs::read(env.repo.dir.join("dists/bookworm").join(f)).unwrap())
     };
-    let started = std::time::Instant::now();
-    assert_ok(&env.sync());
-    remover.join().unwrap();
+    let mid_update = read_release_files(&env);
+    let last = env.repo.add_package("aaa-last").filename();
+    env.publish();
+    let after_update = read_release_files(&env);
+    assert_ne!(mid_update, after_update);
+    for (f, bytes) in release_files.iter().zip(&mid_update) {
+        env.server.fault(
+            &format!("/dists/bookworm/{f}"),
+            Fault::Replace(bytes.clone()),
+            None,
+        );
+    }
+    let marker_name = "Archive-Update-in-Progress-127.0.0.1";
+    let marker_url = format!("/{marker_name}");
+    let marker = env.repo.dir.join(marker_name);
+    std::fs::write(&marker, "upstream.example.org\n").unwrap();
+    env.server.clear_log();
+    let mut run = spawn_sync(&env);
+
+    // The update finishes only once the run has been told three times that the marker
+    // is there: an event in the server's log, not a time window. The new Release files
+    // go out at once (one switch in the server), then the marker goes.
+    let answered_present = |env: &Env| {
+        env.server
+            .requests()
+            .iter()
+            .filter(|r| r.path == marker_url && r.status == Some(200))
+            .count()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while answered_present(&env) < 3 && run.try_wait().unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never polled the marker: {:?}",
+            env.server.requests()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    env.server.clear_faults();
+    std::fs::remove_file(&marker).unwrap();
+    let out = run.wait_with_output().unwrap();
+
+    let log = env.server.requests();
+    let shown: Vec<String> = log
+        .iter()
+        .map(|r| format!("{} {} -> {:?}", r.method, r.path, r.status))
+        .collect();
+    // The run saw the marker and polled it again and again (the root too, where a
+    // listing would name it), until it was gone.
+    let answers: Vec<Option<u16>> = log
+        .iter()
+        .filter(|r| r.path == marker_url)
+        .map(|r| r.status)
+        .collect();
+    let present = answers.iter().take_while(|s| **s == Some(200)).count();
+    assert!(present >= 3, "marker answers {answers:?}:\n{shown:#?}");
     assert!(
-        started.elapsed() >= std::time::Duration::from_millis(800),
-        "did not wait"
+        answers.len() > present && answers[present..].iter().all(|s| *s == Some(404)),
+        "after the marker went, it must be seen gone: {answers:?}"
     );
-    assert!(env.served().join(&path).exists());
+    let root_polls = log.iter().filter(|r| r.path == "/").count();
+    assert!(root_polls > present, "root polled {root_polls} times");
+    // While the marker was there, the run fetched nothing but the signed Release
+    // files, the root and the marker: no index, no pool file of the half-done archive.
+    let gone_at = log
+        .iter()
+        .position(|r| r.path == marker_url && r.status == Some(404))
+        .unwrap();
+    let early: Vec<&String> = log[..gone_at]
+        .iter()
+        .zip(&shown)
+        .filter(|(r, _)| {
+            !matches!(
+                r.path.as_str(),
+                "/" | "/dists/bookworm/InRelease"
+                    | "/dists/bookworm/Release"
+                    | "/dists/bookworm/Release.gpg"
+            ) && r.path != marker_url
+        })
+        .map(|(_, s)| s)
+        .collect();
+    assert!(
+        early.is_empty(),
+        "fetched while upstream was mid-update: {early:#?}"
+    );
+    // And it synced what upstream published once the update was over.
+    assert_ok(&out);
+    assert_eq!(
+        std::fs::read(env.served().join("dists/bookworm/InRelease")).unwrap(),
+        after_update[0],
+        "the published Release must be the one after the update"
+    );
+    assert!(env.served().join(&first).exists());
+    assert!(env.served().join(&last).exists());
 }
 
 #[test]
@@ -676,7 +946,11 @@ fn unsigned_text_around_a_genuine_inrelease_is_refused() {
     forged.extend_from_slice(&genuine);
     env.server
         .fault("/dists/bookworm/InRelease", Fault::Replace(forged), None);
-    assert_fails_cleanly(&env, "text outside the signed part");
+    // apt's splitter refuses it at the first unsigned line, and says which.
+    assert_fails_cleanly(
+        &env,
+        "line 1: text before the \"-----BEGIN PGP SIGNED MESSAGE-----\" line",
+    );
 }
 
 #[test]
@@ -704,18 +978,47 @@ fn upstream_credentials_never_reach_messages_or_state() {
 
 #[test]
 fn an_upstream_frozen_past_its_valid_until_is_a_failure_not_a_no_op() {
-    let mut env = Env::new(small());
-    env.repo.valid_for = jiff::SignedDuration::from_secs(3);
+    // A Release whose Valid-Until passed a day ago, mirrored while the check is off:
+    // the mirror then holds what a frozen upstream leaves it with once time runs out,
+    // with no clock to wait on.
+    let mut env = Env::with_config(small(), "check_valid_until = false");
+    let now = jiff::Timestamp::now();
+    env.repo.valid_for = jiff::SignedDuration::from_hours(24);
     env.repo.set_date(
-        jiff::Timestamp::now()
-            .checked_sub(jiff::SignedDuration::from_secs(60))
+        now.checked_sub(jiff::SignedDuration::from_hours(48))
             .unwrap(),
     );
     env.publish();
+    let text = std::fs::read_to_string(env.repo.dir.join("dists/bookworm/InRelease")).unwrap();
+    let until = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Valid-Until: "))
+        .unwrap();
+    let until = jiff::fmt::rfc2822::parse(until).unwrap().timestamp();
+    assert!(until < now, "Valid-Until {until} is not in the past");
     assert_ok(&env.sync());
-    std::thread::sleep(std::time::Duration::from_secs(4));
-    let stderr = assert_exit(&env.sync(), 1);
-    assert!(stderr.contains("expired"), "{stderr}");
+    let served = env.served_digest();
+    let snapshot = env.snapshot_id();
+
+    // The check back on (it is not part of what decides a no-op), upstream unchanged.
+    env.write_config("");
+    env.server.clear_log();
+    let out = env.sync();
+    let requests = env.server.requests();
+    let stderr = assert_exit(&out, 1);
+    assert!(
+        stderr.contains("the published Release expired at")
+            && stderr.contains("upstream has not published a new one"),
+        "{stderr}"
+    );
+    // It was the unchanged upstream that failed: one conditional InRelease request,
+    // nothing published.
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert_eq!(requests[0].path, "/dists/bookworm/InRelease");
+    assert!(requests[0].conditional);
+    assert_eq!(requests[0].status, Some(304));
+    assert_eq!(env.served_digest(), served);
+    assert_eq!(env.snapshot_id(), snapshot);
 }
 
 #[test]
@@ -730,4 +1033,82 @@ fn an_upstream_that_suddenly_lists_almost_nothing_is_not_published() {
     // grace keeps the files a while, but the gutted indices must not go out.
     assert_fails_cleanly(&env, "max_delete_ratio");
     assert_ok(&env.run(&["sync", "--allow-mass-delete"]));
+}
+
+/// Every by-hash path a verified InRelease names (SHA256 and SHA512), under
+/// `dists/<suite>/`, with the size and SHA256 its content must have.
+fn by_hash_paths(inrelease: &[u8], keyring: &Keyring) -> BTreeMap<String, (u64, [u8; 32])> {
+    let verified = verify_clearsigned(keyring, inrelease).unwrap();
+    let release = Release::parse(&verified.text).unwrap();
+    assert!(release.acquire_by_hash);
+    let mut out = BTreeMap::new();
+    for f in release.files.values() {
+        let sha256 = f.sha256.unwrap();
+        let dir = f.path.parent().unwrap_or("");
+        let at = |p: String| {
+            format!(
+                "dists/bookworm/{}{p}",
+                if dir.is_empty() {
+                    String::new()
+                } else {
+                    format!("{dir}/")
+                }
+            )
+        };
+        out.insert(
+            at(format!("by-hash/SHA256/{}", hex::encode(sha256))),
+            (f.size, sha256),
+        );
+        if let Some(sha512) = &f.sha512 {
+            out.insert(at(format!("by-hash/SHA512/{sha512}")), (f.size, sha256));
+        }
+    }
+    out
+}
+
+#[test]
+fn the_previous_inreleases_by_hash_indices_stay_served_after_a_publish() {
+    let mut env = Env::new(small());
+    assert_ok(&env.sync());
+    let keyring = Keyring::from_file(&env.repo.keyring).unwrap();
+    let old_inrelease = std::fs::read(env.served().join("dists/bookworm/InRelease")).unwrap();
+    // What the old InRelease names that the mirror serves (upstream does not serve
+    // the uncompressed Packages it lists, so no by-hash copy of it exists anywhere).
+    let old: BTreeMap<String, (u64, [u8; 32])> = by_hash_paths(&old_inrelease, &keyring)
+        .into_iter()
+        .filter(|(p, _)| env.repo.dir.join(p).exists())
+        .collect();
+    assert!(old.len() > 10, "{old:?}");
+    for p in old.keys() {
+        assert!(env.served().join(p).exists(), "{p} not mirrored at first");
+    }
+
+    // Upstream changes its indices and the mirror publishes them.
+    let names: Vec<String> = env.repo.packages.keys().cloned().collect();
+    env.repo.remove_package(&names[0]);
+    env.repo.upgrade_package(&names[1]);
+    env.repo.add_package("eee-new");
+    env.publish();
+    let before = env.snapshot_id();
+    assert_ok(&env.sync());
+    assert_ne!(env.snapshot_id(), before, "nothing was published");
+    let new_inrelease = std::fs::read(env.served().join("dists/bookworm/InRelease")).unwrap();
+    assert_ne!(new_inrelease, old_inrelease);
+    let new = by_hash_paths(&new_inrelease, &keyring);
+    let only_old: Vec<&String> = old.keys().filter(|p| !new.contains_key(*p)).collect();
+    assert!(
+        only_old
+            .iter()
+            .any(|p| p.contains("/binary-amd64/by-hash/")),
+        "the publish must have changed the indices: {only_old:?}"
+    );
+
+    // A client still holding the old InRelease gets every index it names, by hash,
+    // with the content it names.
+    for (p, (size, sha256)) in &old {
+        let bytes = std::fs::read(env.served().join(p))
+            .unwrap_or_else(|e| panic!("{p}, named by the previous InRelease: {e}"));
+        assert_eq!(bytes.len() as u64, *size, "{p}");
+        assert_eq!(<[u8; 32]>::from(Sha256::digest(&bytes)), *sha256, "{p}");
+    }
 }

@@ -336,11 +336,33 @@ struct ReaderStats {
     fetches: u64,
     mismatches: Vec<String>,
     missing: Vec<String>,
+    /// Rounds that ended on a different InRelease than they started from.
+    spanned: u64,
+    /// Rounds held open across a publish on the publisher's request, and how many of
+    /// them ended on a different InRelease.
+    held: u64,
+    held_spanned: u64,
+    /// Indices fetched in a held round by a hash the InRelease served at the round's
+    /// end no longer names: only there because the previous ones are kept.
+    superseded_fetches: u64,
+}
+
+/// The publisher's request to hold the next round open across a publish: the reader
+/// says when it has read InRelease, and goes on only once the publish is out.
+struct Hold {
+    read: std::sync::mpsc::Sender<()>,
+    published: tokio::sync::oneshot::Receiver<()>,
 }
 
 /// Reads the mirror as apt does: InRelease, then each index by hash, then the pool
-/// files that index lists, checking every size and SHA256 against what referenced it.
-async fn read_like_apt(base: String, keyring: Keyring, stop: Arc<AtomicBool>) -> ReaderStats {
+/// files that index lists, checking every size and SHA256 against what referenced it;
+/// then InRelease again, to tell whether the round spanned a publish.
+async fn read_like_apt(
+    base: String,
+    keyring: Keyring,
+    stop: Arc<AtomicBool>,
+    holds: std::sync::mpsc::Receiver<Hold>,
+) -> ReaderStats {
     let client = reqwest::Client::new();
     let mut st = ReaderStats::default();
     let get = |url: String| {
@@ -364,7 +386,15 @@ async fn read_like_apt(base: String, keyring: Keyring, stop: Arc<AtomicBool>) ->
         }
         st.rounds += 1;
         st.fetches += 1;
-        let Some(inrelease) = get(format!("{base}dists/bookworm/InRelease")).await else {
+        let hold = holds.try_recv().ok();
+        let held = hold.is_some();
+        let first = get(format!("{base}dists/bookworm/InRelease")).await;
+        if let Some(hold) = hold {
+            st.held += 1;
+            let _ = hold.read.send(());
+            let _ = hold.published.await;
+        }
+        let Some(inrelease) = first else {
             st.missing.push("InRelease".into());
             continue;
         };
@@ -375,6 +405,7 @@ async fn read_like_apt(base: String, keyring: Keyring, stop: Arc<AtomicBool>) ->
                 continue;
             }
         };
+        let mut fetched_by_hash = Vec::new();
         for f in release.files.values() {
             let p = f.path.as_str();
             if !(p.ends_with("binary-amd64/Packages.xz") || p.ends_with("binary-all/Packages.xz")) {
@@ -395,6 +426,7 @@ async fn read_like_apt(base: String, keyring: Keyring, stop: Arc<AtomicBool>) ->
                 st.mismatches.push(url);
                 continue;
             }
+            fetched_by_hash.push(hex::encode(sha));
             let mut pool = Vec::new();
             let reader = std::io::BufReader::new(liblzma::read::XzDecoder::new(&body[..]));
             read_index(reader, IndexKind::Packages, p, Path::new(p), |pf| {
@@ -416,6 +448,22 @@ async fn read_like_apt(base: String, keyring: Keyring, stop: Arc<AtomicBool>) ->
                 }
             }
         }
+        st.fetches += 1;
+        let Some(end) = get(format!("{base}dists/bookworm/InRelease")).await else {
+            st.missing.push("InRelease (end of round)".into());
+            continue;
+        };
+        if end != inrelease {
+            st.spanned += 1;
+            if held {
+                st.held_spanned += 1;
+                let end = String::from_utf8_lossy(&end);
+                st.superseded_fetches += fetched_by_hash
+                    .iter()
+                    .filter(|h| !end.contains(h.as_str()))
+                    .count() as u64;
+            }
+        }
     }
     st
 }
@@ -427,18 +475,40 @@ fn a_client_reading_during_ten_publishes_never_sees_a_mismatch_or_a_404() {
     let nginx = Nginx::serve(&env.root);
     let keyring = Keyring::from_file(&env.repo.keyring).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
+    let (hold_tx, hold_rx) = std::sync::mpsc::channel::<Hold>();
     let reader = {
         let stop = stop.clone();
         let base = nginx.url("debian/");
         std::thread::spawn(move || {
             tokio::runtime::Runtime::new()
                 .unwrap()
-                .block_on(read_like_apt(base, keyring, stop))
+                .block_on(read_like_apt(base, keyring, stop, hold_rx))
         })
     };
     let mut publishes = 0;
+    let mut held = 0;
     let mut seen: HashMap<String, ()> = HashMap::new();
     for round in 0..10 {
+        // Every other publish happens while a reader round that has read InRelease
+        // waits to fetch the indices it names: a round spanning a publish for certain.
+        // The others race the reader freely.
+        let published = if round % 2 == 0 {
+            let (read_tx, read_rx) = std::sync::mpsc::channel();
+            let (published_tx, published_rx) = tokio::sync::oneshot::channel();
+            hold_tx
+                .send(Hold {
+                    read: read_tx,
+                    published: published_rx,
+                })
+                .unwrap();
+            read_rx
+                .recv_timeout(Duration::from_secs(120))
+                .expect("the reader never read InRelease");
+            held += 1;
+            Some(published_tx)
+        } else {
+            None
+        };
         let names: Vec<String> = env.repo.packages.keys().cloned().collect();
         env.repo.upgrade_package(&names[round % names.len()]);
         env.repo
@@ -450,14 +520,21 @@ fn a_client_reading_during_ten_publishes_never_sees_a_mismatch_or_a_404() {
         assert_ok(&env.sync());
         seen.insert(env.snapshot_id().unwrap(), ());
         publishes += 1;
+        if let Some(tx) = published {
+            let _ = tx.send(());
+        }
     }
     stop.store(true, Ordering::SeqCst);
     let stats = reader.join().unwrap();
     eprintln!(
-        "consistency: {publishes} publishes ({} distinct snapshots), reader made {} rounds and {} fetches: {} mismatches, {} missing",
+        "consistency: {publishes} publishes ({} distinct snapshots), reader made {} rounds and {} fetches, {} rounds spanned a publish ({} of {} held open, {} superseded indices fetched): {} mismatches, {} missing",
         seen.len(),
         stats.rounds,
         stats.fetches,
+        stats.spanned,
+        stats.held_spanned,
+        stats.held,
+        stats.superseded_fetches,
         stats.mismatches.len(),
         stats.missing.len()
     );
@@ -468,4 +545,15 @@ fn a_client_reading_during_ten_publishes_never_sees_a_mismatch_or_a_404() {
     );
     assert!(stats.mismatches.is_empty(), "{:?}", stats.mismatches);
     assert!(stats.missing.is_empty(), "{:?}", stats.missing);
+    // The held rounds read an InRelease, saw a publish go out, then fetched what the
+    // older InRelease named and ended on a newer one.
+    assert_eq!(stats.held, held, "{stats:?}");
+    assert_eq!(
+        stats.held_spanned, held,
+        "every held round must span a publish: {stats:?}"
+    );
+    assert!(
+        stats.superseded_fetches > 0,
+        "no held round fetched an index the new InRelease no longer names: {stats:?}"
+    );
 }

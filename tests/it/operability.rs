@@ -1,6 +1,8 @@
 //! What an operator meets around the engine: push triggers, tiers of mirrors, address
 //! families, completions and the man page.
 
+use std::collections::BTreeSet;
+use std::net::IpAddr;
 use std::process::Command;
 
 use mirrorsync::fixture::FixtureSpec;
@@ -160,14 +162,54 @@ fn the_systemd_units_pass_systemd_analyze_verify() {
     );
 }
 
+/// The source addresses the fixture server saw, and how many requests it logged.
+fn peers(env: &Env) -> (BTreeSet<IpAddr>, usize) {
+    let log = env.server.requests();
+    let ips = log
+        .iter()
+        .map(|r| r.peer.expect("the server logs each request's peer").ip())
+        .collect();
+    (ips, log.len())
+}
+
 #[test]
 fn the_address_family_and_source_address_are_honoured() {
-    let env = Env::with_config(FixtureSpec::default().with_packages(3), "ip = \"6\"");
+    let mut env = Env::with_config(FixtureSpec::default().with_packages(3), "ip = \"6\"");
     // The upstream listens on 127.0.0.1 only: IPv6-only must fail to connect.
     let stderr = assert_exit(&env.sync(), 1);
     assert!(stderr.contains("could not connect"), "{stderr}");
-    env.write_config("bind_address = \"127.0.0.1\"");
+    assert!(
+        env.server.requests().is_empty(),
+        "an IPv6-only run reached the IPv4 upstream"
+    );
+
+    // Control: without bind_address the kernel picks the source, 127.0.0.1 on
+    // loopback, so seeing 127.0.0.2 below can only come from the option.
+    env.write_config("");
     assert_ok(&env.sync());
+    let (ips, n) = peers(&env);
+    assert!(n > 1, "a cold sync makes many requests");
+    assert_eq!(ips, BTreeSet::from([IpAddr::from([127, 0, 0, 1])]));
+
+    // Any 127.0.0.0/8 address is loopback on Linux: every request of a delta run,
+    // index and pool file alike, must come from the configured one.
+    env.repo.add_package("aaa-bound");
+    env.publish();
+    env.server.clear_log();
+    env.write_config("bind_address = \"127.0.0.2\"");
+    assert_ok(&env.sync());
+    let (ips, n) = peers(&env);
+    assert!(
+        env.server.count("/pool/") > 0 && n > 2,
+        "{:?}",
+        env.server.requests()
+    );
+    assert_eq!(ips, BTreeSet::from([IpAddr::from([127, 0, 0, 2])]));
+    assert!(
+        env.served()
+            .join(env.repo.packages["aaa-bound"].filename())
+            .exists()
+    );
 }
 
 #[test]

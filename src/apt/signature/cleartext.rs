@@ -382,6 +382,10 @@ mod tests {
             (1, Problem::OutsideSignature)
         );
         assert_eq!(refused(b"\x89\x02\x33"), (1, Problem::BinarySignature));
+        // Only gpg's old-format packet is named binary, as apt names it; a new-format
+        // packet or text is simply no signature.
+        assert_eq!(refused(b"\xc2\x01\x02"), (1, Problem::NoSignature));
+        assert_eq!(refused(b"1234\n"), (1, Problem::NoSignature));
         assert_eq!(refused(b""), (1, Problem::NoSignature));
         let unclosed = SIG.replace("-----END PGP SIGNATURE-----\n", "");
         assert_eq!(refused(unclosed.as_bytes()), (5, Problem::Unclosed));
