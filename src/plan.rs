@@ -431,6 +431,28 @@ mod tests {
         );
     }
 
+    /// A file unchanged at its own path is linked from that path, whatever other
+    /// path holds the same bytes (two releases sharing a pool file, a by-hash copy).
+    #[test]
+    fn an_unchanged_file_is_linked_from_its_own_path_first() {
+        let m = published(&[("pool/a.deb", 10, 1, None), ("pool/copy.deb", 10, 1, None)]);
+        let copy = RelPath::new("pool/copy.deb").unwrap();
+        let by_digest: HashMap<[u8; 32], &RelPath> = HashMap::from([([1u8; 32], &copy)]);
+        let wanted = w("pool/a.deb", 10, 1);
+        let actions = plan_files([&wanted], &m, &by_digest);
+        assert_eq!(
+            actions,
+            vec![Action::Link {
+                from: wanted.path.clone(),
+                to: wanted.clone()
+            }]
+        );
+        // Same digest, another size: not the same file; fetched.
+        let other_size = w("pool/a.deb", 11, 1);
+        let actions = plan_files([&other_size], &m, &HashMap::new());
+        assert_eq!(actions, vec![Action::Fetch(other_size.clone())]);
+    }
+
     #[test]
     fn same_content_elsewhere_is_linked_not_fetched() {
         let m = published(&[("dists/s/main/binary-arm64/Packages.xz", 100, 7, None)]);
