@@ -1279,9 +1279,15 @@ mod tests {
         );
         let signed = key.clearsign(RELEASE).unwrap();
         let block = &signed[signed.find("-----BEGIN PGP SIGNATURE-----").unwrap()..];
-        let padded = format!("{signed}{}", block.repeat(MAX_SIGNATURE_BYTES / block.len() + 1));
+        let padded = format!(
+            "{signed}{}",
+            block.repeat(MAX_SIGNATURE_BYTES / block.len() + 1)
+        );
         let err = verify_clearsigned(&keyring, padded.as_bytes()).unwrap_err();
-        assert!(matches!(err, SignatureError::SignatureTooLarge { .. }), "{err}");
+        assert!(
+            matches!(err, SignatureError::SignatureTooLarge { .. }),
+            "{err}"
+        );
         // Well inside the bound: the most signatures a file may carry still verify.
         let at_cap = format!("{signed}{}", block.repeat(MAX_SIGNATURES - 1));
         verify_clearsigned(&keyring, at_cap.as_bytes()).unwrap();
