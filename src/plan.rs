@@ -523,6 +523,25 @@ mod tests {
         );
     }
 
+    /// Grace is a promise of `grace` and no more: a file gone one second less is
+    /// still served, one gone exactly that long is let go.
+    #[test]
+    fn grace_ends_exactly_when_it_says() {
+        let grace = 6 * 3600;
+        let now = 100 * 3600;
+        let m = published(&[
+            ("pool/one-second-left.deb", 1, 1, Some(now - grace + 1)),
+            ("pool/grace-over.deb", 2, 2, Some(now - grace)),
+        ]);
+        let r = plan_removals(&HashSet::new(), &m, now, Duration::from_secs(grace as u64));
+        let kept: Vec<&str> = r.kept.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(kept, ["pool/one-second-left.deb"]);
+        assert_eq!(
+            r.dropped,
+            vec![(RelPath::new("pool/grace-over.deb").unwrap(), 2)]
+        );
+    }
+
     #[test]
     fn a_file_listed_twice_differently_is_a_conflict() {
         let mut set = WantedSet::default();
