@@ -551,6 +551,52 @@ mod tests {
         assert!(err.to_string().starts_with("pool/a.deb is listed twice"));
     }
 
+    /// An image tree that loses its few big images loses the mirror, though most of
+    /// its small files stay: bytes count as much as files. And the limit is "more
+    /// than": exactly the ratio passes.
+    #[test]
+    fn losing_most_of_the_bytes_is_refused_and_the_limit_itself_passes() {
+        let mut files: Vec<(String, u64)> = (0..9).map(|i| (format!("small{i}"), 10)).collect();
+        files.push(("big.img.xz".into(), 1000));
+        let rows: Vec<(&str, u64, u8, Option<i64>)> = files
+            .iter()
+            .enumerate()
+            .map(|(i, (p, size))| (p.as_str(), *size, i as u8, None))
+            .collect();
+        let m = published(&rows);
+        let all = |_: &RelPath| true;
+        let big = RelPath::new("big.img.xz").unwrap();
+        let keep: HashSet<&RelPath> = m.files.keys().filter(|p| **p != big).collect();
+        let r = plan_removals(&keep, &m, 0, Duration::ZERO);
+        let msg = deletes_too_much(&r, &m, 0.4, &all).expect("most of the bytes gone");
+        assert!(
+            msg.contains("1 of 10 published files (10%, 92% of the bytes)"),
+            "{msg}"
+        );
+
+        // Four of ten equal files is 40%: at the limit, not over it.
+        let m = published(&[
+            ("a", 1, 1, None),
+            ("b", 1, 2, None),
+            ("c", 1, 3, None),
+            ("d", 1, 4, None),
+            ("e", 1, 5, None),
+            ("f", 1, 6, None),
+            ("g", 1, 7, None),
+            ("h", 1, 8, None),
+            ("i", 1, 9, None),
+            ("j", 1, 10, None),
+        ]);
+        let stay: Vec<RelPath> = ["e", "f", "g", "h", "i", "j"]
+            .iter()
+            .map(|p| RelPath::new(p).unwrap())
+            .collect();
+        let keep: HashSet<&RelPath> = stay.iter().collect();
+        let r = plan_removals(&keep, &m, 0, Duration::ZERO);
+        assert_eq!(r.newly_gone.len(), 4);
+        assert_eq!(deletes_too_much(&r, &m, 0.4, &all), None);
+    }
+
     #[test]
     fn wiping_most_of_the_mirror_is_refused() {
         let m = published(&[("a", 1, 1, None), ("b", 1, 2, None), ("c", 1, 3, None)]);
