@@ -504,6 +504,61 @@ mod tests {
         assert_eq!(current.manifest.files.len(), 1);
     }
 
+    /// The served link is ours only when it points into this mirror's snapshots: a
+    /// regular file or a link an operator made elsewhere is never taken for one.
+    #[test]
+    fn only_a_link_into_our_snapshots_is_taken_for_the_published_one() {
+        let root = tempfile::tempdir().unwrap();
+        let dirs = MirrorDirs::new(root.path(), "debian");
+        dirs.create().unwrap();
+        assert_eq!(dirs.current_id().unwrap(), None);
+        std::fs::write(&dirs.served, b"a file an operator put here").unwrap();
+        assert!(matches!(
+            dirs.current_id(),
+            Err(SnapshotError::NotOurs { .. })
+        ));
+        std::fs::remove_file(&dirs.served).unwrap();
+        std::os::unix::fs::symlink("/srv/elsewhere/20260101T000000Z", &dirs.served).unwrap();
+        assert!(matches!(
+            dirs.current_id(),
+            Err(SnapshotError::NotOurs { .. })
+        ));
+        std::fs::remove_file(&dirs.served).unwrap();
+        std::os::unix::fs::symlink(
+            ".mirrorsync/debian/snapshots/20260101T000000Z",
+            &dirs.served,
+        )
+        .unwrap();
+        assert_eq!(
+            dirs.current_id().unwrap().as_deref(),
+            Some("20260101T000000Z")
+        );
+    }
+
+    /// A link replaces what was at its place and shares the published file's inode:
+    /// staging costs no copy, and the published file is never written through it.
+    #[test]
+    fn link_file_shares_the_inode_and_replaces_a_stale_file() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let from = dir.path().join("published/pool/a.deb");
+        write_file(&from, b"published bytes", None).unwrap();
+        let to = dir.path().join("staging/pool/a.deb");
+        write_file(&to, b"a stale partial copy", None).unwrap();
+        link_file(&from, &to).unwrap();
+        assert_eq!(std::fs::read(&to).unwrap(), b"published bytes");
+        let (a, b) = (
+            std::fs::metadata(&from).unwrap(),
+            std::fs::metadata(&to).unwrap(),
+        );
+        assert_eq!((a.dev(), a.ino()), (b.dev(), b.ino()));
+        // Linking again is a no-op; a missing parent is made.
+        link_file(&from, &to).unwrap();
+        let deeper = dir.path().join("staging/by-hash/SHA256/abc");
+        link_file(&from, &deeper).unwrap();
+        assert_eq!(std::fs::metadata(&deeper).unwrap().ino(), a.ino());
+    }
+
     #[test]
     fn a_real_directory_where_the_symlink_goes_is_not_overwritten() {
         let root = tempfile::tempdir().unwrap();
