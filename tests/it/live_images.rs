@@ -2,12 +2,12 @@
 //! listings a Raspberry Pi style download server really sends (names cut at 50
 //! characters, exact sizes, its own dates), checked through nginx's own access log.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::{Command, Output};
 
 use mirrorsync::fixture::images::{FixtureImages, OS_LIST, OS_SUBLIST};
 
+use crate::logged_nginx::{Hit, Nginx};
 use crate::support::{TreeDigest, assert_ok, digest_tree, temp_files};
 
 const LITE: &str = "raspios_lite_armhf";
@@ -15,174 +15,6 @@ const ARM64: &str = "raspios_arm64";
 const DATES: &[&str] = &["2024-07-04", "2024-10-28", "2024-11-19"];
 const NEW_DATE: &str = "2024-12-01";
 const IMAGE_SIZE: u64 = 64 * 1024;
-
-/// A private nginx (own config, pid, logs and port) serving an upstream tree on
-/// 127.0.0.1, logging each request as `METHOD URI STATUS`. Stopped when dropped.
-struct Nginx {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-/// One line of the access log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Hit {
-    method: String,
-    path: String,
-    status: u16,
-}
-
-impl Hit {
-    fn is_listing(&self) -> bool {
-        self.method == "GET" && self.path.ends_with('/')
-    }
-
-    fn is_os_list(&self) -> bool {
-        self.method == "GET"
-            && (self.path == format!("/{OS_LIST}") || self.path == format!("/{OS_SUBLIST}"))
-    }
-}
-
-impl Nginx {
-    fn serve(root: &Path, json: bool) -> Nginx {
-        let binary = ["/usr/sbin/nginx", "/usr/bin/nginx"]
-            .into_iter()
-            .map(PathBuf::from)
-            .find(|p| p.is_file())
-            .or_else(|| {
-                std::env::var_os("PATH").and_then(|p| {
-                    std::env::split_paths(&p)
-                        .map(|d| d.join("nginx"))
-                        .find(|p| p.is_file())
-                })
-            });
-        // As tests/it/live.rs: no silent skip, in CI or not.
-        let Some(binary) = binary else {
-            panic!(
-                "nginx is not installed{}: these tests need the real one. Run scripts/test.sh (it installs it) or `apt-get install nginx`",
-                if std::env::var_os("CI").is_some() {
-                    " on this CI machine"
-                } else {
-                    ""
-                }
-            );
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let d = dir.path().display();
-        // Workers run as root when we are root: the test trees live in 0700 temp dirs.
-        let user = if is_root() { "user root root;" } else { "" };
-        let format = if json { "autoindex_format json;" } else { "" };
-        let conf = format!(
-            r#"{user}
-worker_processes 1;
-error_log {d}/error.log;
-pid {d}/nginx.pid;
-events {{ worker_connections 256; }}
-http {{
-    log_format hits '$request_method $request_uri $status';
-    access_log {d}/access.log hits;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    default_type application/octet-stream;
-    server {{
-        listen 127.0.0.1:{port};
-        root {root};
-        autoindex on;
-        {format}
-    }}
-}}
-"#,
-            root = root.display()
-        );
-        std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
-        let child = Command::new(binary)
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(dir.path().join("nginx.conf"))
-            .arg("-g")
-            .arg("daemon off;")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("starting nginx");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nginx did not start: {}",
-                std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Nginx { child, port, dir }
-    }
-
-    /// `http://127.0.0.1:<port>/`
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/", self.port)
-    }
-
-    /// Every request logged so far, in order.
-    fn hits(&self) -> Vec<Hit> {
-        std::fs::read_to_string(self.dir.path().join("access.log"))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| {
-                let mut parts = l.split(' ');
-                let method = parts.next().unwrap_or_default().to_string();
-                let path = parts.next().unwrap_or_default().to_string();
-                let status = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-                Hit {
-                    method,
-                    path,
-                    status,
-                }
-            })
-            .collect()
-    }
-
-    /// The requests after the first `from`, once nginx has logged `expected` of them
-    /// (it writes a line when a response is done, which can trail the client's exit).
-    fn hits_since(&self, from: usize, expected: usize) -> Vec<Hit> {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let hits = self.hits();
-            if hits.len() >= from + expected || Instant::now() > deadline {
-                return hits[from.min(hits.len())..].to_vec();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        // SIGTERM, not SIGKILL: the master must take its workers down with it.
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
 
 struct LiveEnv {
     _work: tempfile::TempDir,
@@ -197,7 +29,7 @@ impl LiveEnv {
         let work = tempfile::tempdir().expect("tempdir");
         let tree =
             FixtureImages::create(work.path(), &[LITE, ARM64], DATES, IMAGE_SIZE).expect("tree");
-        let nginx = Nginx::serve(&tree.root, json);
+        let nginx = Nginx::serve(&tree.root, json, false);
         tree.write_os_lists(&nginx.url(), None).expect("os lists");
         let root = work.path().join("mirror");
         let config = work.path().join("mirrors.toml");

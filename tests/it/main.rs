@@ -6,6 +6,7 @@ mod faults;
 mod images;
 mod live;
 mod live_images;
+mod logged_nginx;
 mod operability;
 mod probe;
 mod properties;
