@@ -177,7 +177,7 @@ pub async fn sync_images(
             listed.insert(p.clone());
             found
                 .entry(p.clone())
-                .or_insert_with(|| unlisted(&p, &from, image.size));
+                .or_insert_with(|| unlisted(&p, image.size));
             match image.sha256 {
                 Some(sha256) => vouch(
                     &mut vouched,
@@ -202,7 +202,7 @@ pub async fn sync_images(
                 Some(p) if seen_lists.insert(p.clone()) => {
                     found
                         .entry(p.clone())
-                        .or_insert_with(|| unlisted(&p, "", None));
+                        .or_insert_with(|| unlisted(&p, None));
                     queue.push(p);
                 }
                 Some(_) => {}
@@ -815,15 +815,12 @@ fn vouch(vouched: &mut HashMap<RelPath, Vouch>, path: RelPath, v: Vouch) -> anyh
 /// A file referenced (by an OS list) that no listing showed. What the list says of
 /// it stands in for a listing's size/date text: while the list says the same, the
 /// published copy is the one the list means, and costs no request.
-fn unlisted(path: &RelPath, from: &str, size: Option<u64>) -> Found {
-    let hint = match size {
-        Some(size) if !from.is_empty() => format!("OS list: {size} bytes"),
-        _ => String::new(),
-    };
+fn unlisted(path: &RelPath, listed_size: Option<u64>) -> Found {
+    let hint = listed_size.map_or_else(String::new, |size| format!("OS list: {size} bytes"));
     Found {
         path: path.clone(),
         hint,
-        size,
+        size: listed_size,
     }
 }
 
