@@ -200,9 +200,7 @@ pub async fn sync_images(
         for url in list.subitems_urls()? {
             match under_base(&bases, &url) {
                 Some(p) if seen_lists.insert(p.clone()) => {
-                    found
-                        .entry(p.clone())
-                        .or_insert_with(|| unlisted(&p, None));
+                    found.entry(p.clone()).or_insert_with(|| unlisted(&p, None));
                     queue.push(p);
                 }
                 Some(_) => {}
