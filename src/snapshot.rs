@@ -587,6 +587,18 @@ mod tests {
         assert_eq!(leftovers, ["InRelease"]);
     }
 
+    /// The directories still open when the walk ends are emptied too: a staging tree
+    /// must not publish a directory upstream no longer has.
+    #[test]
+    fn directories_emptied_at_the_end_of_the_walk_go_too() {
+        let root = tempfile::tempdir().unwrap();
+        let s = root.path();
+        write_file(&s.join("pool/main/z/zz/drop.deb"), b"d", None).unwrap();
+        let removed = clean_staging(s, &|_| false).unwrap();
+        assert_eq!(removed, 1);
+        assert_eq!(std::fs::read_dir(s).unwrap().count(), 0, "pool/ is left");
+    }
+
     #[test]
     fn cleaning_staging_removes_what_is_not_wanted() {
         let root = tempfile::tempdir().unwrap();
