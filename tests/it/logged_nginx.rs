@@ -116,29 +116,8 @@ http {{
             root = root.display()
         );
         std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
-        let child = Command::new(binary)
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(dir.path().join("nginx.conf"))
-            .arg("-g")
-            .arg("daemon off;")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("starting nginx");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        for p in std::iter::once(port).chain(redirect_port) {
-            while std::net::TcpStream::connect(("127.0.0.1", p)).is_err() {
-                assert!(
-                    Instant::now() < deadline,
-                    "nginx did not start: {}",
-                    std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
+        let ports: Vec<u16> = std::iter::once(port).chain(redirect_port).collect();
+        let child = start_nginx(&binary, dir.path(), &ports);
         Nginx {
             child,
             port,
@@ -224,4 +203,33 @@ fn is_root() -> bool {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
         .unwrap_or(false)
+}
+
+/// Starts `binary` on the `nginx.conf` in `dir` (its prefix: logs, pid, temp files)
+/// and waits until every one of `ports` answers on 127.0.0.1.
+pub fn start_nginx(binary: &Path, dir: &Path, ports: &[u16]) -> Child {
+    let child = Command::new(binary)
+        .arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .arg("-g")
+        .arg("daemon off;")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting nginx");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for &p in ports {
+        while std::net::TcpStream::connect(("127.0.0.1", p)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not start: {}",
+                std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    child
 }
