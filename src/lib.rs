@@ -26,12 +26,14 @@
 pub mod apt;
 pub mod config;
 pub mod demo;
+pub mod failures;
 pub mod fetch;
 pub mod fixture;
 pub mod images;
 pub mod lock;
 pub mod manifest;
 pub mod metrics;
+pub mod pipeline;
 pub mod plan;
 pub mod probe;
 pub mod ratelimit;

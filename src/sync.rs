@@ -1,74 +1,23 @@
 //! A sync run: take the lock, run each mirror, record what happened.
 //!
 //! One failed mirror does not stop the others; each result is recorded in its
-//! `state.json` and handed back for the exit code. The per-kind work lives in
-//! `apt::sync` (and `images` for image trees).
+//! `state.json` and handed back for the exit code. One mirror's run is the shared
+//! [`crate::pipeline`] with its kind (`apt::sync`, `images::sync`).
 
 use std::time::Instant;
 
 use anyhow::Context;
-use serde::Serialize;
 
-use crate::config::{Config, Global, Mirror, MirrorKind};
+use crate::config::{Config, Mirror, MirrorKind};
 use crate::lock::{LockError, RunLock};
-use crate::plan::PlanSummary;
 use crate::report::Reporter;
 use crate::snapshot::MirrorDirs;
 use crate::state::{MirrorState, RunRecord};
 use crate::trace::Trigger;
 
-/// How a run was asked to behave.
-#[derive(Debug, Clone, Default)]
-pub struct SyncOptions {
-    pub dry_run: bool,
-    pub verify_all: bool,
-    pub allow_mass_delete: bool,
-    pub trigger: Trigger,
-}
-
-/// Shared by the mirrors of one run.
-pub struct RunContext<'a> {
-    pub global: &'a Global,
-    pub options: &'a SyncOptions,
-    pub reporter: &'a dyn Reporter,
-    /// The run's start, used for snapshot ids, grace and expiry checks.
-    pub now: jiff::Timestamp,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunOutcome {
-    /// Upstream unchanged; nothing fetched or published.
-    #[default]
-    Unchanged,
-    Published,
-    DryRun,
-}
-
-/// What one mirror's run did.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct MirrorReport {
-    pub name: String,
-    pub outcome: RunOutcome,
-    pub snapshot: Option<String>,
-    pub plan: PlanSummary,
-    pub files_fetched: u64,
-    pub bytes_fetched: u64,
-    pub files_total: u64,
-    /// Image-tree files no checksum vouches for (compared by size and ETag/date).
-    pub files_unverified: u64,
-    pub requests: u64,
-    pub seconds: f64,
-    pub warnings: Vec<String>,
-    pub pruned: Vec<String>,
-    /// Newest upstream Release Date, RFC 3339.
-    pub upstream_date: Option<String>,
-    /// Files kept for grace, with the Unix time they go.
-    pub grace: Vec<(String, i64)>,
-    /// What publishing to the mirror's bucket did; None without `publish`, or when
-    /// the bucket already held the snapshot.
-    pub bucket: Option<crate::s3::BucketReport>,
-}
+pub use crate::pipeline::{MirrorReport, RunContext, RunOutcome, SyncOptions};
+// Until s3::publish names crate::failures itself.
+pub(crate) use crate::failures::first_failures;
 
 /// The result of one mirror in a run.
 pub struct MirrorResult {
@@ -220,10 +169,13 @@ pub fn select<'c>(config: &'c Config, names: &[String]) -> Result<Vec<&'c Mirror
 }
 
 async fn sync_mirror(ctx: &RunContext<'_>, mirror: &Mirror) -> anyhow::Result<MirrorReport> {
+    let clock = Instant::now();
     let mut report = match &mirror.kind {
         MirrorKind::Apt(apt) => crate::apt::sync::sync_apt(ctx, mirror, apt).await?,
         MirrorKind::Images(images) => crate::images::sync::sync_images(ctx, mirror, images).await?,
     };
+    // Every attempt of the kind counts (apt waits for a busy upstream).
+    report.seconds = clock.elapsed().as_secs_f64();
     // Also when upstream was unchanged: a bucket left behind by a failed publish
     // catches up on the next run.
     if let Some(target) = &mirror.publish
@@ -295,40 +247,4 @@ fn record(
     if let Err(e) = state.save(&dirs.base) {
         tracing::warn!(error = %e, "could not record the run in state.json");
     }
-}
-
-/// One error for many failed files, the first few named.
-pub(crate) fn failed(what: &str, errors: Vec<String>) -> anyhow::Error {
-    anyhow::anyhow!("{what}: {} failed{}", errors.len(), first_failures(&errors))
-}
-
-/// The first few of many failures, one per indented line, and how many more.
-pub(crate) fn first_failures(errors: &[String]) -> String {
-    const SHOWN: usize = 10;
-    let mut out = String::new();
-    for e in errors.iter().take(SHOWN) {
-        out.push_str("\n  ");
-        out.push_str(e);
-    }
-    if errors.len() > SHOWN {
-        out.push_str(&format!("\n  ... and {} more", errors.len() - SHOWN));
-    }
-    out
-}
-
-/// An error with its causes, "a: b: c", for messages that list many failures (the
-/// cause is often the part that helps: "No space left on device").
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        // Transparent wrappers repeat their source's message.
-        if !out.ends_with(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }

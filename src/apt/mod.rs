@@ -1,9 +1,18 @@
-//! Debian archive formats and the apt mirror run.
+//! Debian archive formats and the apt kind of mirror.
 //!
 //! `signature` says which bytes a trusted key signed; `release` parses that text into
-//! the list of index files; `packages` streams Packages and Sources into pool files;
-//! `sync` drives one apt mirror from Release to published snapshot.
+//! the list of index files; `packages` streams Packages and Sources into pool files.
+//! The apt mirror run: `suite` fetches and verifies each suite's Release files
+//! (`published` reads back the ones already served, `dates` refuses expired and
+//! rolled-back ones), `indices` stages the indices and reads the pool from them,
+//! `source` is the kind as the shared pipeline sees it, and `sync` retries it while
+//! the upstream is busy or moving.
+mod dates;
+mod indices;
 pub mod packages;
+mod published;
 pub mod release;
 pub mod signature;
+mod source;
+mod suite;
 pub mod sync;

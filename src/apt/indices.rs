@@ -1,0 +1,301 @@
+//! A suite's indices (Packages, Sources, Contents...): the ones the config wants,
+//! staged with their by-hash twins, and read for the pool they list.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+
+use anyhow::{Context, anyhow, bail};
+use url::Url;
+
+use super::packages::{self, Compression, IndexKind};
+use super::suite::{MAX_RELEASE_BYTES, Suite};
+use super::sync::UpstreamMoved;
+use crate::config::AptMirror;
+use crate::failures::{chain, failed};
+use crate::fetch::{Placed, StageError, encode_path};
+use crate::manifest::{Entry, Manifest};
+use crate::pipeline::{Run, StagingArea, Tally};
+use crate::plan::{self, Action, PlanSummary, Wanted, WantedSet};
+use crate::relpath::RelPath;
+use crate::upstream::{FetchError, Meta, Upstream, redact};
+
+/// The indices to stage, and which index each is a variant of (Packages.xz and
+/// Packages.gz are variants of Packages; a by-hash copy is a variant of its index).
+#[derive(Default)]
+pub(super) struct Indices {
+    pub wanted: WantedSet,
+    variant_of: HashMap<RelPath, String>,
+}
+
+/// The indices after staging.
+pub(super) struct StagedIndices {
+    /// Where each staged (or, for a dry run, published) index can be read.
+    pub located: HashMap<RelPath, PathBuf>,
+    pub summary: PlanSummary,
+    pub tally: Tally,
+}
+
+impl Indices {
+    fn add(&mut self, w: Wanted, variant: &str) -> anyhow::Result<()> {
+        self.variant_of.insert(w.path.clone(), variant.to_string());
+        self.wanted.insert(w)?;
+        Ok(())
+    }
+}
+
+/// The indices each suite's Release lists that the config wants, with the by-hash
+/// copies apt asks for when the Release says Acquire-By-Hash; and the files an
+/// unchanged suite carries over.
+pub(super) fn wanted(suites: &[Suite], apt: &AptMirror) -> anyhow::Result<Indices> {
+    let mut out = Indices::default();
+    for s in suites {
+        for w in &s.kept_files {
+            out.wanted.insert(w.clone())?;
+        }
+        for f in s
+            .release
+            .wanted_indices(&apt.components, &apt.architectures, apt.sources)
+        {
+            let path = RelPath::new(&format!("dists/{}/{}", s.name, f.path))?;
+            let Some(sha256) = f.sha256 else {
+                bail!(
+                    "suite {}: Release lists {} without a SHA256 checksum; MD5 and SHA1 are not trusted",
+                    s.name,
+                    f.path
+                );
+            };
+            let key = variant_key(path.as_str());
+            let file = |p: &RelPath| Wanted {
+                path: p.clone(),
+                size: f.size,
+                sha256,
+                source: p.clone(),
+            };
+            let source = if s.release.acquire_by_hash {
+                let dir = path.parent().unwrap_or("");
+                let by_hash =
+                    RelPath::new(&format!("{dir}/by-hash/SHA256/{}", hex::encode(sha256)))?;
+                out.add(file(&by_hash), &key)?;
+                // apt asks for the strongest hash Release lists: serve that by-hash
+                // copy too (same content, verified by its SHA256).
+                if let Some(sha512) = &f.sha512 {
+                    let strong = RelPath::new(&format!("{dir}/by-hash/SHA512/{sha512}"))?;
+                    out.add(file(&strong), &key)?;
+                }
+                by_hash
+            } else {
+                path.clone()
+            };
+            out.add(
+                Wanted {
+                    source,
+                    ..file(&path)
+                },
+                &key,
+            )?;
+        }
+    }
+    Ok(out)
+}
+
+/// Stages the wanted indices. A dry run reads linked indices where they are
+/// published and fetches only the changed ones, into its scratch area.
+pub(super) async fn stage(
+    run: &Run<'_>,
+    area: &StagingArea,
+    suites: &[Suite],
+    indices: &mut Indices,
+) -> anyhow::Result<StagedIndices> {
+    let actions = plan::plan_owned(indices.wanted.iter().cloned(), run.published());
+    let mut summary = PlanSummary::default();
+    summary.add_actions(&actions);
+    let mut located: HashMap<RelPath, PathBuf> = HashMap::new();
+    let mut ok_variants: HashSet<String> = HashSet::new();
+    let to_run = if run.dry_run() {
+        let mut fetches = Vec::new();
+        for a in actions {
+            match a {
+                Action::Link { from, to } => {
+                    if let Some(c) = &run.current {
+                        if let Some(k) = indices.variant_of.get(&to.path) {
+                            ok_variants.insert(k.clone());
+                        }
+                        located.insert(to.path, from.under(&c.dir));
+                    }
+                }
+                fetch => fetches.push(fetch),
+            }
+        }
+        fetches
+    } else {
+        actions
+    };
+    let phase = std::time::Instant::now();
+    let outcomes = run.stager(area, &run.mirror.upstream).run(to_run).await;
+    tracing::info!(seconds = phase.elapsed().as_secs_f64(), "indices staged");
+    let mut failures = Vec::new();
+    let mut tally = Tally::default();
+    for o in outcomes {
+        match o.result {
+            Ok(placed) => {
+                if let Placed::Fetched { received } = placed {
+                    tally.bytes += received;
+                    tally.files += 1;
+                }
+                if let Some(k) = indices.variant_of.get(&o.wanted.path) {
+                    ok_variants.insert(k.clone());
+                }
+                located.insert(o.wanted.path.clone(), o.wanted.path.under(&area.staging));
+            }
+            Err(e) => failures.push((o.wanted, e)),
+        }
+    }
+    judge_failures(run, suites, indices, &ok_variants, failures).await?;
+    Ok(StagedIndices {
+        located,
+        summary,
+        tally,
+    })
+}
+
+/// Index failures fail the run, except a listed variant upstream does not serve
+/// while another variant of the same index is there. Checksum failures while the
+/// upstream's Release moved on are the move, not damage.
+async fn judge_failures(
+    run: &Run<'_>,
+    suites: &[Suite],
+    indices: &mut Indices,
+    ok_variants: &HashSet<String>,
+    failures: Vec<(Wanted, StageError)>,
+) -> anyhow::Result<()> {
+    let mut errors = Vec::new();
+    let mut moved_suspect = false;
+    for (w, e) in failures {
+        let key = indices.variant_of.get(&w.path);
+        if e.is_not_found() && key.is_some_and(|k| ok_variants.contains(k)) {
+            // Debian lists uncompressed Packages it does not serve; apt copes, as
+            // long as one listed variant of the index is there and verified.
+            tracing::info!(path = %w.path, "listed in Release but not served; another variant is");
+            indices.wanted.remove(&w.path);
+            continue;
+        }
+        moved_suspect |= matches!(
+            &e,
+            StageError::Fetch(
+                FetchError::ChecksumMismatch { .. }
+                    | FetchError::WrongLength { .. }
+                    | FetchError::TooLong { .. }
+            )
+        );
+        errors.push(format!("{}: {}", w.path, chain(&e)));
+    }
+    if errors.is_empty() {
+        return Ok(());
+    }
+    if moved_suspect {
+        check_moved(&run.upstream, &run.mirror.upstream, suites).await?;
+    }
+    Err(failed("fetching indices", errors))
+}
+
+/// The pool the staged Packages and Sources list: path -> entry, as the next
+/// manifest lists it, so it becomes that manifest instead of being copied into one
+/// (at Debian scale each copy is 10 MB).
+pub(super) async fn pool(
+    published: &Manifest,
+    suites: &[Suite],
+    located: &HashMap<RelPath, PathBuf>,
+    indices: &WantedSet,
+) -> anyhow::Result<HashMap<RelPath, Entry>> {
+    let mut pool: HashMap<RelPath, Entry> = HashMap::new();
+    for s in suites {
+        for (kind, path) in indices_to_parse(s, located) {
+            let Some(file) = located.get(&path).cloned() else {
+                continue;
+            };
+            let index_name = format!("{} {}", s.name, path);
+            let files = tokio::task::spawn_blocking(move || {
+                let mut files = Vec::new();
+                packages::pool_files_of(&file, kind, &index_name, |f| files.push(f)).map(|_| files)
+            })
+            .await
+            .map_err(|e| anyhow!("index parser task: {e}"))??;
+            for f in files {
+                // The published manifest's copy of the path, when it has one: 65,000
+                // paths are then held once, not once per manifest.
+                let p = published
+                    .files
+                    .get_key_value(&f.path)
+                    .map_or(f.path, |(p, _)| p.clone());
+                plan::insert_entry(&mut pool, p, f.size, f.sha256)
+                    .with_context(|| format!("suite {}: {}", s.name, path))?;
+            }
+        }
+    }
+    for (path, e) in &pool {
+        if let Some(have) = indices.get(path)
+            && (have.size != e.size || have.sha256 != e.sha256)
+        {
+            bail!("{path} is both an index and a pool file with other contents");
+        }
+    }
+    Ok(pool)
+}
+
+/// If the upstream's signed Release differs from the one this run started from,
+/// the index failures are the upstream moving, not damage.
+async fn check_moved(upstream: &Upstream, base: &Url, suites: &[Suite]) -> anyhow::Result<()> {
+    for s in suites {
+        let url = base.join(&encode_path(s.signed_path.as_str()))?;
+        if let Ok(Meta::Body { body, .. }) = upstream.get_meta(&url, MAX_RELEASE_BYTES, None).await
+            && body != s.signed_bytes
+        {
+            return Err(UpstreamMoved { url: redact(&url) }.into());
+        }
+    }
+    Ok(())
+}
+
+/// The index a path is a variant of: its path without the compression suffix.
+fn variant_key(path: &str) -> String {
+    for ext in [".gz", ".xz", ".bz2", ".lzma", ".zst", ".lz4"] {
+        if let Some(stem) = path.strip_suffix(ext) {
+            return stem.to_string();
+        }
+    }
+    path.to_string()
+}
+
+/// The Packages and Sources indices to read for the pool: one variant of each, the
+/// cheapest to decompress that was staged.
+fn indices_to_parse(s: &Suite, located: &HashMap<RelPath, PathBuf>) -> Vec<(IndexKind, RelPath)> {
+    let mut best: HashMap<String, (u8, IndexKind, RelPath)> = HashMap::new();
+    for f in s.release.files.values() {
+        let name = f.path.file_name();
+        let dir = f.path.parent().unwrap_or("");
+        let kind = if name.starts_with("Packages") && dir.contains("binary-") {
+            IndexKind::Packages
+        } else if name.starts_with("Sources") && dir.ends_with("source") {
+            IndexKind::Sources
+        } else {
+            continue;
+        };
+        let Some(compression) = Compression::of(name) else {
+            continue;
+        };
+        let Ok(path) = RelPath::new(&format!("dists/{}/{}", s.name, f.path)) else {
+            continue;
+        };
+        if !located.contains_key(&path) {
+            continue;
+        }
+        let key = variant_key(path.as_str());
+        let rank = compression.preference();
+        if best.get(&key).is_none_or(|(r, _, _)| rank < *r) {
+            best.insert(key, (rank, kind, path));
+        }
+    }
+    let mut out: Vec<_> = best.into_values().map(|(_, k, p)| (k, p)).collect();
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    out
+}

@@ -1,0 +1,324 @@
+//! One suite's signed metadata: InRelease (else Release + Release.gpg), fetched
+//! conditionally when the published copy can answer for it, verified, and checked
+//! for expiry and rollback.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use anyhow::{Context, anyhow, bail};
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use url::Url;
+
+use super::dates::{check_dates, check_still_valid};
+use super::published::{published_floor, published_suite};
+use super::release::Release;
+use super::signature::{self, Keyring};
+use super::sync::UpstreamMoved;
+use crate::config::AptMirror;
+use crate::fetch::encode_path;
+use crate::plan::Wanted;
+use crate::relpath::RelPath;
+use crate::snapshot::Snapshot;
+use crate::state::MirrorState;
+use crate::upstream::{Meta, Upstream, Validators, redact};
+
+/// Large enough for any real Release (Debian's main suite is ~200 KB, ~2,000 files),
+/// small enough that a hostile upstream cannot fill a Raspberry Pi's memory with one:
+/// a Release is held, verified and parsed in memory (a 10^6-entry one, 109 MB, would
+/// take ~500 MB).
+pub(super) const MAX_RELEASE_BYTES: u64 = 16 << 20;
+
+/// A suite's signed metadata, as it goes into the next snapshot.
+pub(super) struct Suite {
+    pub name: String,
+    pub release: Release,
+    /// Files fetched in this run, written into staging last.
+    pub new_files: Vec<(RelPath, Bytes, Option<SystemTime>)>,
+    /// Files carried over from the published snapshot (suite unchanged).
+    pub kept_files: Vec<Wanted>,
+    pub unchanged: bool,
+    /// The InRelease (or Release) bytes this run works from, to notice upstream moves.
+    pub signed_bytes: Bytes,
+    pub signed_path: RelPath,
+    pub validators: Option<Validators>,
+}
+
+/// What fetching a suite's Release files needs to know.
+pub(super) struct SuiteFetch<'a> {
+    pub upstream: &'a Upstream,
+    pub base: &'a Url,
+    pub apt: &'a AptMirror,
+    pub keyring: Option<&'a Keyring>,
+    pub current: Option<&'a Snapshot>,
+    /// state.json, when the no-op shortcut may be taken (config unchanged).
+    pub shortcut: Option<&'a MirrorState>,
+    /// Release Dates recorded at publishing: the rollback floor's fallback.
+    pub recorded: &'a BTreeMap<String, String>,
+    pub now: jiff::Timestamp,
+}
+
+type Got = (Bytes, Validators, Option<SystemTime>);
+
+impl SuiteFetch<'_> {
+    fn url(&self, p: &RelPath) -> anyhow::Result<Url> {
+        Ok(self.base.join(&encode_path(p.as_str()))?)
+    }
+
+    /// Fetches and verifies one suite's Release files.
+    pub async fn fetch(&self, name: &str, notes: &mut Vec<String>) -> anyhow::Result<Suite> {
+        let inrelease = RelPath::new(&format!("dists/{name}/InRelease"))?;
+        let published = self
+            .current
+            .and_then(|c| c.manifest.files.get(&inrelease).map(|e| (c, e.sha256)));
+        // Validators count only for the content they were taken with: after a manual
+        // rollback of the served link, a 304 must not pin the older tree.
+        let known = self.shortcut.and_then(|s| {
+            let (_, sha) = published?;
+            s.validators
+                .get(inrelease.as_str())
+                .filter(|v| v.content_sha256.as_deref() == Some(hex::encode(sha).as_str()))
+        });
+        let in_url = self.url(&inrelease)?;
+        let shown = redact(&in_url);
+        let mut fetched = match self
+            .upstream
+            .get_meta(&in_url, MAX_RELEASE_BYTES, known)
+            .await
+        {
+            Ok(Meta::NotModified) => None,
+            Ok(Meta::Body {
+                body,
+                validators,
+                last_modified,
+                ..
+            }) => Some((body, validators, last_modified)),
+            Err(e) if e.is_not_found() => return self.fetch_release_gpg(name, notes).await,
+            Err(e) => return Err(e).context("fetching InRelease"),
+        };
+        if let (Some((c, sha)), true) = (published, self.shortcut.is_some()) {
+            let same = match &fetched {
+                None => true,
+                Some((body, _, _)) => sha == <[u8; 32]>::from(Sha256::digest(body)),
+            };
+            if same {
+                let carry = ["InRelease", "Release", "Release.gpg"];
+                match published_suite(name, c, &inrelease, &carry, self.keyring) {
+                    Ok(mut suite) => {
+                        check_still_valid(&suite.release, self.apt, self.now)
+                            .with_context(|| shown.clone())?;
+                        suite.validators = fetched.map(|(_, v, _)| v).or_else(|| known.cloned());
+                        return Ok(suite);
+                    }
+                    Err(e) => {
+                        // Only verified bytes feed a run: a published copy that no
+                        // longer verifies is not trusted for anything, upstream's is
+                        // fetched anew.
+                        notes.push(format!("suite {name}: {e:#}; fetching it again"));
+                        if fetched.is_none() {
+                            fetched = Some(self.fetch_unconditionally(&in_url).await?);
+                        }
+                    }
+                }
+            }
+        }
+        let Some(got) = fetched else {
+            // A 304 without a published copy cannot happen: we only ask conditionally
+            // when we hold one. Treat it as a server bug.
+            bail!("{shown}: 304 Not Modified to an unconditional request");
+        };
+        self.new_inrelease(name, inrelease, got, notes).await
+    }
+
+    /// An InRelease upstream published since: verified, dated, and its Release
+    /// companions fetched.
+    async fn new_inrelease(
+        &self,
+        name: &str,
+        inrelease: RelPath,
+        (body, validators, last_modified): Got,
+        notes: &mut Vec<String>,
+    ) -> anyhow::Result<Suite> {
+        let shown = redact(&self.url(&inrelease)?);
+        let text = match self.keyring {
+            // apt refuses an InRelease with anything outside its signed part (the
+            // splitter says which line), and so do we: such bytes would be published.
+            Some(k) => {
+                signature::verify_clearsigned(k, &body)
+                    .with_context(|| format!("verifying {shown}"))?
+                    .text
+            }
+            None => signature::unsigned_text(&body).with_context(|| format!("reading {shown}"))?,
+        };
+        let release = Release::parse(&text).with_context(|| format!("parsing {shown}"))?;
+        let floor = published_floor(self.current, name, self.keyring, self.recorded, notes);
+        check_dates(&release, self.apt, floor, self.now).with_context(|| shown.clone())?;
+        let mut new_files = vec![(inrelease.clone(), body.clone(), last_modified)];
+        new_files.extend(self.companions(name, &text).await?);
+        Ok(Suite {
+            name: name.to_string(),
+            release,
+            new_files,
+            kept_files: Vec::new(),
+            unchanged: false,
+            signed_bytes: body,
+            signed_path: inrelease,
+            validators: Some(validators),
+        })
+    }
+
+    /// Release + Release.gpg beside an InRelease, for clients that do not use
+    /// InRelease; they must say the same thing or upstream is mid-update.
+    async fn companions(
+        &self,
+        name: &str,
+        text: &str,
+    ) -> anyhow::Result<Vec<(RelPath, Bytes, Option<SystemTime>)>> {
+        let release_path = RelPath::new(&format!("dists/{name}/Release"))?;
+        let gpg_path = RelPath::new(&format!("dists/{name}/Release.gpg"))?;
+        let rel = self.optional(&self.url(&release_path)?).await?;
+        let gpg = self.optional(&self.url(&gpg_path)?).await?;
+        let gpg_shown = redact(&self.url(&gpg_path)?);
+        let mut out = Vec::new();
+        if let Some((rel_body, rel_mtime)) = rel {
+            if rel_body.as_ref() != text.as_bytes() {
+                return Err(UpstreamMoved {
+                    url: redact(&self.url(&release_path)?),
+                }
+                .into());
+            }
+            if let Some((gpg_body, gpg_mtime)) = gpg {
+                if let Some(k) = self.keyring {
+                    signature::verify_detached(k, &rel_body, &gpg_body)
+                        .with_context(|| format!("verifying {gpg_shown}"))?;
+                }
+                out.push((gpg_path, gpg_body, gpg_mtime));
+            }
+            out.push((release_path, rel_body, rel_mtime));
+        }
+        Ok(out)
+    }
+
+    /// The old layout: Release signed by a detached Release.gpg.
+    async fn fetch_release_gpg(
+        &self,
+        name: &str,
+        notes: &mut Vec<String>,
+    ) -> anyhow::Result<Suite> {
+        let release_path = RelPath::new(&format!("dists/{name}/Release"))?;
+        let rel_url = self.url(&release_path)?;
+        let rel_shown = redact(&rel_url);
+        let (body, validators, mtime) = match self
+            .upstream
+            .get_meta(&rel_url, MAX_RELEASE_BYTES, None)
+            .await
+        {
+            Ok(Meta::Body {
+                body,
+                validators,
+                last_modified,
+                ..
+            }) => (body, validators, last_modified),
+            Ok(Meta::NotModified) => {
+                bail!("{rel_shown}: 304 Not Modified to an unconditional request")
+            }
+            Err(e) => {
+                return Err(e).context("neither InRelease nor Release could be fetched");
+            }
+        };
+        if self.shortcut.is_some()
+            && let Some(c) = self.current
+            && c.manifest
+                .files
+                .get(&release_path)
+                .is_some_and(|e| e.sha256 == <[u8; 32]>::from(Sha256::digest(&body)))
+        {
+            // Unchanged. An InRelease published earlier is not carried over: upstream
+            // no longer has it, and apt would prefer it to the Release it goes with.
+            let carry = ["Release", "Release.gpg"];
+            match published_suite(name, c, &release_path, &carry, self.keyring) {
+                Ok(suite) => {
+                    check_still_valid(&suite.release, self.apt, self.now)
+                        .with_context(|| rel_shown.clone())?;
+                    return Ok(suite);
+                }
+                Err(e) => {
+                    notes.push(format!("suite {name}: {e:#}; verifying upstream's again"));
+                }
+            }
+        }
+        self.new_release(name, release_path, (body, validators, mtime), notes)
+            .await
+    }
+
+    /// A Release upstream published since, verified with its Release.gpg.
+    async fn new_release(
+        &self,
+        name: &str,
+        release_path: RelPath,
+        (body, validators, mtime): Got,
+        notes: &mut Vec<String>,
+    ) -> anyhow::Result<Suite> {
+        let gpg_path = RelPath::new(&format!("dists/{name}/Release.gpg"))?;
+        let gpg_url = self.url(&gpg_path)?;
+        let (rel_shown, gpg_shown) = (redact(&self.url(&release_path)?), redact(&gpg_url));
+        let mut new_files = vec![(release_path.clone(), body.clone(), mtime)];
+        let text = match self.keyring {
+            Some(k) => {
+                let Some((sig, sig_mtime)) = self.optional(&gpg_url).await? else {
+                    bail!("{gpg_shown}: missing, and the Release cannot be trusted without it");
+                };
+                let verified = signature::verify_detached(k, &body, &sig)
+                    .with_context(|| format!("verifying {rel_shown} with {gpg_shown}"))?;
+                new_files.push((gpg_path, sig, sig_mtime));
+                verified.text
+            }
+            None => String::from_utf8(body.to_vec())
+                .map_err(|_| anyhow!("{rel_shown}: Release is not UTF-8"))?,
+        };
+        let release = Release::parse(&text).with_context(|| format!("parsing {rel_shown}"))?;
+        let floor = published_floor(self.current, name, self.keyring, self.recorded, notes);
+        check_dates(&release, self.apt, floor, self.now).with_context(|| rel_shown.clone())?;
+        Ok(Suite {
+            name: name.to_string(),
+            release,
+            new_files,
+            kept_files: Vec::new(),
+            unchanged: false,
+            signed_bytes: body,
+            signed_path: release_path,
+            validators: Some(validators),
+        })
+    }
+
+    /// GETs a file that may legitimately be missing.
+    async fn optional(&self, url: &Url) -> anyhow::Result<Option<(Bytes, Option<SystemTime>)>> {
+        match self.upstream.get_meta(url, MAX_RELEASE_BYTES, None).await {
+            Ok(Meta::Body {
+                body,
+                last_modified,
+                ..
+            }) => Ok(Some((body, last_modified))),
+            Ok(Meta::NotModified) => Ok(None),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A GET without validators, for when a 304 answered for a published copy that
+    /// can no longer be trusted.
+    async fn fetch_unconditionally(&self, url: &Url) -> anyhow::Result<Got> {
+        match self.upstream.get_meta(url, MAX_RELEASE_BYTES, None).await? {
+            Meta::Body {
+                body,
+                validators,
+                last_modified,
+                ..
+            } => Ok((body, validators, last_modified)),
+            Meta::NotModified => bail!(
+                "{}: 304 Not Modified to an unconditional request",
+                redact(url)
+            ),
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! The run of one mirror, written once for every kind of mirror.
+//!
+//! ```text
+//!            kind (apt, images)                 shared run (this module)
+//!  ┌──────────────────────────────────┐
+//!  │ offer: fetch + verify metadata,  │──Offer──▶ plan (pure) ──▶ guard: mass delete
+//!  │ say what the snapshot must hold  │                 │
+//!  └──────────────────────────────────┘                 ▼
+//!                                             stage: link / fetch / by size
+//!                                                       │
+//!                                             keep files in grace, write metadata
+//!  ┌──────────────────────────────────┐                 │
+//!  │ finish: check staged files,      │◀────────────────┘
+//!  │ files to write last (traces)     │──▶ publish (one rename) ──▶ prune
+//!  └──────────────────────────────────┘                 │
+//!  ┌──────────────────────────────────┐                 ▼
+//!  │ record: validators, hints        │◀──── state.json
+//!  └──────────────────────────────────┘
+//! ```
+//!
+//! Any failure before the rename leaves the served tree untouched; staged, verified
+//! files stay for the next run. What a kind needs beyond this (apt's wait for a busy
+//! upstream and restart when it moves, images' OS list rewriting) stays in the kind.
+
+mod context;
+mod guard;
+mod plan;
+mod run;
+mod source;
+mod stage;
+
+use anyhow::Context;
+
+pub use context::{MirrorReport, RunContext, RunOutcome, SyncOptions};
+pub use run::{Run, StagingArea};
+pub use source::{Changes, NewFile, Offer, Source, Staged, Tally, Unverified};
+
+use crate::config::Mirror;
+use crate::manifest::Manifest;
+use crate::snapshot;
+
+/// Runs one mirror of kind `source`: offer -> plan -> guard -> stage -> grace ->
+/// publish -> record.
+pub async fn run<S: Source>(
+    ctx: &RunContext<'_>,
+    mirror: &Mirror,
+    mut source: S,
+) -> anyhow::Result<MirrorReport> {
+    let mut run = Run::load(ctx, mirror)?;
+    let changes = match source.offer(&run).await? {
+        Offer::Unchanged { upstream_date } => {
+            return Ok(MirrorReport {
+                snapshot: run.current.as_ref().map(|c| c.id.clone()),
+                upstream_date,
+                ..run.report(RunOutcome::Unchanged)
+            });
+        }
+        Offer::Changed(changes) => *changes,
+    };
+    let mut plan = plan::plan(&run, &source, &changes);
+    ctx.reporter.on_plan(&mirror.name, &plan.summary);
+    guard::mass_delete(&run, &source, &plan)?;
+    let files_unverified = changes.unverified.len() as u64 + changes.kept_unverified;
+    if run.dry_run() {
+        return Ok(MirrorReport {
+            plan: plan.summary,
+            grace: plan.removals.grace_ends(ctx.global.grace),
+            upstream_date: changes.upstream_date,
+            files_unverified,
+            ..run.report(RunOutcome::DryRun)
+        });
+    }
+    if changes.publish_only_on_change && nothing_changed(&run, &plan) {
+        source.record(&run, None);
+        return Ok(MirrorReport {
+            snapshot: run.current.as_ref().map(|c| c.id.clone()),
+            files_unverified,
+            ..run.report(RunOutcome::Unchanged)
+        });
+    }
+    let actions = std::mem::take(&mut plan.actions);
+    let published = stage_and_publish(&mut run, &mut source, changes, actions, &plan).await?;
+    let mut state = std::mem::take(&mut run.state);
+    source.record(&run, Some(&mut state));
+    state.save(&run.dirs.base).context("recording the run")?;
+    Ok(MirrorReport {
+        snapshot: Some(published.id),
+        plan: plan.summary,
+        files_fetched: published.tally.files,
+        bytes_fetched: published.tally.bytes,
+        files_total: published.files_total,
+        files_unverified,
+        pruned: published.pruned,
+        upstream_date: published.upstream_date,
+        grace: plan.removals.grace_ends(ctx.global.grace),
+        ..run.report(RunOutcome::Published)
+    })
+}
+
+/// Nothing fetched and nothing newly gone: the published snapshot is still upstream's
+/// tree (files already in grace stay as they were).
+fn nothing_changed(run: &Run<'_>, plan: &plan::Plan) -> bool {
+    plan.summary.fetch_files == 0
+        && plan.removals.newly_gone.is_empty()
+        && plan.removals.dropped.is_empty()
+        && run.current.is_some()
+        && !run.ctx.options.verify_all
+}
+
+/// What publishing made.
+struct Published {
+    id: String,
+    tally: Tally,
+    files_total: u64,
+    pruned: Vec<String>,
+    upstream_date: Option<String>,
+}
+
+/// Stages the content, the files in grace and the metadata, then publishes.
+async fn stage_and_publish<S: Source>(
+    run: &mut Run<'_>,
+    source: &mut S,
+    changes: Changes,
+    actions: Vec<crate::plan::Action>,
+    plan: &plan::Plan,
+) -> anyhow::Result<Published> {
+    let area = run.area()?.clone();
+    guard::free_space(&area, plan)?;
+    let base = changes
+        .base
+        .clone()
+        .unwrap_or_else(|| run.mirror.upstream.clone());
+    let tally = changes.tally;
+    let staged = stage::content(
+        run,
+        source,
+        &area,
+        &base,
+        actions,
+        changes.unverified,
+        tally,
+    )
+    .await?;
+    stage::keep_tolerated(run, &area, &staged)?;
+    // The published manifest has served (planning, tolerated failures); its table goes
+    // before the next one is completed. Its paths live on in the content.
+    if let Some(c) = &mut run.current {
+        c.manifest.files = std::collections::HashMap::new();
+    }
+    let mut manifest = next_manifest(changes.content, changes.staged, &staged);
+    stage::keep_for_grace(run, &area, plan).await?;
+    for (p, e) in &plan.removals.kept {
+        manifest.files.insert(p.clone(), e.clone());
+    }
+    stage::write_files(&area, &changes.metadata, &mut manifest)?;
+    let last = finish(run, source, &area, &manifest, &staged).await?;
+    stage::write_files(&area, &last, &mut manifest)?;
+    let (id, files_total, pruned) = publish(run, manifest).await?;
+    Ok(Published {
+        id,
+        tally: staged.tally,
+        files_total,
+        pruned,
+        upstream_date: changes.upstream_date,
+    })
+}
+
+/// Hands the staged tree to the kind for its checks and last files.
+async fn finish<S: Source>(
+    run: &Run<'_>,
+    source: &mut S,
+    area: &StagingArea,
+    manifest: &Manifest,
+    staged: &stage::Content,
+) -> anyhow::Result<Vec<NewFile>> {
+    let by_size: Vec<_> = staged
+        .unverified
+        .iter()
+        .map(|(p, _, v)| (p.clone(), v.clone()))
+        .collect();
+    let tolerated: Vec<_> = staged.tolerated.iter().map(|(p, _)| p.clone()).collect();
+    let view = Staged {
+        manifest,
+        staging: &area.staging,
+        fetched: &staged.fetched,
+        unverified: &by_size,
+        tolerated: &tolerated,
+        tally: staged.tally,
+    };
+    source.finish(run, &view).await
+}
+
+/// Publishes the staging tree as a new snapshot with one rename, then prunes.
+async fn publish(run: &Run<'_>, manifest: Manifest) -> anyhow::Result<(String, u64, Vec<String>)> {
+    let ctx = run.ctx;
+    let id = run.dirs.new_id(ctx.now);
+    let files_total = manifest.files.len() as u64;
+    let phase = std::time::Instant::now();
+    snapshot::publish_staging(&run.dirs, &id, manifest).await?;
+    tracing::info!(seconds = phase.elapsed().as_secs_f64(), snapshot = %id, "published");
+    let pruned = snapshot::prune(&run.dirs, ctx.global.keep_snapshots.get())?;
+    let partial = &run.dirs.partial;
+    let _ = std::fs::remove_dir_all(partial).and_then(|()| std::fs::create_dir_all(partial));
+    Ok((id, files_total, pruned))
+}
+
+/// The next snapshot's manifest: the content as planned (it becomes the manifest,
+/// not copied into one), less what failed and was tolerated, plus what was kept of
+/// it, what the kind staged, and what was fetched by size.
+fn next_manifest(
+    mut content: std::collections::HashMap<crate::relpath::RelPath, crate::manifest::Entry>,
+    kind_staged: Manifest,
+    staged: &stage::Content,
+) -> Manifest {
+    for (path, previous) in &staged.tolerated {
+        content.remove(path);
+        if let Some(e) = previous {
+            content.insert(path.clone(), e.clone());
+        }
+    }
+    content.extend(kind_staged.files);
+    for (p, e, _) in &staged.unverified {
+        content.insert(p.clone(), e.clone());
+    }
+    Manifest { files: content }
+}

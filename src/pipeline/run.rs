@@ -1,0 +1,139 @@
+//! One mirror's run: what is published, where staging is, and what it said.
+
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
+
+use anyhow::Context;
+use url::Url;
+
+use super::context::{MirrorReport, RunContext, RunOutcome};
+use crate::config::Mirror;
+use crate::fetch::Stager;
+use crate::manifest::Manifest;
+use crate::snapshot::{MirrorDirs, Snapshot};
+use crate::state::MirrorState;
+use crate::upstream::Upstream;
+
+/// Where a run builds: the mirror's own staging tree, or a scratch one for
+/// `--dry-run`, which must write nothing in the mirror.
+#[derive(Clone)]
+pub struct StagingArea {
+    pub staging: PathBuf,
+    pub partial: PathBuf,
+    _scratch: Option<std::sync::Arc<tempfile::TempDir>>,
+}
+
+/// The published state of one mirror, loaded once, and the run's client.
+pub struct Run<'a> {
+    pub ctx: &'a RunContext<'a>,
+    pub mirror: &'a Mirror,
+    pub dirs: MirrorDirs,
+    pub current: Option<Snapshot>,
+    pub state: MirrorState,
+    pub upstream: Upstream,
+    pub started: Instant,
+    empty: Manifest,
+    area: OnceLock<StagingArea>,
+    warnings: Mutex<Vec<String>>,
+}
+
+impl<'a> Run<'a> {
+    /// Loads the published snapshot and state.json.
+    pub fn load(ctx: &'a RunContext<'a>, mirror: &'a Mirror) -> anyhow::Result<Run<'a>> {
+        let dirs = MirrorDirs::new(&ctx.global.root, &mirror.name);
+        Ok(Run {
+            current: dirs.current()?,
+            state: MirrorState::load(&dirs.base)?,
+            upstream: Upstream::new(&mirror.network)?,
+            dirs,
+            ctx,
+            mirror,
+            started: Instant::now(),
+            empty: Manifest::default(),
+            area: OnceLock::new(),
+            warnings: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The published manifest (empty before the first publish).
+    pub fn published(&self) -> &Manifest {
+        self.current.as_ref().map_or(&self.empty, |c| &c.manifest)
+    }
+
+    pub fn dry_run(&self) -> bool {
+        self.ctx.options.dry_run
+    }
+
+    /// Tells the operator now (progress display) and in the report.
+    pub fn warn(&self, message: String) {
+        self.ctx.reporter.on_warning(&self.mirror.name, &message);
+        self.note(message);
+    }
+
+    /// Into the report only (already shown, or said in the log).
+    pub fn note(&self, message: String) {
+        self.warnings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(message);
+    }
+
+    /// The staging area, made on first use.
+    pub fn area(&self) -> anyhow::Result<&StagingArea> {
+        if let Some(a) = self.area.get() {
+            return Ok(a);
+        }
+        let area = if self.dry_run() {
+            let scratch = tempfile::Builder::new()
+                .prefix("mirrorsync-dry-run-")
+                .tempdir()
+                .context("creating a scratch directory for --dry-run")?;
+            StagingArea {
+                staging: scratch.path().join("staging"),
+                partial: scratch.path().join("partial"),
+                _scratch: Some(std::sync::Arc::new(scratch)),
+            }
+        } else {
+            self.dirs.create()?;
+            StagingArea {
+                staging: self.dirs.staging.clone(),
+                partial: self.dirs.partial.clone(),
+                _scratch: None,
+            }
+        };
+        std::fs::create_dir_all(&area.partial)
+            .with_context(|| format!("creating {}", area.partial.display()))?;
+        Ok(self.area.get_or_init(|| area))
+    }
+
+    /// A stager into `area`, fetching from `base`.
+    pub fn stager<'s>(&'s self, area: &'s StagingArea, base: &'s Url) -> Stager<'s> {
+        Stager {
+            upstream: &self.upstream,
+            base_url: base,
+            staging: &area.staging,
+            partial: &area.partial,
+            published: self.current.as_ref().map(|c| c.dir.as_path()),
+            concurrency: self.mirror.network.concurrency.get(),
+            reporter: self.ctx.reporter,
+            verify_links: self.ctx.options.verify_all,
+        }
+    }
+
+    /// A report of this run so far.
+    pub fn report(&self, outcome: RunOutcome) -> MirrorReport {
+        MirrorReport {
+            name: self.mirror.name.clone(),
+            outcome,
+            requests: self.upstream.requests(),
+            seconds: self.started.elapsed().as_secs_f64(),
+            warnings: self
+                .warnings
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            ..MirrorReport::default()
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! The seam between the shared run and a kind of mirror (apt, images).
+//!
+//! A kind says what upstream offers, verified ([`Source::offer`]); the run plans,
+//! guards, stages and publishes it; the kind then adds what must go in last
+//! ([`Source::finish`]) and records what its next run needs ([`Source::record`]).
+
+use std::collections::{HashMap, HashSet};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use globset::GlobSet;
+use url::Url;
+
+use super::run::Run;
+use crate::manifest::{Entry, Manifest};
+use crate::plan::PlanSummary;
+use crate::relpath::RelPath;
+use crate::state::MirrorState;
+use crate::upstream::Validators;
+
+/// What upstream offers this run.
+pub enum Offer {
+    /// Nothing to do: upstream's signed metadata is what is published.
+    Unchanged {
+        upstream_date: Option<String>,
+    },
+    Changed(Box<Changes>),
+}
+
+/// The next snapshot, as a kind describes it.
+#[derive(Default)]
+pub struct Changes {
+    /// Where files are fetched from (an image tree's root may have redirected).
+    pub base: Option<Url>,
+    /// Files verified by their SHA256: linked from the published snapshot when it has
+    /// the content, else fetched. A map, so that it becomes the next manifest as it
+    /// is (at Debian scale a copy is megabytes).
+    pub content: HashMap<RelPath, Entry>,
+    /// Files the kind already staged (apt's indices, read to plan the pool).
+    pub staged: Manifest,
+    /// Files no checksum vouches for: fetched by size and counted as unverified.
+    pub unverified: Vec<Unverified>,
+    /// Unverified files kept because upstream shows them unchanged.
+    pub kept_unverified: u64,
+    /// Content fetched again although the published copy matches (upstream changed
+    /// the file while its checksum did not: the new bytes must be checked).
+    pub recheck: HashSet<RelPath>,
+    /// Written into staging after the content: signed metadata, OS lists.
+    pub metadata: Vec<NewFile>,
+    /// Paths the next snapshot holds that the kind writes in [`Source::finish`].
+    pub written_last: Vec<RelPath>,
+    /// What the kind already planned (its indices) and will fetch (its metadata).
+    pub summary: PlanSummary,
+    /// Bytes and files the kind already fetched.
+    pub tally: Tally,
+    pub upstream_date: Option<String>,
+    /// Publish only if a file is fetched or removed (an image tree has no signed
+    /// file that says "changed"); apt publishes whenever its Release changed.
+    pub publish_only_on_change: bool,
+}
+
+/// A file fetched by size alone.
+pub struct Unverified {
+    pub path: RelPath,
+    pub size: u64,
+}
+
+/// A small file the run writes itself.
+pub struct NewFile {
+    pub path: RelPath,
+    pub bytes: Bytes,
+    pub mtime: Option<SystemTime>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tally {
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// What staging did, for the kind's last checks and records.
+pub struct Staged<'a> {
+    pub manifest: &'a Manifest,
+    pub staging: &'a std::path::Path,
+    /// Paths fetched this run (collected only for kinds that ask, see
+    /// [`Source::wants_fetched_paths`]).
+    pub fetched: &'a HashSet<RelPath>,
+    /// Validators of the files fetched by size alone.
+    pub unverified: &'a [(RelPath, Validators)],
+    /// Paths whose failure was tolerated.
+    pub tolerated: &'a [RelPath],
+    pub tally: Tally,
+}
+
+/// A kind of mirror, as the shared run sees it.
+#[allow(async_fn_in_trait)] // used with concrete kinds only; their futures stay Send
+pub trait Source {
+    /// Fetches and verifies what upstream offers.
+    async fn offer(&mut self, run: &Run<'_>) -> anyhow::Result<Offer>;
+
+    /// Checks over the staged tree and the files to write last (trace files); called
+    /// after the content and [`Changes::metadata`] are staged.
+    async fn finish(&mut self, run: &Run<'_>, staged: &Staged<'_>) -> anyhow::Result<Vec<NewFile>>;
+
+    /// Records what the next run needs. `state` is None when nothing was published.
+    fn record(&mut self, run: &Run<'_>, state: Option<&mut MirrorState>);
+
+    /// Files whose failure to stage does not fail the run.
+    fn tolerate(&self) -> &GlobSet;
+
+    /// What the content is called in a failure: "fetching pool files: 3 failed".
+    fn content_noun(&self) -> &'static str;
+
+    /// Whether a removal counts for the mass-deletion guard.
+    fn counts_for_guard(&self, _path: &RelPath) -> bool {
+        true
+    }
+
+    /// Files never kept for grace once upstream drops them.
+    fn never_in_grace(&self, _path: &RelPath) -> bool {
+        false
+    }
+
+    fn wants_fetched_paths(&self) -> bool {
+        false
+    }
+}

@@ -1,0 +1,221 @@
+//! Staging: the plan carried out into the staging tree, then the files in grace and
+//! the metadata the kind writes itself. Nothing here touches the published tree.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use anyhow::anyhow;
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+
+use super::plan::Plan;
+use super::run::{Run, StagingArea};
+use super::source::{NewFile, Source, Tally, Unverified};
+use crate::failures::{chain, failed};
+use crate::fetch::{Placed, encode_path};
+use crate::manifest::{Entry, Manifest};
+use crate::plan::Action;
+use crate::relpath::RelPath;
+use crate::snapshot;
+use crate::upstream::{Expected, Validators};
+
+/// What staging the content did.
+#[derive(Default)]
+pub struct Content {
+    pub tally: Tally,
+    pub fetched: HashSet<RelPath>,
+    /// Files fetched by size alone, with what they were fetched as.
+    pub unverified: Vec<(RelPath, Entry, Validators)>,
+    /// Failures the operator tolerates, with the published entry kept, if any.
+    pub tolerated: Vec<(RelPath, Option<Entry>)>,
+}
+
+/// Links and fetches the planned content, then the files no checksum vouches for.
+/// Fails, naming the first few, if any file that is not tolerated failed.
+pub async fn content<S: Source>(
+    run: &Run<'_>,
+    source: &S,
+    area: &StagingArea,
+    base: &url::Url,
+    actions: Vec<Action>,
+    unverified: Vec<Unverified>,
+    mut tally: Tally,
+) -> anyhow::Result<Content> {
+    let mut out = Content::default();
+    let mut errors = Vec::new();
+    let keep_paths = source.wants_fetched_paths();
+    let phase = std::time::Instant::now();
+    run.stager(area, base)
+        .run_each(actions, &mut |o| match o.result {
+            Ok(Placed::Fetched { received }) => {
+                tally.bytes += received;
+                tally.files += 1;
+                if keep_paths {
+                    out.fetched.insert(o.wanted.path);
+                }
+            }
+            Ok(_) => {}
+            Err(e) if source.tolerate().is_match(o.wanted.path.as_str()) => {
+                out.tolerated
+                    .push(tolerated(run, o.wanted.path, &e.to_string()));
+            }
+            Err(e) => errors.push(format!("{}: {}", o.wanted.path, chain(&e))),
+        })
+        .await;
+    tracing::info!(seconds = phase.elapsed().as_secs_f64(), "content staged");
+    for (path, result) in fetch_by_size(run, area, base, unverified).await {
+        match result {
+            Ok((received, entry, validators)) => {
+                tally.bytes += received;
+                tally.files += 1;
+                if keep_paths {
+                    out.fetched.insert(path.clone());
+                }
+                out.unverified.push((path, entry, validators));
+            }
+            Err(e) if source.tolerate().is_match(path.as_str()) => {
+                out.tolerated.push(tolerated(run, path, &format!("{e:#}")));
+            }
+            Err(e) => errors.push(format!("{path}: {e:#}")),
+        }
+    }
+    out.tally = tally;
+    if !errors.is_empty() {
+        return Err(failed(
+            &format!("fetching {}", source.content_noun()),
+            errors,
+        ));
+    }
+    Ok(out)
+}
+
+/// A tolerated failure: the last good copy is kept if there is one, and said.
+fn tolerated(run: &Run<'_>, path: RelPath, error: &str) -> (RelPath, Option<Entry>) {
+    let previous = run.published().files.get(&path).cloned();
+    let kept = if previous.is_some() {
+        "the published copy is kept"
+    } else {
+        "left out"
+    };
+    let msg = format!("tolerated failure, {kept}: {path}: {error}");
+    tracing::warn!("{msg}");
+    run.warn(msg);
+    (path, previous)
+}
+
+type BySize = anyhow::Result<(u64, Entry, Validators)>;
+
+/// Downloads files no checksum vouches for, `concurrency` at a time; partial files
+/// are named by path and resumed only when If-Range vouches for them.
+async fn fetch_by_size(
+    run: &Run<'_>,
+    area: &StagingArea,
+    base: &url::Url,
+    files: Vec<Unverified>,
+) -> Vec<(RelPath, BySize)> {
+    let out = Mutex::new(Vec::new());
+    let concurrency = run.mirror.network.concurrency.get().max(1);
+    futures_util::stream::iter(files)
+        .for_each_concurrent(concurrency, |u| {
+            let out = &out;
+            async move {
+                let result = fetch_one_by_size(run, area, base, &u).await;
+                out.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((u.path, result));
+            }
+        })
+        .await;
+    out.into_inner().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn fetch_one_by_size(
+    run: &Run<'_>,
+    area: &StagingArea,
+    base: &url::Url,
+    u: &Unverified,
+) -> BySize {
+    let reporter = run.ctx.reporter;
+    let url = base.join(&encode_path(u.path.as_str())).map_err(|e| {
+        anyhow!(
+            "joining {} to {}: {e}",
+            u.path,
+            crate::upstream::redact(base)
+        )
+    })?;
+    let tmp = area.partial.join(format!(
+        "u-{}",
+        hex::encode(Sha256::digest(u.path.as_str()))
+    ));
+    reporter.on_fetch_start(u.path.as_str(), u.size);
+    let progress = move |n: u64| reporter.on_progress(n);
+    let expected = Expected {
+        size: u.size,
+        sha256: None,
+    };
+    let d = run
+        .upstream
+        .download(&url, &tmp, expected, &progress)
+        .await?;
+    let dest = u.path.under(&area.staging);
+    tokio::task::spawn_blocking(move || snapshot::install_file(&tmp, &dest))
+        .await
+        .map_err(|e| anyhow!("staging task: {e}"))??;
+    reporter.on_fetch_done(u.path.as_str());
+    let entry = Entry {
+        size: u.size,
+        sha256: d.sha256,
+        gone_since: None,
+    };
+    Ok((d.received, entry, d.validators))
+}
+
+/// Links each tolerated file's published copy back into staging.
+pub fn keep_tolerated(run: &Run<'_>, area: &StagingArea, content: &Content) -> anyhow::Result<()> {
+    if let Some(c) = &run.current {
+        for (path, previous) in &content.tolerated {
+            if previous.is_some() {
+                snapshot::link_file(&path.under(&c.dir), &path.under(&area.staging))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Links the files kept for grace from the published snapshot into staging.
+pub async fn keep_for_grace(run: &Run<'_>, area: &StagingArea, plan: &Plan) -> anyhow::Result<()> {
+    let Some(c) = &run.current else {
+        return Ok(());
+    };
+    let (staging, dir) = (area.staging.clone(), c.dir.clone());
+    let kept = plan.removals.kept.clone();
+    tokio::task::spawn_blocking(move || -> Result<(), snapshot::SnapshotError> {
+        for (p, _) in &kept {
+            snapshot::link_file(&p.under(&dir), &p.under(&staging))?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| anyhow!("linking files in grace: {e}"))??;
+    Ok(())
+}
+
+/// Writes files the run made or read itself into staging and the manifest.
+pub fn write_files(
+    area: &StagingArea,
+    files: &[NewFile],
+    manifest: &mut Manifest,
+) -> anyhow::Result<()> {
+    for f in files {
+        snapshot::write_file(&f.path.under(&area.staging), &f.bytes, f.mtime)?;
+        manifest.files.insert(
+            f.path.clone(),
+            Entry {
+                size: f.bytes.len() as u64,
+                sha256: Sha256::digest(&f.bytes).into(),
+                gone_since: None,
+            },
+        );
+    }
+    Ok(())
+}
