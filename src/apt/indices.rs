@@ -8,8 +8,8 @@ use anyhow::{Context, anyhow, bail};
 use url::Url;
 
 use super::packages::{self, Compression, IndexKind};
+use super::retry::UpstreamMoved;
 use super::suite::{MAX_RELEASE_BYTES, Suite};
-use super::sync::UpstreamMoved;
 use crate::config::AptMirror;
 use crate::failures::{chain, failed};
 use crate::fetch::{Placed, StageError, encode_path};

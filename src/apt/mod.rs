@@ -5,13 +5,14 @@
 //! The apt mirror run: `suite` fetches and verifies each suite's Release files
 //! (`published` reads back the ones already served, `dates` refuses expired and
 //! rolled-back ones), `indices` stages the indices and reads the pool from them,
-//! `source` is the kind as the shared pipeline sees it, and `sync` retries it while
-//! the upstream is busy or moving.
+//! `source` is the kind as the shared pipeline sees it, and `sync` runs it again
+//! while the upstream is busy or moving (`retry`).
 mod dates;
 mod indices;
 pub mod packages;
 mod published;
 pub mod release;
+mod retry;
 pub mod signature;
 mod source;
 mod suite;

@@ -9,47 +9,8 @@ use sha2::{Digest, Sha256};
 
 use super::release::Release;
 use super::signature::{self, Keyring};
-use super::suite::Suite;
-use crate::plan::Wanted;
 use crate::relpath::RelPath;
 use crate::snapshot::Snapshot;
-
-/// A suite whose signed Release is the one already published: carry it over. The
-/// published copy is read back only if it still matches the manifest and still
-/// verifies, so a file edited after publishing feeds nothing.
-pub(super) fn published_suite(
-    name: &str,
-    c: &Snapshot,
-    signed: &RelPath,
-    carry: &[&str],
-    keyring: Option<&Keyring>,
-) -> anyhow::Result<Suite> {
-    let (bytes, text) = read_published(c, signed, keyring)?;
-    let file = signed.under(&c.dir);
-    let release = Release::parse(&text).with_context(|| format!("parsing {}", file.display()))?;
-    let mut kept = Vec::new();
-    for f in carry {
-        let p = RelPath::new(&format!("dists/{name}/{f}"))?;
-        if let Some(e) = c.manifest.files.get(&p) {
-            kept.push(Wanted {
-                path: p.clone(),
-                size: e.size,
-                sha256: e.sha256,
-                source: p,
-            });
-        }
-    }
-    Ok(Suite {
-        name: name.to_string(),
-        release,
-        new_files: Vec::new(),
-        kept_files: kept,
-        unchanged: true,
-        signed_bytes: bytes,
-        signed_path: signed.clone(),
-        validators: None,
-    })
-}
 
 /// The bytes of a published file, refused unless they are the ones the manifest
 /// recorded when they were verified and published.
@@ -66,7 +27,7 @@ fn published_bytes(c: &Snapshot, path: &RelPath) -> anyhow::Result<Bytes> {
 /// A published InRelease or Release with its verified text: verified again with the
 /// keyring (an InRelease by itself, a Release with its Release.gpg), or split as for
 /// verification when the mirror checks no signature.
-fn read_published(
+pub(super) fn read_published(
     c: &Snapshot,
     signed: &RelPath,
     keyring: Option<&Keyring>,

@@ -7,9 +7,9 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use super::indices;
+use super::retry::UpstreamBusy;
 use super::signature::Keyring;
 use super::suite::{Suite, SuiteFetch};
-use super::sync::UpstreamBusy;
 use crate::config::{AptMirror, Mirror};
 use crate::manifest::{Entry, Manifest};
 use crate::pipeline::{Changes, NewFile, Offer, Run, Source, Staged};

@@ -11,10 +11,10 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use super::dates::{check_dates, check_still_valid};
-use super::published::{published_floor, published_suite};
+use super::published::{published_floor, read_published};
 use super::release::Release;
+use super::retry::UpstreamMoved;
 use super::signature::{self, Keyring};
-use super::sync::UpstreamMoved;
 use crate::config::AptMirror;
 use crate::fetch::encode_path;
 use crate::plan::Wanted;
@@ -321,4 +321,41 @@ impl SuiteFetch<'_> {
             ),
         }
     }
+}
+
+/// A suite whose signed Release is the one already published: carry it over. The
+/// published copy is read back only if it still matches the manifest and still
+/// verifies, so a file edited after publishing feeds nothing.
+fn published_suite(
+    name: &str,
+    c: &Snapshot,
+    signed: &RelPath,
+    carry: &[&str],
+    keyring: Option<&Keyring>,
+) -> anyhow::Result<Suite> {
+    let (bytes, text) = read_published(c, signed, keyring)?;
+    let file = signed.under(&c.dir);
+    let release = Release::parse(&text).with_context(|| format!("parsing {}", file.display()))?;
+    let mut kept = Vec::new();
+    for f in carry {
+        let p = RelPath::new(&format!("dists/{name}/{f}"))?;
+        if let Some(e) = c.manifest.files.get(&p) {
+            kept.push(Wanted {
+                path: p.clone(),
+                size: e.size,
+                sha256: e.sha256,
+                source: p,
+            });
+        }
+    }
+    Ok(Suite {
+        name: name.to_string(),
+        release,
+        new_files: Vec::new(),
+        kept_files: kept,
+        unchanged: true,
+        signed_bytes: bytes,
+        signed_path: signed.clone(),
+        validators: None,
+    })
 }

@@ -11,26 +11,10 @@
 
 use std::time::Duration;
 
+use super::retry::{UpstreamBusy, UpstreamMoved, busy_delay};
 use super::source::AptSource;
 use crate::config::{AptMirror, Mirror};
 use crate::pipeline::{self, MirrorReport, RunContext};
-
-/// The upstream published a new Release while we fetched its indices.
-#[derive(Debug, thiserror::Error)]
-#[error("upstream {url} changed while this run was fetching its indices")]
-pub(super) struct UpstreamMoved {
-    pub url: String,
-}
-
-/// The upstream is itself mid-update (ftpsync's Archive-Update-in-Progress marker).
-#[derive(Debug, thiserror::Error)]
-#[error("upstream is in the middle of an update ({marker} is present)")]
-pub(super) struct UpstreamBusy {
-    pub marker: String,
-}
-
-/// Polls for the end of an upstream update at most this far apart.
-const MAX_BUSY_POLL: Duration = Duration::from_secs(60);
 
 pub async fn sync_apt(
     ctx: &RunContext<'_>,
@@ -53,12 +37,7 @@ pub async fn sync_apt(
                         humantime::format_duration(budget)
                     )));
                 }
-                let delay = mirror
-                    .network
-                    .retry_delay
-                    .saturating_mul(1 << polls.min(16))
-                    .min(MAX_BUSY_POLL)
-                    .min(budget - waited);
+                let delay = busy_delay(mirror.network.retry_delay, polls, budget - waited);
                 tracing::warn!(mirror = %mirror.name, "{e}; waiting {delay:?}");
                 ctx.reporter
                     .on_warning(&mirror.name, &format!("{e}; waiting"));
