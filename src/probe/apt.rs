@@ -452,25 +452,7 @@ async fn sample_pool(
     report: &mut FamilyReport,
 ) {
     let name = format!("{suite}: pool");
-    let suffix = std::path::Path::new(index_path)
-        .extension()
-        .map(|e| format!(".{}", e.to_string_lossy()))
-        .unwrap_or_default();
-    let files = tempfile::Builder::new()
-        .suffix(&suffix)
-        .tempfile()
-        .and_then(|mut t| {
-            std::io::Write::write_all(&mut t, body)?;
-            Ok(t)
-        })
-        .map_err(|e| e.to_string())
-        .and_then(|t| {
-            let mut files = Vec::new();
-            packages::pool_files_of(t.path(), IndexKind::Packages, index_path, |f| files.push(f))
-                .map_err(|e| e.to_string())?;
-            Ok(files)
-        });
-    let files = match files {
+    let files = match pool_files(index_path, body) {
         Ok(f) => f,
         Err(e) => {
             report
@@ -510,6 +492,29 @@ async fn sample_pool(
     } else {
         Check::fail(name, problems.join("; "))
     });
+}
+
+/// The pool files a Packages index (`body`, fetched from `index_path`) lists.
+fn pool_files(index_path: &str, body: &[u8]) -> Result<Vec<packages::PoolFile>, String> {
+    // The reader takes a file, and tells the compression by its extension.
+    let suffix = std::path::Path::new(index_path)
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
+    tempfile::Builder::new()
+        .suffix(&suffix)
+        .tempfile()
+        .and_then(|mut t| {
+            std::io::Write::write_all(&mut t, body)?;
+            Ok(t)
+        })
+        .map_err(|e| e.to_string())
+        .and_then(|t| {
+            let mut files = Vec::new();
+            packages::pool_files_of(t.path(), IndexKind::Packages, index_path, |f| files.push(f))
+                .map_err(|e| e.to_string())?;
+            Ok(files)
+        })
 }
 
 /// "3h 12m", "2d 4h", "45s".
