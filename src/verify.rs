@@ -10,6 +10,7 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context, anyhow};
+use futures_util::StreamExt;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -126,7 +127,6 @@ pub async fn verify_served(
     base: &url::Url,
     client: &reqwest::Client,
 ) -> anyhow::Result<VerifyReport> {
-    use futures_util::StreamExt;
     let (current, mut report) = published(global, mirror)?;
     let mut base = base.clone();
     if !base.path().ends_with('/') {
@@ -136,57 +136,12 @@ pub async fn verify_served(
     let base = &base;
     let results: Vec<(u64, Option<Damage>)> = futures_util::stream::iter(entries)
         .map(|(p, size, sha)| async move {
-            let damage = |problem: String| Damage {
+            let (read, problem) = check_served_file(client, base, p, size, &sha).await;
+            let damage = problem.map(|problem| Damage {
                 path: p.to_string(),
                 problem,
-            };
-            let url = match base.join(&crate::fetch::encode_path(p.as_str())) {
-                Ok(u) => u,
-                Err(e) => return (0, Some(damage(format!("no URL for it: {e}")))),
-            };
-            let resp = match client.get(url.clone()).send().await {
-                Ok(r) => r,
-                Err(e) => {
-                    return (
-                        0,
-                        Some(damage(format!("{}: {e}", crate::upstream::redact(&url)))),
-                    );
-                }
-            };
-            if !resp.status().is_success() {
-                return (
-                    0,
-                    Some(damage(format!(
-                        "{} answered {}",
-                        crate::upstream::redact(&url),
-                        resp.status()
-                    ))),
-                );
-            }
-            let mut hasher = Sha256::new();
-            let mut read = 0u64;
-            let mut body = resp.bytes_stream();
-            while let Some(chunk) = body.next().await {
-                match chunk {
-                    Ok(c) => {
-                        read += c.len() as u64;
-                        if read > size {
-                            return (
-                                read,
-                                Some(damage(format!("more than the {size} bytes expected"))),
-                            );
-                        }
-                        hasher.update(&c);
-                    }
-                    Err(e) => {
-                        return (
-                            read,
-                            Some(damage(format!("cut off after {read} bytes: {e}"))),
-                        );
-                    }
-                }
-            }
-            (read, mismatch(read, size, hasher, &sha).map(damage))
+            });
+            (read, damage)
         })
         .buffer_unordered(mirror.network.concurrency.get())
         .collect()
@@ -202,27 +157,87 @@ pub async fn verify_served(
         let keyring = Keyring::from_file(keyring_path)?.with_policy(apt.signature_policy.clone());
         for suite in &apt.suites {
             let path = format!("dists/{suite}/InRelease");
-            let Ok(url) = base.join(&path) else { continue };
-            // Its bytes were compared above; this says the served copy still
-            // verifies with today's keyring.
-            let Ok(resp) = client.get(url).send().await else {
-                continue;
-            };
-            if !resp.status().is_success() {
-                continue;
+            if let Some(problem) = served_release_problem(client, base, &path, &keyring).await {
+                report.damaged.push(Damage { path, problem });
             }
-            let problem = match body_up_to(resp, MAX_SERVED_RELEASE).await {
-                None => format!("served with more than {MAX_SERVED_RELEASE} bytes"),
-                Some(bytes) => match signature::verify_clearsigned(&keyring, &bytes) {
-                    Ok(_) => continue,
-                    Err(e) => e.to_string(),
-                },
-            };
-            report.damaged.push(Damage { path, problem });
         }
     }
     report.damaged.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(report)
+}
+
+/// Fetches `p` from under `base` and compares it with its size and SHA256; returns
+/// the bytes read and what is wrong, if anything.
+async fn check_served_file(
+    client: &reqwest::Client,
+    base: &url::Url,
+    p: &RelPath,
+    size: u64,
+    sha: &[u8; 32],
+) -> (u64, Option<String>) {
+    let url = match base.join(&crate::fetch::encode_path(p.as_str())) {
+        Ok(u) => u,
+        Err(e) => return (0, Some(format!("no URL for it: {e}"))),
+    };
+    let resp = match client.get(url.clone()).send().await {
+        Ok(r) => r,
+        Err(e) => return (0, Some(format!("{}: {e}", crate::upstream::redact(&url)))),
+    };
+    if !resp.status().is_success() {
+        return (
+            0,
+            Some(format!(
+                "{} answered {}",
+                crate::upstream::redact(&url),
+                resp.status()
+            )),
+        );
+    }
+    hash_body(resp, size, sha).await
+}
+
+/// Streams a response body through SHA256, stopping past `size` bytes; returns the
+/// bytes read and what is wrong, if anything.
+async fn hash_body(resp: reqwest::Response, size: u64, sha: &[u8; 32]) -> (u64, Option<String>) {
+    let mut hasher = Sha256::new();
+    let mut read = 0u64;
+    let mut body = resp.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        match chunk {
+            Ok(c) => {
+                read += c.len() as u64;
+                if read > size {
+                    return (read, Some(format!("more than the {size} bytes expected")));
+                }
+                hasher.update(&c);
+            }
+            Err(e) => return (read, Some(format!("cut off after {read} bytes: {e}"))),
+        }
+    }
+    (read, mismatch(read, size, hasher, sha))
+}
+
+/// What is wrong with the InRelease served at `path` under `base`, if anything;
+/// None too when it is not served at all.
+async fn served_release_problem(
+    client: &reqwest::Client,
+    base: &url::Url,
+    path: &str,
+    keyring: &Keyring,
+) -> Option<String> {
+    let url = base.join(path).ok()?;
+    // Its bytes were compared with the snapshot's; this says the served copy still
+    // verifies with today's keyring.
+    let resp = client.get(url).send().await.ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    match body_up_to(resp, MAX_SERVED_RELEASE).await {
+        None => Some(format!("served with more than {MAX_SERVED_RELEASE} bytes")),
+        Some(bytes) => signature::verify_clearsigned(keyring, &bytes)
+            .err()
+            .map(|e| e.to_string()),
+    }
 }
 
 fn check_file(dir: &Path, p: &RelPath, size: u64, sha: &[u8; 32]) -> (u64, Option<Damage>) {

@@ -69,61 +69,10 @@ impl Release {
                 continue;
             }
             if line.starts_with(' ') || line.starts_with('\t') {
-                let Some(sec) = section else {
-                    // Continuation of a plain multi-line field (Description): ignored.
-                    continue;
-                };
-                let mut parts = line.split_whitespace();
-                let (Some(hash), Some(size), Some(path), None) =
-                    (parts.next(), parts.next(), parts.next(), parts.next())
-                else {
-                    return Err(ReleaseError::Syntax {
-                        line: line_no,
-                        detail: format!("expected \"<hash> <size> <path>\" in {sec}"),
-                    });
-                };
-                let size: u64 = size.parse().map_err(|_| ReleaseError::Syntax {
-                    line: line_no,
-                    detail: format!("size {size:?} is not a number"),
-                })?;
-                let rel = RelPath::new(path).map_err(|source| ReleaseError::UnsafePath {
-                    line: line_no,
-                    path: path.to_string(),
-                    source,
-                })?;
-                let sha256 = if sec == "SHA256" {
-                    Some(parse_sha256(hash).ok_or_else(|| ReleaseError::Syntax {
-                        line: line_no,
-                        detail: format!("{hash:?} is not a SHA256 digest"),
-                    })?)
-                } else {
-                    None
-                };
-                let entry = files.entry(rel.clone()).or_insert(IndexFile {
-                    path: rel,
-                    size,
-                    sha256: None,
-                    sha512: None,
-                });
-                if sec == "SHA512" {
-                    if hash.len() != 128 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-                        return Err(ReleaseError::Syntax {
-                            line: line_no,
-                            detail: format!("{hash:?} is not a SHA512 digest"),
-                        });
-                    }
-                    entry.sha512 = Some(hash.to_ascii_lowercase());
-                }
-                if entry.size != size {
-                    return Err(ReleaseError::ConflictingSize {
-                        line: line_no,
-                        path: path.to_string(),
-                        first: entry.size,
-                        second: size,
-                    });
-                }
-                if sha256.is_some() {
-                    entry.sha256 = sha256;
+                // Without a hash section, the continuation of a plain multi-line field
+                // (Description): ignored.
+                if let Some(sec) = section {
+                    add_hash_line(&mut files, sec, line, line_no)?;
                 }
                 continue;
             }
@@ -139,6 +88,14 @@ impl Release {
                 fields.insert(key.to_string(), value.to_string());
             }
         }
+        Release::from_parts(fields, files)
+    }
+
+    /// The Release of these fields and files, the fields it reads parsed.
+    fn from_parts(
+        fields: BTreeMap<String, String>,
+        files: BTreeMap<RelPath, IndexFile>,
+    ) -> Result<Release, ReleaseError> {
         let date = parse_field_date(&fields, "Date")?;
         let valid_until = parse_field_date(&fields, "Valid-Until")?;
         let words = |k: &str| -> Vec<String> {
@@ -173,6 +130,69 @@ impl Release {
             .filter(|f| index_wanted(f.path.as_str(), components, architectures, sources))
             .collect()
     }
+}
+
+/// Adds one "<hash> <size> <path>" line of hash section `sec` to `files`: every
+/// section gives the size, which must agree; SHA256 and SHA512 give their digests.
+fn add_hash_line(
+    files: &mut BTreeMap<RelPath, IndexFile>,
+    sec: &str,
+    line: &str,
+    line_no: usize,
+) -> Result<(), ReleaseError> {
+    let mut parts = line.split_whitespace();
+    let (Some(hash), Some(size), Some(path), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(ReleaseError::Syntax {
+            line: line_no,
+            detail: format!("expected \"<hash> <size> <path>\" in {sec}"),
+        });
+    };
+    let size: u64 = size.parse().map_err(|_| ReleaseError::Syntax {
+        line: line_no,
+        detail: format!("size {size:?} is not a number"),
+    })?;
+    let rel = RelPath::new(path).map_err(|source| ReleaseError::UnsafePath {
+        line: line_no,
+        path: path.to_string(),
+        source,
+    })?;
+    let sha256 = if sec == "SHA256" {
+        Some(parse_sha256(hash).ok_or_else(|| ReleaseError::Syntax {
+            line: line_no,
+            detail: format!("{hash:?} is not a SHA256 digest"),
+        })?)
+    } else {
+        None
+    };
+    let entry = files.entry(rel.clone()).or_insert(IndexFile {
+        path: rel,
+        size,
+        sha256: None,
+        sha512: None,
+    });
+    if sec == "SHA512" {
+        if hash.len() != 128 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ReleaseError::Syntax {
+                line: line_no,
+                detail: format!("{hash:?} is not a SHA512 digest"),
+            });
+        }
+        entry.sha512 = Some(hash.to_ascii_lowercase());
+    }
+    if entry.size != size {
+        return Err(ReleaseError::ConflictingSize {
+            line: line_no,
+            path: path.to_string(),
+            first: entry.size,
+            second: size,
+        });
+    }
+    if sha256.is_some() {
+        entry.sha256 = sha256;
+    }
+    Ok(())
 }
 
 /// Decides from an index path (relative to `dists/<suite>/`) whether a mirror of

@@ -139,16 +139,20 @@ pub async fn crawl(
     max_files: usize,
     concurrency: usize,
 ) -> Result<Crawl, CrawlError> {
-    let mut out = Crawl::default();
-    let mut seen_entries = 0usize;
-    let mut visited: HashSet<String> = HashSet::new();
+    let mut walker = Walker {
+        scope,
+        max_files,
+        out: Crawl::default(),
+        seen_entries: 0,
+        visited: HashSet::new(),
+    };
     let mut level = vec![Dir {
         path: String::new(),
         url: base.clone(),
         ancestors: Vec::new(),
     }];
     while !level.is_empty() {
-        let budget = max_files.saturating_sub(seen_entries);
+        let budget = max_files.saturating_sub(walker.seen_entries);
         let mut listed = futures_util::stream::iter(level.into_iter().map(|dir| async move {
             let result = list(upstream, base, &dir.url, budget).await;
             (dir, result)
@@ -157,76 +161,116 @@ pub async fn crawl(
         let mut next = Vec::new();
         while let Some((dir, result)) = listed.next().await {
             let (entries, digest) = result?;
-            out.listings += 1;
-            seen_entries += entries.len();
-            if seen_entries > max_files {
-                return Err(CrawlError::TooMany {
-                    url: redact(&dir.url),
-                    limit: max_files,
-                });
-            }
-            if dir.ancestors.contains(&digest) {
-                let msg = format!(
-                    "{} repeats the listing of a directory above it (a symlink loop?); not descending",
-                    redact(&dir.url)
-                );
-                tracing::warn!("{msg}");
-                out.warnings.push(msg);
-                continue;
-            }
-            for entry in entries {
-                let path = if dir.path.is_empty() {
-                    entry.name.clone()
-                } else {
-                    format!("{}/{}", dir.path, entry.name)
-                };
-                match entry.kind {
-                    EntryKind::File => {
-                        if !scope.wants(&path) {
-                            continue;
-                        }
-                        // The listing parser already refused what RelPath would.
-                        let Ok(rel) = RelPath::new(&path) else {
-                            continue;
-                        };
-                        out.files.push(Found {
-                            path: rel,
-                            hint: entry.hint,
-                            size: entry.size,
-                        });
-                    }
-                    EntryKind::Dir => {
-                        if !scope.may_hold(&path) || !visited.insert(path.clone()) {
-                            continue;
-                        }
-                        if dir.ancestors.len() + 1 >= MAX_DEPTH {
-                            let msg = format!(
-                                "{}: deeper than {MAX_DEPTH} directories; not descending",
-                                redact(&dir.url)
-                            );
-                            tracing::warn!("{msg}");
-                            out.warnings.push(msg);
-                            continue;
-                        }
-                        let Ok(url) = dir.url.join(&child_href(&entry)) else {
-                            continue;
-                        };
-                        let mut ancestors = dir.ancestors.clone();
-                        ancestors.push(digest);
-                        next.push(Dir {
-                            path,
-                            url,
-                            ancestors,
-                        });
-                    }
-                }
-            }
+            next.extend(walker.take_listing(dir, entries, digest)?);
         }
         level = next;
     }
+    let mut out = walker.out;
     out.files.sort_by(|a, b| a.path.cmp(&b.path));
     out.files.dedup_by(|a, b| a.path == b.path);
     Ok(out)
+}
+
+/// What a crawl has found so far, and what it needs to decide what to list next.
+struct Walker<'s, 'a> {
+    scope: &'s Scope<'a>,
+    max_files: usize,
+    out: Crawl,
+    /// Entries of all the listings read, against `max_files`.
+    seen_entries: usize,
+    /// Directories already taken, by path: each is listed once.
+    visited: HashSet<String>,
+}
+
+impl Walker<'_, '_> {
+    /// Takes in the listing of `dir` (`digest` its body's): the wanted files it shows,
+    /// and the directories under it to list next, which it returns.
+    fn take_listing(
+        &mut self,
+        dir: Dir,
+        entries: Vec<ListingEntry>,
+        digest: [u8; 32],
+    ) -> Result<Vec<Dir>, CrawlError> {
+        self.out.listings += 1;
+        self.seen_entries += entries.len();
+        if self.seen_entries > self.max_files {
+            return Err(CrawlError::TooMany {
+                url: redact(&dir.url),
+                limit: self.max_files,
+            });
+        }
+        if dir.ancestors.contains(&digest) {
+            self.warn(format!(
+                "{} repeats the listing of a directory above it (a symlink loop?); not descending",
+                redact(&dir.url)
+            ));
+            return Ok(Vec::new());
+        }
+        let mut next = Vec::new();
+        for entry in entries {
+            let path = if dir.path.is_empty() {
+                entry.name.clone()
+            } else {
+                format!("{}/{}", dir.path, entry.name)
+            };
+            match entry.kind {
+                EntryKind::File => self.take_file(path, entry),
+                EntryKind::Dir => next.extend(self.child_dir(&dir, path, &entry, digest)),
+            }
+        }
+        Ok(next)
+    }
+
+    /// Keeps the file at `path` when the scope wants it.
+    fn take_file(&mut self, path: String, entry: ListingEntry) {
+        if !self.scope.wants(&path) {
+            return;
+        }
+        // The listing parser already refused what RelPath would.
+        let Ok(rel) = RelPath::new(&path) else {
+            return;
+        };
+        self.out.files.push(Found {
+            path: rel,
+            hint: entry.hint,
+            size: entry.size,
+        });
+    }
+
+    /// The directory at `path` under `dir`, to list next, if the scope may want
+    /// something in it, it was not taken before and it is not too deep.
+    fn child_dir(
+        &mut self,
+        dir: &Dir,
+        path: String,
+        entry: &ListingEntry,
+        digest: [u8; 32],
+    ) -> Option<Dir> {
+        if !self.scope.may_hold(&path) || !self.visited.insert(path.clone()) {
+            return None;
+        }
+        if dir.ancestors.len() + 1 >= MAX_DEPTH {
+            self.warn(format!(
+                "{}: deeper than {MAX_DEPTH} directories; not descending",
+                redact(&dir.url)
+            ));
+            return None;
+        }
+        let url = dir.url.join(&child_href(entry)).ok()?;
+        let mut ancestors = dir.ancestors.clone();
+        ancestors.push(digest);
+        Some(Dir {
+            path,
+            url,
+            ancestors,
+        })
+    }
+
+    /// Logs `msg` and keeps it for the sync's report.
+    fn warn(&mut self, msg: String) {
+        tracing::warn!("{msg}");
+        self.out.warnings.push(msg);
+    }
 }
 
 /// The relative URL of a child directory, its name encoded again.

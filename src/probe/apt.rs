@@ -142,6 +142,20 @@ pub(super) async fn release_of(
     Release::parse(&text).map_err(|e| format!("dists/{suite}: {e}"))
 }
 
+/// What every suite's checks share.
+struct SuiteContext<'a> {
+    client: &'a FamilyClient,
+    base: &'a Url,
+    opts: &'a ProbeOptions,
+    keyring: Option<&'a Keyring>,
+    upstream: Option<&'a UpstreamFacts>,
+    now: jiff::Timestamp,
+    /// The date `project/trace/master` states, if it does.
+    master_date: Option<jiff::Timestamp>,
+    /// When the last completed sync ended, for the two-stage test.
+    site_date: Option<jiff::Timestamp>,
+}
+
 pub async fn check(
     client: &FamilyClient,
     base: &Url,
@@ -152,10 +166,54 @@ pub async fn check(
     report: &mut FamilyReport,
 ) {
     let now = jiff::Timestamp::now();
-    // 1. Trace files.
     let master_date = master.as_deref().and_then(trace_date);
-    match (&master, master_date) {
-        (Some(_), Some(d)) => {
+    check_trace(master.is_some(), master_date, now, opts, report);
+    let site_date = last_sync_date(client, base, master_date).await;
+    let suites = match suites_of(client, base, opts).await {
+        Ok(s) => s,
+        Err(e) => {
+            report.checks.push(Check::fail("suites", e));
+            Vec::new()
+        }
+    };
+    let cx = SuiteContext {
+        client,
+        base,
+        opts,
+        keyring,
+        upstream,
+        now,
+        master_date,
+        site_date,
+    };
+    let mut behind: Option<i64> = None;
+    for suite in &suites {
+        if let Some(lag) = check_suite(&cx, suite, report).await {
+            behind = Some(behind.map_or(lag, |b| b.max(lag)));
+        }
+    }
+    let age = report.age_seconds;
+    report.behind_seconds = behind;
+    report.freshness = match (behind, age) {
+        (Some(b), _) if b < 0 => Some("ahead/forked".into()),
+        (Some(b), _) => Some(band(Duration::from_secs(b as u64)).into()),
+        // Without an upstream, "up to date" cannot be told; the age still bands.
+        (None, Some(a)) => Some(band(Duration::from_secs(a.max(1) as u64)).into()),
+        (None, None) => None,
+    };
+}
+
+/// The `trace` check: the master trace is there, states a date, and is not older
+/// than `--max-age`. Sets the report's age from it.
+fn check_trace(
+    has_master: bool,
+    master_date: Option<jiff::Timestamp>,
+    now: jiff::Timestamp,
+    opts: &ProbeOptions,
+    report: &mut FamilyReport,
+) {
+    match (has_master, master_date) {
+        (true, Some(d)) => {
             let age = now.as_second() - d.as_second();
             report.age_seconds = Some(age);
             let stale = age > opts.max_age.as_secs() as i64;
@@ -172,14 +230,22 @@ pub async fn check(
                 Check::pass("trace", detail)
             });
         }
-        (Some(_), None) => report
+        (true, None) => report
             .checks
             .push(Check::fail("trace", "project/trace/master states no date")),
-        (None, _) => report
+        (false, _) => report
             .checks
             .push(Check::fail("trace", "project/trace/master is missing")),
     }
-    // The site's own trace dates the last completed sync, for the two-stage test.
+}
+
+/// When the last completed sync ended, by the site's own trace (else the master's):
+/// the later of the date it states and the date it was served with.
+async fn last_sync_date(
+    client: &FamilyClient,
+    base: &Url,
+    master_date: Option<jiff::Timestamp>,
+) -> Option<jiff::Timestamp> {
     let host = base.host_str().unwrap_or("");
     let site = client
         .get(&join(base, &format!("project/trace/{host}")), false)
@@ -203,113 +269,121 @@ pub async fn check(
     }
     .and_then(|lm| httpdate::parse_http_date(&lm).ok())
     .and_then(|t| jiff::Timestamp::try_from(t).ok());
-    let site_date = match (written, landed) {
+    match (written, landed) {
         (Some(w), Some(l)) => Some(w.max(l)),
         (w, l) => w.or(l),
-    };
-
-    // 2. Suites.
-    let suites = match suites_of(client, base, opts).await {
-        Ok(s) => s,
-        Err(e) => {
-            report.checks.push(Check::fail("suites", e));
-            Vec::new()
-        }
-    };
-    let mut behind: Option<i64> = None;
-    for suite in &suites {
-        let name = |what: &str| format!("{suite}: {what}");
-        let rel = match release_of(client, base, suite, keyring).await {
-            Ok(r) => r,
-            Err(e) => {
-                report.checks.push(Check::fail(name("release"), e));
-                continue;
-            }
-        };
-        let signed = if keyring.is_some() {
-            ", signature good"
-        } else {
-            ""
-        };
-        match rel.valid_until {
-            Some(v) if v < now => report.checks.push(Check::fail(
-                name("release"),
-                format!("expired: Valid-Until {v} has passed"),
-            )),
-            _ => report.checks.push(Check::pass(
-                name("release"),
-                format!(
-                    "Date {}{signed}",
-                    rel.date
-                        .map(|d| d.to_string())
-                        .unwrap_or_else(|| "missing".into())
-                ),
-            )),
-        }
-        if master_date.is_none()
-            && let Some(d) = rel.date
-        {
-            let age = now.as_second() - d.as_second();
-            report.age_seconds = Some(report.age_seconds.map_or(age, |a| a.min(age)));
-        }
-        if let Some(up) = upstream {
-            match (rel.date, up.release_date(suite, keyring).await) {
-                (Some(mine), Ok(theirs)) => {
-                    let lag = theirs.as_second() - mine.as_second();
-                    behind = Some(behind.map_or(lag, |b| b.max(lag)));
-                    let (ok, detail) = if lag == 0 {
-                        (true, "up to date with the upstream".to_string())
-                    } else if lag < 0 {
-                        (
-                            false,
-                            format!("ahead of the upstream by {}: forked?", human_age(-lag)),
-                        )
-                    } else {
-                        (
-                            lag <= opts.max_age.as_secs() as i64,
-                            format!("behind the upstream by {}", human_age(lag)),
-                        )
-                    };
-                    report.checks.push(Check {
-                        name: name("freshness"),
-                        ok,
-                        detail,
-                    });
-                }
-                (_, Err(e)) => report.checks.push(Check::fail(name("freshness"), e)),
-                (None, _) => report
-                    .checks
-                    .push(Check::fail(name("freshness"), "the Release has no Date")),
-            }
-        }
-        sample_indices(client, base, suite, &rel, opts.samples, report).await;
-        if let Some(since) = site_date {
-            let url = join(base, &format!("dists/{suite}/Release"));
-            let http_date = httpdate::fmt_http_date(
-                std::time::UNIX_EPOCH + Duration::from_secs(since.as_second().max(0) as u64),
-            );
-            match client.head_unmodified_since(&url, &http_date).await {
-                Ok(412) => report.checks.push(Check::fail(
-                    name("consistency"),
-                    format!("Release changed after the trace ({http_date}): a sync is in progress or broke off"),
-                )),
-                Ok(_) => report.checks.push(Check::pass(
-                    name("consistency"),
-                    "Release is not newer than the trace",
-                )),
-                Err(e) => report.checks.push(Check::fail(name("consistency"), e.to_string())),
-            }
-        }
     }
-    let age = report.age_seconds;
-    report.behind_seconds = behind;
-    report.freshness = match (behind, age) {
-        (Some(b), _) if b < 0 => Some("ahead/forked".into()),
-        (Some(b), _) => Some(band(Duration::from_secs(b as u64)).into()),
-        // Without an upstream, "up to date" cannot be told; the age still bands.
-        (None, Some(a)) => Some(band(Duration::from_secs(a.max(1) as u64)).into()),
-        (None, None) => None,
+}
+
+/// Every check of one suite; returns how far its Release is behind the upstream's,
+/// when that could be told.
+async fn check_suite(cx: &SuiteContext<'_>, suite: &str, report: &mut FamilyReport) -> Option<i64> {
+    let name = |what: &str| format!("{suite}: {what}");
+    let rel = match release_of(cx.client, cx.base, suite, cx.keyring).await {
+        Ok(r) => r,
+        Err(e) => {
+            report.checks.push(Check::fail(name("release"), e));
+            return None;
+        }
     };
+    report.checks.push(release_check(
+        &rel,
+        cx.now,
+        cx.keyring.is_some(),
+        name("release"),
+    ));
+    if cx.master_date.is_none()
+        && let Some(d) = rel.date
+    {
+        let age = cx.now.as_second() - d.as_second();
+        report.age_seconds = Some(report.age_seconds.map_or(age, |a| a.min(age)));
+    }
+    let mut lag = None;
+    if let Some(up) = cx.upstream {
+        let (check, behind) = freshness_check(cx, up, suite, &rel).await;
+        report.checks.push(check);
+        lag = behind;
+    }
+    sample_indices(cx.client, cx.base, suite, &rel, cx.opts.samples, report).await;
+    if let Some(since) = cx.site_date {
+        let check = consistency_check(cx.client, cx.base, suite, since).await;
+        report.checks.push(check);
+    }
+    lag
+}
+
+/// The `<suite>: release` check of a Release that was fetched (and verified).
+fn release_check(rel: &Release, now: jiff::Timestamp, verified: bool, name: String) -> Check {
+    let signed = if verified { ", signature good" } else { "" };
+    match rel.valid_until {
+        Some(v) if v < now => Check::fail(name, format!("expired: Valid-Until {v} has passed")),
+        _ => Check::pass(
+            name,
+            format!(
+                "Date {}{signed}",
+                rel.date
+                    .map(|d| d.to_string())
+                    .unwrap_or_else(|| "missing".into())
+            ),
+        ),
+    }
+}
+
+/// The `<suite>: freshness` check against the upstream's Release Date, with the lag
+/// in seconds when both dates are known.
+async fn freshness_check(
+    cx: &SuiteContext<'_>,
+    up: &UpstreamFacts,
+    suite: &str,
+    rel: &Release,
+) -> (Check, Option<i64>) {
+    let name = format!("{suite}: freshness");
+    match (rel.date, up.release_date(suite, cx.keyring).await) {
+        (Some(mine), Ok(theirs)) => {
+            let lag = theirs.as_second() - mine.as_second();
+            let (ok, detail) = if lag == 0 {
+                (true, "up to date with the upstream".to_string())
+            } else if lag < 0 {
+                (
+                    false,
+                    format!("ahead of the upstream by {}: forked?", human_age(-lag)),
+                )
+            } else {
+                (
+                    lag <= cx.opts.max_age.as_secs() as i64,
+                    format!("behind the upstream by {}", human_age(lag)),
+                )
+            };
+            (Check { name, ok, detail }, Some(lag))
+        }
+        (_, Err(e)) => (Check::fail(name, e), None),
+        (None, _) => (Check::fail(name, "the Release has no Date"), None),
+    }
+}
+
+/// The `<suite>: consistency` check, the second stage of Debian's test: a Release
+/// newer than the trace means a sync is under way or broke off.
+async fn consistency_check(
+    client: &FamilyClient,
+    base: &Url,
+    suite: &str,
+    since: jiff::Timestamp,
+) -> Check {
+    let name = format!("{suite}: consistency");
+    let url = join(base, &format!("dists/{suite}/Release"));
+    let http_date = httpdate::fmt_http_date(
+        std::time::UNIX_EPOCH + Duration::from_secs(since.as_second().max(0) as u64),
+    );
+    match client.head_unmodified_since(&url, &http_date).await {
+        Ok(412) => Check::fail(
+            name,
+            format!(
+                "Release changed after the trace ({http_date}): a sync is in progress or broke off"
+            ),
+        ),
+        Ok(_) => Check::pass(name, "Release is not newer than the trace"),
+        Err(e) => Check::fail(name, e.to_string()),
+    }
 }
 
 /// Fetches a sample of the indices a Release lists and checks size and SHA256, then
@@ -378,25 +452,7 @@ async fn sample_pool(
     report: &mut FamilyReport,
 ) {
     let name = format!("{suite}: pool");
-    let suffix = std::path::Path::new(index_path)
-        .extension()
-        .map(|e| format!(".{}", e.to_string_lossy()))
-        .unwrap_or_default();
-    let files = tempfile::Builder::new()
-        .suffix(&suffix)
-        .tempfile()
-        .and_then(|mut t| {
-            std::io::Write::write_all(&mut t, body)?;
-            Ok(t)
-        })
-        .map_err(|e| e.to_string())
-        .and_then(|t| {
-            let mut files = Vec::new();
-            packages::pool_files_of(t.path(), IndexKind::Packages, index_path, |f| files.push(f))
-                .map_err(|e| e.to_string())?;
-            Ok(files)
-        });
-    let files = match files {
+    let files = match pool_files(index_path, body) {
         Ok(f) => f,
         Err(e) => {
             report
@@ -436,6 +492,29 @@ async fn sample_pool(
     } else {
         Check::fail(name, problems.join("; "))
     });
+}
+
+/// The pool files a Packages index (`body`, fetched from `index_path`) lists.
+fn pool_files(index_path: &str, body: &[u8]) -> Result<Vec<packages::PoolFile>, String> {
+    // The reader takes a file, and tells the compression by its extension.
+    let suffix = std::path::Path::new(index_path)
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
+    tempfile::Builder::new()
+        .suffix(&suffix)
+        .tempfile()
+        .and_then(|mut t| {
+            std::io::Write::write_all(&mut t, body)?;
+            Ok(t)
+        })
+        .map_err(|e| e.to_string())
+        .and_then(|t| {
+            let mut files = Vec::new();
+            packages::pool_files_of(t.path(), IndexKind::Packages, index_path, |f| files.push(f))
+                .map_err(|e| e.to_string())?;
+            Ok(files)
+        })
 }
 
 /// "3h 12m", "2d 4h", "45s".

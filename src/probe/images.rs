@@ -23,7 +23,7 @@ use url::Url;
 
 use super::http::{FamilyClient, ProbeHttpError};
 use super::{Check, FamilyReport, ProbeOptions};
-use crate::images::listing::{self, EntryKind};
+use crate::images::listing::{self, EntryKind, ListingEntry};
 use crate::images::oslist::{ImageRef, OsList};
 use crate::images::sums;
 use crate::upstream::redact;
@@ -51,60 +51,23 @@ pub async fn check(
     os_lists(client, base, opts, &listed, report).await;
 }
 
-/// The top listing and a sample of `.sha256` sidecars; returns the OS lists
-/// (`os_list*.json`) the top listing shows.
-async fn sidecars(
-    client: &FamilyClient,
-    base: &Url,
-    opts: &ProbeOptions,
-    report: &mut FamilyReport,
-) -> Vec<Url> {
-    let mut os_lists = Vec::new();
-    // Breadth first, newest names first (dated directories sort last), until enough
-    // sidecars are found.
-    let mut queue: VecDeque<Url> = VecDeque::from([base.clone()]);
-    let mut listings = 0;
-    let mut sidecars: Vec<(Url, Option<u64>)> = Vec::new();
-    let mut sizes: Vec<(Url, Option<u64>)> = Vec::new();
-    while let Some(dir) = queue.pop_front() {
-        if listings >= MAX_LISTINGS || sidecars.len() >= opts.samples.max(1) {
-            break;
-        }
-        listings += 1;
-        let got = match client.get(&dir, true).await {
-            Ok(g) => g,
-            Err(e) => {
-                if dir == *base {
-                    report.checks.push(Check::fail("listing", e.to_string()));
-                    return os_lists;
-                }
-                continue;
-            }
-        };
-        let entries = match listing::parse_listing(&got.body, None, &dir, 100_000) {
-            Ok(e) => e,
-            Err(e) => {
-                if dir == *base {
-                    report
-                        .checks
-                        .push(Check::fail("listing", format!("{}: {e}", redact(base))));
-                    return os_lists;
-                }
-                continue;
-            }
-        };
-        if dir == *base {
-            if entries.is_empty() {
-                report
-                    .checks
-                    .push(Check::fail("listing", "the top listing is empty"));
-                return os_lists;
-            }
-            report.checks.push(Check::pass(
-                "listing",
-                format!("top listing shows {} entries", entries.len()),
-            ));
-        }
+/// What the walk of the listings for sidecars found.
+#[derive(Default)]
+struct Walk {
+    /// The OS lists (`os_list*.json`) the top listing shows.
+    os_lists: Vec<Url>,
+    /// `.sha256` sidecars, in the order found.
+    sidecars: Vec<Url>,
+    /// Every other file, with the exact size its listing gives, if it does.
+    sizes: Vec<(Url, Option<u64>)>,
+    listings: usize,
+    /// The top listing could not be read, or was empty: the `listing` check failed.
+    top_unusable: bool,
+}
+
+impl Walk {
+    /// Files the entries of `dir`; returns its subdirectories to walk next.
+    fn take_entries(&mut self, dir: &Url, top: bool, entries: &[ListingEntry]) -> Vec<Url> {
         let mut dirs = Vec::new();
         for e in entries.iter().rev() {
             let Ok(url) = dir.join(&crate::fetch::encode_path(&e.name)) else {
@@ -116,63 +79,115 @@ async fn sidecars(
                         dirs.push(u);
                     }
                 }
-                EntryKind::File if e.name.ends_with(".sha256") => sidecars.push((url, None)),
+                EntryKind::File if e.name.ends_with(".sha256") => self.sidecars.push(url),
                 EntryKind::File => {
-                    if dir == *base && is_os_list(&e.name) {
-                        os_lists.push(url.clone());
+                    if top && is_os_list(&e.name) {
+                        self.os_lists.push(url.clone());
                     }
-                    sizes.push((url, e.size))
+                    self.sizes.push((url, e.size))
                 }
             }
         }
-        queue.extend(dirs);
+        dirs
     }
-    if sidecars.is_empty() {
+}
+
+/// The top listing and a sample of `.sha256` sidecars; returns the OS lists
+/// (`os_list*.json`) the top listing shows.
+async fn sidecars(
+    client: &FamilyClient,
+    base: &Url,
+    opts: &ProbeOptions,
+    report: &mut FamilyReport,
+) -> Vec<Url> {
+    let walk = walk_listings(client, base, opts, report).await;
+    if walk.top_unusable {
+        return walk.os_lists;
+    }
+    if walk.sidecars.is_empty() {
         report.checks.push(Check::pass(
             "images",
-            format!("no .sha256 sidecars found in {listings} listings"),
+            format!("no .sha256 sidecars found in {} listings", walk.listings),
         ));
-        return os_lists;
+        return walk.os_lists;
     }
+    let check = check_sidecars(client, base, opts, &walk).await;
+    report.checks.push(check);
+    walk.os_lists
+}
+
+/// Walks the listings from `base` for sidecars, adding the `listing` check of the
+/// top one.
+async fn walk_listings(
+    client: &FamilyClient,
+    base: &Url,
+    opts: &ProbeOptions,
+    report: &mut FamilyReport,
+) -> Walk {
+    let mut walk = Walk::default();
+    // Breadth first, newest names first (dated directories sort last), until enough
+    // sidecars are found.
+    let mut queue: VecDeque<Url> = VecDeque::from([base.clone()]);
+    while let Some(dir) = queue.pop_front() {
+        if walk.listings >= MAX_LISTINGS || walk.sidecars.len() >= opts.samples.max(1) {
+            break;
+        }
+        walk.listings += 1;
+        let top = dir == *base;
+        let entries = match read_listing(client, &dir, top).await {
+            Ok(e) => e,
+            Err(detail) if top => {
+                report.checks.push(Check::fail("listing", detail));
+                walk.top_unusable = true;
+                return walk;
+            }
+            Err(_) => continue,
+        };
+        if top {
+            report.checks.push(Check::pass(
+                "listing",
+                format!("top listing shows {} entries", entries.len()),
+            ));
+        }
+        queue.extend(walk.take_entries(&dir, top, &entries));
+    }
+    walk
+}
+
+/// Fetches and parses one listing of the walk; the top one must not be empty.
+async fn read_listing(
+    client: &FamilyClient,
+    dir: &Url,
+    top: bool,
+) -> Result<Vec<ListingEntry>, String> {
+    let got = client.get(dir, true).await.map_err(|e| e.to_string())?;
+    let entries = listing::parse_listing(&got.body, None, dir, 100_000)
+        .map_err(|e| format!("{}: {e}", redact(dir)))?;
+    if top && entries.is_empty() {
+        return Err("the top listing is empty".into());
+    }
+    Ok(entries)
+}
+
+/// The `images` check: a sample of the images the sidecars name are there, with the
+/// size the upstream (or the listing) gives them.
+async fn check_sidecars(
+    client: &FamilyClient,
+    base: &Url,
+    opts: &ProbeOptions,
+    walk: &Walk,
+) -> Check {
     let upstream_client = FamilyClient::any(opts.timeout).ok();
     let mut problems = Vec::new();
     let mut checked = 0;
-    for (sidecar, _) in sidecars.into_iter().take(opts.samples.max(1)) {
-        let got = match client.get(&sidecar, false).await {
-            Ok(g) => g,
+    for sidecar in walk.sidecars.iter().take(opts.samples.max(1)) {
+        let image = match image_named_by(client, sidecar).await {
+            Ok(Some(i)) => i,
+            Ok(None) => continue,
             Err(e) => {
-                problems.push(e.to_string());
+                problems.push(e);
                 continue;
             }
-        };
-        let text = String::from_utf8_lossy(&got.body);
-        let lines = match sums::parse_sums(&text, &redact(&sidecar)) {
-            Ok(l) => l,
-            Err(e) => {
-                problems.push(e.to_string());
-                continue;
-            }
-        };
-        let image_name = sidecar
-            .path()
-            .rsplit('/')
-            .next()
-            .and_then(|n| n.strip_suffix(".sha256"))
-            .unwrap_or("")
-            .to_string();
-        let Some(line) = lines.first() else {
-            problems.push(format!("{}: empty", redact(&sidecar)));
-            continue;
-        };
-        let name = if line.name.is_empty() {
-            percent_encoding::percent_decode_str(&image_name)
-                .decode_utf8_lossy()
-                .into_owned()
-        } else {
-            line.name.clone()
-        };
-        let Ok(image) = sidecar.join(&crate::fetch::encode_path(&name)) else {
-            continue;
         };
         let size = match client.head(&image).await {
             Ok(s) => s,
@@ -181,21 +196,8 @@ async fn sidecars(
                 continue;
             }
         };
-        // The size to expect: the upstream's, else what the listing said exactly.
-        let expected = match (&opts.upstream, &upstream_client) {
-            (Some(up), Some(c)) => match image
-                .as_str()
-                .strip_prefix(base.as_str())
-                .map(|rel| up.join(rel))
-            {
-                Some(Ok(u)) => c.head(&u).await.ok().flatten(),
-                _ => None,
-            },
-            _ => sizes
-                .iter()
-                .find(|(u, _)| *u == image)
-                .and_then(|(_, s)| *s),
-        };
+        let expected =
+            expected_size(base, opts, upstream_client.as_ref(), &walk.sizes, &image).await;
         match (size, expected) {
             (Some(a), Some(b)) if a != b => {
                 problems.push(format!("{}: {a} bytes, expected {b}", redact(&image)))
@@ -204,15 +206,63 @@ async fn sidecars(
             _ => checked += 1,
         }
     }
-    report.checks.push(if problems.is_empty() {
+    if problems.is_empty() {
         Check::pass(
             "images",
             format!("{checked} image(s) named by .sha256 sidecars present with the right size"),
         )
     } else {
         Check::fail("images", problems.join("; "))
-    });
-    os_lists
+    }
+}
+
+/// The image a `.sha256` sidecar names, beside it; None when the name makes no URL.
+async fn image_named_by(client: &FamilyClient, sidecar: &Url) -> Result<Option<Url>, String> {
+    let got = client
+        .get(sidecar, false)
+        .await
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&got.body);
+    let lines = sums::parse_sums(&text, &redact(sidecar)).map_err(|e| e.to_string())?;
+    let image_name = sidecar
+        .path()
+        .rsplit('/')
+        .next()
+        .and_then(|n| n.strip_suffix(".sha256"))
+        .unwrap_or("")
+        .to_string();
+    let Some(line) = lines.first() else {
+        return Err(format!("{}: empty", redact(sidecar)));
+    };
+    let name = if line.name.is_empty() {
+        percent_encoding::percent_decode_str(&image_name)
+            .decode_utf8_lossy()
+            .into_owned()
+    } else {
+        line.name.clone()
+    };
+    Ok(sidecar.join(&crate::fetch::encode_path(&name)).ok())
+}
+
+/// The size to expect of `image`: the upstream's, else what the listing said exactly.
+async fn expected_size(
+    base: &Url,
+    opts: &ProbeOptions,
+    upstream_client: Option<&FamilyClient>,
+    sizes: &[(Url, Option<u64>)],
+    image: &Url,
+) -> Option<u64> {
+    match (&opts.upstream, upstream_client) {
+        (Some(up), Some(c)) => match image
+            .as_str()
+            .strip_prefix(base.as_str())
+            .map(|rel| up.join(rel))
+        {
+            Some(Ok(u)) => c.head(&u).await.ok().flatten(),
+            _ => None,
+        },
+        _ => sizes.iter().find(|(u, _)| u == image).and_then(|(_, s)| *s),
+    }
 }
 
 fn is_os_list(name: &str) -> bool {
@@ -223,6 +273,76 @@ fn is_os_list(name: &str) -> bool {
 /// port, under the probed path.
 fn on_mirror<'a>(base: &Url, url: &'a Url) -> Option<&'a str> {
     url.as_str().strip_prefix(base.as_str())
+}
+
+/// True for a URL not on this mirror but under the upstream.
+fn points_upstream(base: &Url, upstream: Option<&Url>, u: &Url) -> bool {
+    on_mirror(base, u).is_none() && upstream.is_some_and(|up| u.as_str().starts_with(up.as_str()))
+}
+
+/// What reading the OS list documents found.
+#[derive(Default)]
+struct OsListsRead {
+    /// The documents read and parsed, by name.
+    read: Vec<String>,
+    /// Documents left unread at [`MAX_OS_LISTS`].
+    not_read: usize,
+    problems: Vec<String>,
+    /// (document, entry) for each image on this mirror, each URL once.
+    mine: Vec<(String, ImageRef)>,
+    mine_urls: HashSet<Url>,
+    /// Images on other hosts.
+    elsewhere: usize,
+    /// The URLs pointing at the upstream, each with where it is.
+    at_upstream: Vec<String>,
+}
+
+impl OsListsRead {
+    /// Files each image document `name` points at: on this mirror, at the upstream,
+    /// or elsewhere.
+    fn sort_images(
+        &mut self,
+        base: &Url,
+        upstream: Option<&Url>,
+        name: &str,
+        images: Vec<ImageRef>,
+    ) {
+        for image in images {
+            if points_upstream(base, upstream, &image.url) {
+                self.at_upstream
+                    .push(format!("{name} {}: {}", image.at, redact(&image.url)));
+            } else if on_mirror(base, &image.url).is_some() {
+                if self.mine_urls.insert(image.url.clone()) {
+                    self.mine.push((name.to_string(), image));
+                }
+            } else {
+                self.elsewhere += 1;
+            }
+        }
+    }
+
+    /// The `subitems_url` documents of document `name` to read, those on this mirror
+    /// not seen yet, last first (a stack pops them in document order); notes those
+    /// at the upstream.
+    fn subitems_to_read(
+        &mut self,
+        base: &Url,
+        upstream: Option<&Url>,
+        name: &str,
+        subitems: Vec<Url>,
+        seen: &mut HashSet<Url>,
+    ) -> Vec<Url> {
+        let mut next = Vec::new();
+        for sub in subitems.into_iter().rev() {
+            if points_upstream(base, upstream, &sub) {
+                self.at_upstream
+                    .push(format!("{name} subitems_url: {}", redact(&sub)));
+            } else if on_mirror(base, &sub).is_some() && seen.insert(sub.clone()) {
+                next.push(sub);
+            }
+        }
+        next
+    }
 }
 
 /// The OS list documents and a sample of the images they point at on this mirror.
@@ -240,6 +360,26 @@ async fn os_lists(
         }
         u
     });
+    let mut found = read_os_lists(client, base, upstream.as_ref(), listed).await;
+    if found.read.is_empty() && found.problems.is_empty() {
+        // No OS list published: nothing to check.
+        return;
+    }
+    let sampled = sample_images(client, opts.samples, &found.mine, &mut found.problems).await;
+    report.checks.push(os_list_check(&found, sampled));
+    if let Some(up) = upstream.as_ref().filter(|_| !found.read.is_empty()) {
+        report.checks.push(upstream_check(up, &found.at_upstream));
+    }
+}
+
+/// Reads the OS list documents, at most [`MAX_OS_LISTS`]: the Imager's and those it
+/// links on this mirror, then the others the top listing shows (`listed`).
+async fn read_os_lists(
+    client: &FamilyClient,
+    base: &Url,
+    upstream: Option<&Url>,
+    listed: &[Url],
+) -> OsListsRead {
     let imager = base.join(IMAGER_OS_LIST).ok();
     // The Imager's list and what it links (depth first) come before the other lists
     // the top listing shows: they are what Imager users load.
@@ -250,83 +390,66 @@ async fn os_lists(
         .cloned()
         .collect();
     let mut seen: HashSet<Url> = linked.iter().chain(&others).cloned().collect();
-    let mut read: Vec<String> = Vec::new();
-    let mut not_read = 0;
-    let mut problems: Vec<String> = Vec::new();
-    // (document, entry) for each image on this mirror, each URL once.
-    let mut mine: Vec<(String, ImageRef)> = Vec::new();
-    let mut mine_urls: HashSet<Url> = HashSet::new();
-    let mut elsewhere = 0;
-    let mut at_upstream: Vec<String> = Vec::new();
+    let mut found = OsListsRead::default();
     let mut attempts = 0;
     while let Some(url) = linked.pop().or_else(|| others.pop_front()) {
         if attempts >= MAX_OS_LISTS {
-            not_read = 1 + linked.len() + others.len();
+            found.not_read = 1 + linked.len() + others.len();
             break;
         }
         attempts += 1;
         let name = on_mirror(base, &url)
             .map(str::to_string)
             .unwrap_or_else(|| redact(&url));
-        let got = match client.get(&url, false).await {
-            Ok(g) => g,
-            // Not published and not listed: this mirror has no OS list.
-            Err(ProbeHttpError::Missing { .. })
-                if Some(&url) == imager.as_ref() && !listed.contains(&url) =>
-            {
-                continue;
-            }
+        // Not published and not listed: this mirror has no OS list.
+        let optional = Some(&url) == imager.as_ref() && !listed.contains(&url);
+        let (images, subitems) = match fetch_os_list(client, &url, &name, optional).await {
+            Ok(Some(parsed)) => parsed,
+            Ok(None) => continue,
             Err(e) => {
-                problems.push(e.to_string());
+                found.problems.push(e);
                 continue;
             }
         };
-        let parsed = OsList::parse(&got.body, &name).and_then(|list| {
+        found.read.push(name.clone());
+        found.sort_images(base, upstream, &name, images);
+        linked.extend(found.subitems_to_read(base, upstream, &name, subitems, &mut seen));
+    }
+    found
+}
+
+/// Fetches and parses one OS list document: the images it points at and the
+/// `subitems_url` documents it links. None when it is `optional` and not there.
+async fn fetch_os_list(
+    client: &FamilyClient,
+    url: &Url,
+    name: &str,
+    optional: bool,
+) -> Result<Option<(Vec<ImageRef>, Vec<Url>)>, String> {
+    let got = match client.get(url, false).await {
+        Ok(g) => g,
+        Err(ProbeHttpError::Missing { .. }) if optional => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    OsList::parse(&got.body, name)
+        .and_then(|list| {
             let images = list.images()?;
             let subitems = list.subitems_urls()?;
-            Ok((images, subitems))
-        });
-        let (images, subitems) = match parsed {
-            Ok(p) => p,
-            Err(e) => {
-                problems.push(e.to_string());
-                continue;
-            }
-        };
-        read.push(name.clone());
-        let points_upstream = |u: &Url| {
-            on_mirror(base, u).is_none()
-                && upstream
-                    .as_ref()
-                    .is_some_and(|up| u.as_str().starts_with(up.as_str()))
-        };
-        for image in images {
-            if points_upstream(&image.url) {
-                at_upstream.push(format!("{name} {}: {}", image.at, redact(&image.url)));
-            } else if on_mirror(base, &image.url).is_some() {
-                if mine_urls.insert(image.url.clone()) {
-                    mine.push((name.clone(), image));
-                }
-            } else {
-                elsewhere += 1;
-            }
-        }
-        // Pushed in reverse: popped in document order.
-        for sub in subitems.into_iter().rev() {
-            if points_upstream(&sub) {
-                at_upstream.push(format!("{name} subitems_url: {}", redact(&sub)));
-            } else if on_mirror(base, &sub).is_some() && seen.insert(sub.clone()) {
-                linked.push(sub);
-            }
-        }
-    }
-    if read.is_empty() && problems.is_empty() {
-        // No OS list published: nothing to check.
-        return;
-    }
+            Ok(Some((images, subitems)))
+        })
+        .map_err(|e| e.to_string())
+}
 
+/// HEADs a sample of the images on this mirror against the size their list gives,
+/// adding to `problems`; returns how many were sampled.
+async fn sample_images(
+    client: &FamilyClient,
+    samples: usize,
+    mine: &[(String, ImageRef)],
+    problems: &mut Vec<String>,
+) -> usize {
     // First, middle, last...: spread over the lists, the same every time.
-    let n = opts.samples.max(1).min(mine.len());
+    let n = samples.max(1).min(mine.len());
     let picks: Vec<&(String, ImageRef)> = (0..n)
         .map(|i| &mine[i * (mine.len() - 1) / (n.max(2) - 1)])
         .collect();
@@ -344,50 +467,61 @@ async fn os_lists(
             (Err(e), _) => problems.push(format!("{list} {}: {e}", image.at)),
         }
     }
-    report.checks.push(if problems.is_empty() {
-        let docs = match read.len() {
-            1 => format!("{} parses", read[0]),
-            n => format!("{} and {} more OS list(s) parse", read[0], n - 1),
-        };
-        let unread = if not_read > 0 {
-            format!(" ({not_read} more not read: at most {MAX_OS_LISTS})")
-        } else {
-            String::new()
-        };
-        let sampled = if mine.is_empty() {
-            "no image on this mirror".to_string()
-        } else {
-            format!(
-                "{} of {} image(s) on this mirror sampled, all present with the right size",
-                picks.len(),
-                mine.len()
-            )
-        };
-        Check::pass(
-            "os list",
-            format!("{docs}{unread}; {sampled}; {elsewhere} on other hosts"),
+    picks.len()
+}
+
+/// The `os list` check, `sampled` of the images on this mirror having been HEADed.
+fn os_list_check(found: &OsListsRead, sampled: usize) -> Check {
+    if !found.problems.is_empty() {
+        return Check::fail("os list", found.problems.join("; "));
+    }
+    let read = &found.read;
+    let docs = match read.len() {
+        1 => format!("{} parses", read[0]),
+        n => format!("{} and {} more OS list(s) parse", read[0], n - 1),
+    };
+    let unread = if found.not_read > 0 {
+        format!(
+            " ({} more not read: at most {MAX_OS_LISTS})",
+            found.not_read
         )
     } else {
-        Check::fail("os list", problems.join("; "))
-    });
-    if let Some(up) = upstream.as_ref().filter(|_| !read.is_empty()) {
-        let shown = redact(up);
-        report.checks.push(if at_upstream.is_empty() {
-            Check::pass(
-                "os list: upstream",
-                format!("no image or subitems_url points at the upstream {shown}"),
-            )
-        } else {
-            let more = at_upstream.len().saturating_sub(MAX_NAMED);
-            let mut detail = format!(
-                "{} URL(s) point at the upstream {shown}, not rewritten to this mirror: {}",
-                at_upstream.len(),
-                at_upstream[..at_upstream.len().min(MAX_NAMED)].join("; ")
-            );
-            if more > 0 {
-                detail.push_str(&format!("; and {more} more"));
-            }
-            Check::fail("os list: upstream", detail)
-        });
+        String::new()
+    };
+    let images = if found.mine.is_empty() {
+        "no image on this mirror".to_string()
+    } else {
+        format!(
+            "{sampled} of {} image(s) on this mirror sampled, all present with the right size",
+            found.mine.len()
+        )
+    };
+    Check::pass(
+        "os list",
+        format!(
+            "{docs}{unread}; {images}; {} on other hosts",
+            found.elsewhere
+        ),
+    )
+}
+
+/// The `os list: upstream` check: no URL in the documents points at the upstream.
+fn upstream_check(up: &Url, at_upstream: &[String]) -> Check {
+    let shown = redact(up);
+    if at_upstream.is_empty() {
+        return Check::pass(
+            "os list: upstream",
+            format!("no image or subitems_url points at the upstream {shown}"),
+        );
     }
+    let more = at_upstream.len().saturating_sub(MAX_NAMED);
+    let mut detail = format!(
+        "{} URL(s) point at the upstream {shown}, not rewritten to this mirror: {}",
+        at_upstream.len(),
+        at_upstream[..at_upstream.len().min(MAX_NAMED)].join("; ")
+    );
+    if more > 0 {
+        detail.push_str(&format!("; and {more} more"));
+    }
+    Check::fail("os list: upstream", detail)
 }

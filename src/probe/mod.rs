@@ -219,39 +219,131 @@ async fn probe_mirror(
             };
         }
     };
-    let mut families = Vec::new();
-    let (base_ref, host_ref) = (&base, &host);
-    for family in [Family::Ipv4, Family::Ipv6] {
-        let mine: Vec<IpAddr> = addrs
-            .iter()
-            .copied()
-            .filter(|a| Family::of(a) == family)
-            .collect();
-        families.push(async move {
-            let (base, host) = (base_ref, host_ref);
-            if mine.is_empty() {
-                return (
-                    None,
-                    FamilyReport {
-                        family,
-                        addresses: Vec::new(),
-                        healthy: None,
-                        freshness: None,
-                        age_seconds: None,
-                        behind_seconds: None,
-                        checks: Vec::new(),
-                    },
-                );
-            }
-            probe_family(base, host, &mine, port, family, opts, keyring, upstream).await
-        });
-    }
-    let results = futures_util::future::join_all(families).await;
+    let target = Target {
+        base: &base,
+        host: &host,
+        port,
+        opts,
+        keyring,
+        upstream,
+    };
+    let results = futures_util::future::join_all(
+        [Family::Ipv4, Family::Ipv6].map(|family| target.probe(&addrs, family)),
+    )
+    .await;
     let kind = results
         .iter()
         .find_map(|(k, _)| k.clone())
         .unwrap_or_else(|| "unknown".into());
     let families: Vec<FamilyReport> = results.into_iter().map(|(_, f)| f).collect();
+    let (healthy, summary) = verdict(&families);
+    MirrorReport {
+        url: base.to_string(),
+        kind,
+        healthy,
+        summary,
+        families,
+        seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+/// One mirror, resolved, and what to probe it with.
+struct Target<'a> {
+    base: &'a Url,
+    host: &'a str,
+    port: u16,
+    opts: &'a ProbeOptions,
+    keyring: Option<&'a Keyring>,
+    upstream: Option<&'a UpstreamFacts>,
+}
+
+impl Target<'_> {
+    /// Probes over `family` through those of `addrs` in it; a family without
+    /// addresses gets an empty report with no verdict.
+    async fn probe(&self, addrs: &[IpAddr], family: Family) -> (Option<String>, FamilyReport) {
+        let mine: Vec<IpAddr> = addrs
+            .iter()
+            .copied()
+            .filter(|a| Family::of(a) == family)
+            .collect();
+        if mine.is_empty() {
+            return (
+                None,
+                FamilyReport {
+                    family,
+                    addresses: Vec::new(),
+                    healthy: None,
+                    freshness: None,
+                    age_seconds: None,
+                    behind_seconds: None,
+                    checks: Vec::new(),
+                },
+            );
+        }
+        self.probe_family(&mine, family).await
+    }
+
+    /// Probes over `family` through `addrs`, all in it: answers at all, then the
+    /// checks of the kind of tree it serves.
+    async fn probe_family(
+        &self,
+        addrs: &[IpAddr],
+        family: Family,
+    ) -> (Option<String>, FamilyReport) {
+        let (base, opts) = (self.base, self.opts);
+        let mut report = FamilyReport {
+            family,
+            addresses: addrs.iter().map(|a| a.to_string()).collect(),
+            healthy: Some(false),
+            freshness: None,
+            age_seconds: None,
+            behind_seconds: None,
+            checks: Vec::new(),
+        };
+        let client = match FamilyClient::new(self.host, addrs, self.port, family, opts.timeout) {
+            Ok(c) => c,
+            Err(e) => {
+                report.checks.push(Check::fail("connect", e.to_string()));
+                return (None, report);
+            }
+        };
+        let kind = match apt::detect(&client, base).await {
+            Ok(k) => k,
+            Err(e) => {
+                report.checks.push(Check::fail("connect", e.to_string()));
+                return (None, report);
+            }
+        };
+        report.checks.push(Check::pass(
+            "connect",
+            format!("answers over {}", label(family)),
+        ));
+        let kind = match kind {
+            apt::Kind::Apt(first) => {
+                apt::check(
+                    &client,
+                    base,
+                    opts,
+                    self.keyring,
+                    self.upstream,
+                    first,
+                    &mut report,
+                )
+                .await;
+                "apt"
+            }
+            apt::Kind::Images => {
+                images::check(&client, base, opts, &mut report).await;
+                "images"
+            }
+        };
+        report.healthy = Some(report.checks.iter().all(|c| c.ok));
+        (Some(kind.to_string()), report)
+    }
+}
+
+/// Whether a mirror is healthy, by its families, and the line for humans saying so.
+fn verdict(families: &[FamilyReport]) -> (bool, String) {
     let with_addr: Vec<&FamilyReport> = families.iter().filter(|f| f.healthy.is_some()).collect();
     let good: Vec<&FamilyReport> = with_addr
         .iter()
@@ -278,14 +370,7 @@ async fn probe_mirror(
         }
         (_, _) => format!("answers only on {}", label(good[0].family)),
     };
-    MirrorReport {
-        url: base.to_string(),
-        kind,
-        healthy,
-        summary,
-        families,
-        seconds: started.elapsed().as_secs_f64(),
-    }
+    (healthy, summary)
 }
 
 fn label(f: Family) -> &'static str {
@@ -297,58 +382,6 @@ fn label(f: Family) -> &'static str {
 
 fn no_answer(f: &FamilyReport) -> bool {
     f.checks.iter().any(|c| c.name == "connect" && !c.ok)
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn probe_family(
-    base: &Url,
-    host: &str,
-    addrs: &[IpAddr],
-    port: u16,
-    family: Family,
-    opts: &ProbeOptions,
-    keyring: Option<&Keyring>,
-    upstream: Option<&UpstreamFacts>,
-) -> (Option<String>, FamilyReport) {
-    let mut report = FamilyReport {
-        family,
-        addresses: addrs.iter().map(|a| a.to_string()).collect(),
-        healthy: Some(false),
-        freshness: None,
-        age_seconds: None,
-        behind_seconds: None,
-        checks: Vec::new(),
-    };
-    let client = match FamilyClient::new(host, addrs, port, family, opts.timeout) {
-        Ok(c) => c,
-        Err(e) => {
-            report.checks.push(Check::fail("connect", e.to_string()));
-            return (None, report);
-        }
-    };
-    let kind = match apt::detect(&client, base).await {
-        Ok(k) => k,
-        Err(e) => {
-            report.checks.push(Check::fail("connect", e.to_string()));
-            return (None, report);
-        }
-    };
-    report.checks.push(Check::pass(
-        "connect",
-        format!("answers over {}", label(family)),
-    ));
-    let kind = match kind {
-        apt::Kind::Apt(first) => {
-            apt::check(&client, base, opts, keyring, upstream, first, &mut report).await;
-            "apt"
-        }
-        apt::Kind::Images => {
-            images::check(&client, base, opts, &mut report).await;
-            "images"
-        }
-    };
-    report.healthy = Some(report.checks.iter().all(|c| c.ok));
-    (Some(kind.to_string()), report)
 }
 
 /// A and AAAA of `host`, or the operator's override.

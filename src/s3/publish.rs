@@ -246,36 +246,59 @@ impl Publisher {
             Attribute::Metadata(SHA256_META.into()),
             hex::encode(up.entry.sha256).into(),
         );
-        let size = up.entry.size;
-        if size <= SINGLE_PUT_MAX {
-            let _memory = self
-                .memory
-                .acquire_many(mib(size))
-                .await
-                .map_err(|e| e.to_string())?;
-            let bytes = tokio::fs::read(src)
-                .await
-                .map_err(|e| format!("reading {}: {e}", src.display()))?;
-            check(
-                &bytes.len().try_into().unwrap_or(u64::MAX),
-                &Sha256::digest(&bytes).into(),
-                &up.entry,
-                src,
-            )?;
-            self.puts.fetch_add(1, Ordering::Relaxed);
-            self.store
-                .put_opts(
-                    &key,
-                    PutPayload::from(bytes),
-                    PutOptions {
-                        attributes,
-                        ..PutOptions::default()
-                    },
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-            return Ok(());
+        if up.entry.size <= SINGLE_PUT_MAX {
+            self.put_whole(key, attributes, up, src).await
+        } else {
+            self.put_in_parts(key, attributes, up, src).await
         }
+    }
+
+    /// Uploads a small file with one PUT, read whole into memory.
+    async fn put_whole(
+        &self,
+        key: object_store::path::Path,
+        attributes: Attributes,
+        up: &Upload,
+        src: &Path,
+    ) -> Result<(), String> {
+        let _memory = self
+            .memory
+            .acquire_many(mib(up.entry.size))
+            .await
+            .map_err(|e| e.to_string())?;
+        let bytes = tokio::fs::read(src)
+            .await
+            .map_err(|e| format!("reading {}: {e}", src.display()))?;
+        check(
+            &bytes.len().try_into().unwrap_or(u64::MAX),
+            &Sha256::digest(&bytes).into(),
+            &up.entry,
+            src,
+        )?;
+        self.puts.fetch_add(1, Ordering::Relaxed);
+        self.store
+            .put_opts(
+                &key,
+                PutPayload::from(bytes),
+                PutOptions {
+                    attributes,
+                    ..PutOptions::default()
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// Uploads a large file as a multipart upload, aborted if it fails.
+    async fn put_in_parts(
+        &self,
+        key: object_store::path::Path,
+        attributes: Attributes,
+        up: &Upload,
+        src: &Path,
+    ) -> Result<(), String> {
+        let size = up.entry.size;
         let part = PART_MIN.max(size.div_ceil(9_000).next_multiple_of(1 << 20));
         let _memory = self
             .memory
