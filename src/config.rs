@@ -6,6 +6,8 @@
 //! rates, URLs) are parsed during deserialisation so their errors carry the file, line
 //! and column.
 
+pub mod publish;
+
 use std::collections::BTreeSet;
 use std::fmt;
 use std::net::IpAddr;
@@ -17,7 +19,8 @@ use serde::{Deserialize, Deserializer};
 use url::Url;
 
 use crate::apt::signature::{Policy, Weakness};
-use crate::s3::target::{S3Target, credentials_from_env, parse_s3_url, read_credentials_file};
+pub use publish::S3Target;
+use publish::{credentials_from_env, parse_s3_url, read_credentials_file};
 
 /// Where `-c` looks when it is not given.
 pub const DEFAULT_CONFIG_PATHS: [&str; 2] = ["mirrors.toml", "/etc/mirrorsync/mirrors.toml"];
@@ -195,6 +198,26 @@ struct RawS3 {
     s3_region: Option<String>,
     s3_credentials: Option<PathBuf>,
     s3_profile: Option<String>,
+}
+
+impl RawS3 {
+    fn of_global(g: &RawGlobal) -> RawS3 {
+        RawS3 {
+            s3_endpoint: g.s3_endpoint.clone(),
+            s3_region: g.s3_region.clone(),
+            s3_credentials: g.s3_credentials.clone(),
+            s3_profile: g.s3_profile.clone(),
+        }
+    }
+
+    fn of_mirror(m: &RawMirror) -> RawS3 {
+        RawS3 {
+            s3_endpoint: m.s3_endpoint.clone(),
+            s3_region: m.s3_region.clone(),
+            s3_credentials: m.s3_credentials.clone(),
+            s3_profile: m.s3_profile.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -453,54 +476,21 @@ fn mirror_line(text: &str, index: usize) -> Option<usize> {
 
 fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, ConfigError> {
     let mut problems = Vec::new();
-    let base_dir = path.parent().unwrap_or(Path::new("."));
     let g = raw.global;
-    let global_s3 = RawS3 {
-        s3_endpoint: g.s3_endpoint.clone(),
-        s3_region: g.s3_region.clone(),
-        s3_credentials: g.s3_credentials.clone(),
-        s3_profile: g.s3_profile.clone(),
-    };
-    if !g.root.is_absolute() {
-        problems.push(format!(
-            "[global] root {:?} must be an absolute path",
-            g.root.display().to_string()
-        ));
-    }
-    if g.root.is_absolute()
-        && let Some(problem) = root_problem(&g.root)
-    {
-        problems.push(format!("[global] root {}: {problem}", g.root.display()));
-    }
+    check_root(&g.root, &mut problems);
     if !(0.0..=1.0).contains(&g.max_delete_ratio) {
         problems.push(format!(
             "[global] max_delete_ratio {} must be between 0 and 1",
             g.max_delete_ratio
         ));
     }
-    let hostname = match g.hostname {
-        Some(h) => h,
-        None => system_hostname(),
+    let hostname = checked_hostname(g.hostname.clone(), &mut problems);
+    let defaults = MirrorDefaults {
+        network: global_network(&g),
+        publish: g.publish.clone(),
+        s3: RawS3::of_global(&g),
+        base_dir: path.parent().unwrap_or(Path::new(".")),
     };
-    if hostname.is_empty()
-        || hostname
-            .chars()
-            .any(|c| !(c.is_ascii_alphanumeric() || c == '.' || c == '-'))
-    {
-        problems.push(format!(
-            "[global] hostname {hostname:?} must be a DNS name (it names the trace file)"
-        ));
-    }
-    let global_net = Network {
-        concurrency: g.concurrency,
-        bandwidth_limit: g.bandwidth_limit.map(|r| r.0),
-        timeout: g.timeout.0,
-        retries: g.retries,
-        retry_delay: g.retry_delay.0,
-        ip: g.ip,
-        bind_address: g.bind_address,
-    };
-
     let mut names = BTreeSet::new();
     let mut mirrors = Vec::new();
     for (i, m) in raw.mirror.into_iter().enumerate() {
@@ -516,152 +506,7 @@ fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, ConfigErr
         if !names.insert(m.name.clone()) {
             problems.push(format!("{at}: the name is used by another mirror"));
         }
-        let mut upstream = m.upstream.0;
-        if !upstream.path().ends_with('/') {
-            let p = format!("{}/", upstream.path());
-            upstream.set_path(&p);
-        }
-        let network = Network {
-            concurrency: m.concurrency.unwrap_or(global_net.concurrency),
-            bandwidth_limit: m
-                .bandwidth_limit
-                .map(|r| r.0)
-                .or(global_net.bandwidth_limit),
-            timeout: m.timeout.map_or(global_net.timeout, |d| d.0),
-            retries: m.retries.unwrap_or(global_net.retries),
-            retry_delay: global_net.retry_delay,
-            ip: m.ip.unwrap_or(global_net.ip),
-            bind_address: m.bind_address.or(global_net.bind_address),
-        };
-        let keyring = m
-            .keyring
-            .map(|k| if k.is_absolute() { k } else { base_dir.join(k) });
-        if let Some(k) = &keyring
-            && !k.is_file()
-        {
-            problems.push(format!("{at}: keyring {} does not exist", k.display()));
-        }
-        let publish = match (&m.publish, &g.publish) {
-            (Some(url), _) => Some(url.trim_end_matches('/').to_string()),
-            (None, Some(base)) => Some(format!("{}/{}", base.trim_end_matches('/'), m.name)),
-            (None, None) => None,
-        };
-        let publish = publish.and_then(|url| {
-            let own = RawS3 {
-                s3_endpoint: m.s3_endpoint.clone(),
-                s3_region: m.s3_region.clone(),
-                s3_credentials: m.s3_credentials.clone(),
-                s3_profile: m.s3_profile.clone(),
-            };
-            s3_target(&url, &own, &global_s3, base_dir)
-                .map_err(|e| problems.push(format!("{at}: {e}")))
-                .ok()
-        });
-        let mut tolerate = globset::GlobSetBuilder::new();
-        for pattern in &m.tolerate {
-            match globset::Glob::new(pattern) {
-                Ok(g) => {
-                    tolerate.add(g);
-                }
-                Err(e) => problems.push(format!("{at}: tolerate pattern {pattern:?}: {e}")),
-            }
-        }
-        let tolerate = tolerate
-            .build()
-            .unwrap_or_else(|_| globset::GlobSet::empty());
-        let mut weaknesses = Vec::new();
-        for name in &m.allow_weak_signatures {
-            match name.parse::<Weakness>() {
-                Ok(w) => weaknesses.push(w),
-                Err(e) => problems.push(format!("{at}: allow_weak_signatures: {e}")),
-            }
-        }
-        if !weaknesses.is_empty() && keyring.is_none() {
-            problems.push(format!(
-                "{at}: allow_weak_signatures needs a keyring whose signatures it relaxes"
-            ));
-        }
-        let signature_policy = Policy::allowing(weaknesses);
-        let kind = match m.kind {
-            RawKind::Apt => {
-                for (key, set) in [
-                    ("include", !m.include.is_empty()),
-                    ("exclude", !m.exclude.is_empty()),
-                    ("keep_latest", m.keep_latest.is_some()),
-                    ("rewrite_base", m.rewrite_base.is_some()),
-                    ("max_files", m.max_files.is_some()),
-                    ("aliases", !m.aliases.is_empty()),
-                ] {
-                    if set {
-                        problems.push(format!("{at}: {key} is for kind = \"images\" mirrors"));
-                    }
-                }
-                for (key, list) in [
-                    ("suites", &m.suites),
-                    ("components", &m.components),
-                    ("architectures", &m.architectures),
-                ] {
-                    if list.is_empty() {
-                        problems.push(format!("{at}: {key} must list at least one entry"));
-                    }
-                    if let Some(bad) = list.iter().find(|s| !valid_name(s)) {
-                        problems.push(format!("{at}: {key} entry {bad:?} is not a plain name"));
-                    }
-                }
-                if m.check_signature && keyring.is_none() {
-                    problems.push(format!(
-                        "{at}: keyring is required (the archive key the Release files are signed with), or set check_signature = false"
-                    ));
-                }
-                let mut architectures = m.architectures;
-                architectures.retain(|a| a != "all");
-                MirrorKind::Apt(AptMirror {
-                    suites: m.suites,
-                    components: m.components,
-                    architectures,
-                    sources: m.sources,
-                    keyring: if m.check_signature { keyring } else { None },
-                    check_valid_until: m.check_valid_until,
-                    allow_rollback: m.allow_rollback,
-                    signature_policy,
-                    tolerate: tolerate.clone(),
-                })
-            }
-            RawKind::Images => {
-                for (key, set) in [
-                    ("suites", !m.suites.is_empty()),
-                    ("components", !m.components.is_empty()),
-                    ("architectures", !m.architectures.is_empty()),
-                    ("sources", m.sources),
-                ] {
-                    if set {
-                        problems.push(format!("{at}: {key} is for kind = \"apt\" mirrors"));
-                    }
-                }
-                let include_set = path_globs(&m.include, "include", &at, &mut problems);
-                let exclude_set = path_globs(&m.exclude, "exclude", &at, &mut problems);
-                MirrorKind::Images(ImagesMirror {
-                    include: m.include,
-                    include_set,
-                    exclude_set,
-                    keep_latest: m.keep_latest,
-                    // A base URL: the file paths are appended to it.
-                    rewrite_base: m.rewrite_base.map(|u| with_slash(u.0)),
-                    max_files: m.max_files.unwrap_or(100_000),
-                    aliases: m.aliases.into_iter().map(|u| with_slash(u.0)).collect(),
-                    keyring,
-                    signature_policy,
-                    tolerate,
-                })
-            }
-        };
-        mirrors.push(Mirror {
-            name: m.name,
-            upstream,
-            network,
-            kind,
-            publish,
-        });
+        mirrors.push(validate_mirror(m, &at, &defaults, &mut problems));
     }
     if !problems.is_empty() {
         return Err(ConfigError::Invalid {
@@ -678,10 +523,260 @@ fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, ConfigErr
             grace: g.grace.0,
             max_delete_ratio: g.max_delete_ratio,
             upstream_busy_wait: g.upstream_busy_wait.0,
-            network: global_net,
+            network: defaults.network,
         },
         mirrors,
     })
+}
+
+/// `[global] root`: absolute, and somewhere this user can write.
+fn check_root(root: &Path, problems: &mut Vec<String>) {
+    if !root.is_absolute() {
+        problems.push(format!(
+            "[global] root {:?} must be an absolute path",
+            root.display().to_string()
+        ));
+    } else if let Some(problem) = root_problem(root) {
+        problems.push(format!("[global] root {}: {problem}", root.display()));
+    }
+}
+
+/// The host name the trace file is named after: as configured, else this machine's.
+fn checked_hostname(configured: Option<String>, problems: &mut Vec<String>) -> String {
+    let hostname = configured.unwrap_or_else(system_hostname);
+    if hostname.is_empty()
+        || hostname
+            .chars()
+            .any(|c| !(c.is_ascii_alphanumeric() || c == '.' || c == '-'))
+    {
+        problems.push(format!(
+            "[global] hostname {hostname:?} must be a DNS name (it names the trace file)"
+        ));
+    }
+    hostname
+}
+
+fn global_network(g: &RawGlobal) -> Network {
+    Network {
+        concurrency: g.concurrency,
+        bandwidth_limit: g.bandwidth_limit.map(|r| r.0),
+        timeout: g.timeout.0,
+        retries: g.retries,
+        retry_delay: g.retry_delay.0,
+        ip: g.ip,
+        bind_address: g.bind_address,
+    }
+}
+
+/// What `[global]` gives every mirror that does not say otherwise.
+struct MirrorDefaults<'a> {
+    network: Network,
+    /// The base each mirror publishes under, as `<publish>/<name>`.
+    publish: Option<String>,
+    s3: RawS3,
+    /// Relative keyring and credentials paths are relative to the config file.
+    base_dir: &'a Path,
+}
+
+/// How a mirror's files are checked: its keyring and signature policy, and which
+/// upstream failures it tolerates.
+struct Trust {
+    keyring: Option<PathBuf>,
+    signature_policy: Policy,
+    tolerate: globset::GlobSet,
+}
+
+/// One `[[mirror]]`, its problems added to `problems`; `at` says where it is.
+fn validate_mirror(
+    m: RawMirror,
+    at: &str,
+    defaults: &MirrorDefaults,
+    problems: &mut Vec<String>,
+) -> Mirror {
+    let upstream = with_slash(m.upstream.0.clone());
+    let network = mirror_network(&m, &defaults.network);
+    let keyring = m.keyring.as_ref().map(|k| {
+        if k.is_absolute() {
+            k.clone()
+        } else {
+            defaults.base_dir.join(k)
+        }
+    });
+    if let Some(k) = &keyring
+        && !k.is_file()
+    {
+        problems.push(format!("{at}: keyring {} does not exist", k.display()));
+    }
+    let publish = publish_target(&m, at, defaults, problems);
+    let tolerate = tolerate_globs(&m.tolerate, at, problems);
+    let signature_policy =
+        signature_policy(&m.allow_weak_signatures, keyring.is_some(), at, problems);
+    let trust = Trust {
+        keyring,
+        signature_policy,
+        tolerate,
+    };
+    let name = m.name.clone();
+    let kind = match m.kind {
+        RawKind::Apt => MirrorKind::Apt(apt_mirror(m, trust, at, problems)),
+        RawKind::Images => MirrorKind::Images(images_mirror(m, trust, at, problems)),
+    };
+    Mirror {
+        name,
+        upstream,
+        network,
+        kind,
+        publish,
+    }
+}
+
+/// The global network settings with the mirror's overrides.
+fn mirror_network(m: &RawMirror, global: &Network) -> Network {
+    Network {
+        concurrency: m.concurrency.unwrap_or(global.concurrency),
+        bandwidth_limit: m.bandwidth_limit.map(|r| r.0).or(global.bandwidth_limit),
+        timeout: m.timeout.map_or(global.timeout, |d| d.0),
+        retries: m.retries.unwrap_or(global.retries),
+        retry_delay: global.retry_delay,
+        ip: m.ip.unwrap_or(global.ip),
+        bind_address: m.bind_address.or(global.bind_address),
+    }
+}
+
+/// The bucket the mirror publishes to: its own `publish`, else under the global one.
+fn publish_target(
+    m: &RawMirror,
+    at: &str,
+    defaults: &MirrorDefaults,
+    problems: &mut Vec<String>,
+) -> Option<S3Target> {
+    let url = match (&m.publish, &defaults.publish) {
+        (Some(url), _) => url.trim_end_matches('/').to_string(),
+        (None, Some(base)) => format!("{}/{}", base.trim_end_matches('/'), m.name),
+        (None, None) => return None,
+    };
+    s3_target(&url, &RawS3::of_mirror(m), &defaults.s3, defaults.base_dir)
+        .map_err(|e| problems.push(format!("{at}: {e}")))
+        .ok()
+}
+
+/// `tolerate` patterns: globs over whole paths (`*` crosses '/').
+fn tolerate_globs(patterns: &[String], at: &str, problems: &mut Vec<String>) -> globset::GlobSet {
+    let mut tolerate = globset::GlobSetBuilder::new();
+    for pattern in patterns {
+        match globset::Glob::new(pattern) {
+            Ok(g) => {
+                tolerate.add(g);
+            }
+            Err(e) => problems.push(format!("{at}: tolerate pattern {pattern:?}: {e}")),
+        }
+    }
+    tolerate
+        .build()
+        .unwrap_or_else(|_| globset::GlobSet::empty())
+}
+
+/// apt's signature policy, relaxed by the weaknesses `allow_weak_signatures` names;
+/// relaxing means nothing without a keyring.
+fn signature_policy(
+    names: &[String],
+    has_keyring: bool,
+    at: &str,
+    problems: &mut Vec<String>,
+) -> Policy {
+    let mut weaknesses = Vec::new();
+    for name in names {
+        match name.parse::<Weakness>() {
+            Ok(w) => weaknesses.push(w),
+            Err(e) => problems.push(format!("{at}: allow_weak_signatures: {e}")),
+        }
+    }
+    if !weaknesses.is_empty() && !has_keyring {
+        problems.push(format!(
+            "{at}: allow_weak_signatures needs a keyring whose signatures it relaxes"
+        ));
+    }
+    Policy::allowing(weaknesses)
+}
+
+/// A `kind = "apt"` mirror: suites, components and architectures are required, and
+/// a keyring unless `check_signature = false`.
+fn apt_mirror(m: RawMirror, trust: Trust, at: &str, problems: &mut Vec<String>) -> AptMirror {
+    for (key, set) in [
+        ("include", !m.include.is_empty()),
+        ("exclude", !m.exclude.is_empty()),
+        ("keep_latest", m.keep_latest.is_some()),
+        ("rewrite_base", m.rewrite_base.is_some()),
+        ("max_files", m.max_files.is_some()),
+        ("aliases", !m.aliases.is_empty()),
+    ] {
+        if set {
+            problems.push(format!("{at}: {key} is for kind = \"images\" mirrors"));
+        }
+    }
+    for (key, list) in [
+        ("suites", &m.suites),
+        ("components", &m.components),
+        ("architectures", &m.architectures),
+    ] {
+        if list.is_empty() {
+            problems.push(format!("{at}: {key} must list at least one entry"));
+        }
+        if let Some(bad) = list.iter().find(|s| !valid_name(s)) {
+            problems.push(format!("{at}: {key} entry {bad:?} is not a plain name"));
+        }
+    }
+    if m.check_signature && trust.keyring.is_none() {
+        problems.push(format!(
+            "{at}: keyring is required (the archive key the Release files are signed with), or set check_signature = false"
+        ));
+    }
+    let mut architectures = m.architectures;
+    architectures.retain(|a| a != "all");
+    AptMirror {
+        suites: m.suites,
+        components: m.components,
+        architectures,
+        sources: m.sources,
+        keyring: if m.check_signature {
+            trust.keyring
+        } else {
+            None
+        },
+        check_valid_until: m.check_valid_until,
+        allow_rollback: m.allow_rollback,
+        signature_policy: trust.signature_policy,
+        tolerate: trust.tolerate,
+    }
+}
+
+/// A `kind = "images"` mirror: include and exclude patterns instead of suites.
+fn images_mirror(m: RawMirror, trust: Trust, at: &str, problems: &mut Vec<String>) -> ImagesMirror {
+    for (key, set) in [
+        ("suites", !m.suites.is_empty()),
+        ("components", !m.components.is_empty()),
+        ("architectures", !m.architectures.is_empty()),
+        ("sources", m.sources),
+    ] {
+        if set {
+            problems.push(format!("{at}: {key} is for kind = \"apt\" mirrors"));
+        }
+    }
+    let include_set = path_globs(&m.include, "include", at, problems);
+    let exclude_set = path_globs(&m.exclude, "exclude", at, problems);
+    ImagesMirror {
+        include: m.include,
+        include_set,
+        exclude_set,
+        keep_latest: m.keep_latest,
+        // A base URL: the file paths are appended to it.
+        rewrite_base: m.rewrite_base.map(|u| with_slash(u.0)),
+        max_files: m.max_files.unwrap_or(100_000),
+        aliases: m.aliases.into_iter().map(|u| with_slash(u.0)).collect(),
+        keyring: trust.keyring,
+        signature_policy: trust.signature_policy,
+        tolerate: trust.tolerate,
+    }
 }
 
 /// The bucket a mirror publishes to, with the mirror's settings over the global ones.

@@ -20,10 +20,12 @@
 //! - [`probe`]: `mirrorsync probe`, health checks as mirror-list checkers do them.
 //! - [`lock`]: the run lock; [`sync`]: one run over the configured mirrors.
 //! - [`report`]: how progress reaches the front end; nothing here prints.
+//! - [`cli`]: the `mirrorsync` command line, one module per subcommand; the binary calls it.
 //! - [`demo`]: `mirrorsync demo`, the whole product against a fixture on loopback.
 //! - [`fixture`]: signed repositories served on loopback, for the demo and the tests.
 
 pub mod apt;
+pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod failures;
