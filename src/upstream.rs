@@ -714,7 +714,7 @@ fn inspect_partial(
         })
     };
     if let (Some(to), Some(sha256)) = (install, expected.sha256)
-        && crate::fetch::file_matches(to, expected.size, &sha256)
+        && crate::digest::file_matches(to, expected.size, &sha256)
     {
         return Ok(done(true));
     }
@@ -728,7 +728,7 @@ fn inspect_partial(
     if let Some(sha256) = expected.sha256
         && m.len() == expected.size
     {
-        if crate::fetch::file_matches(dest, expected.size, &sha256) {
+        if crate::digest::file_matches(dest, expected.size, &sha256) {
             // Downloaded in full by a run that died before moving it into place.
             if let Some(to) = install {
                 let file = std::fs::File::open(dest)?;
