@@ -11,7 +11,6 @@
 use std::path::{Path, PathBuf};
 
 use futures_util::StreamExt;
-use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::plan::{Action, Wanted};
@@ -19,6 +18,9 @@ use crate::relpath::RelPath;
 use crate::report::Reporter;
 use crate::snapshot::{self, SnapshotError};
 use crate::upstream::{Expected, FetchError, Upstream};
+
+/// Re-exported from where it now lives, for callers that import it from here.
+pub use crate::digest::file_matches;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StageError {
@@ -331,20 +333,4 @@ pub fn encode_path(p: &str) -> String {
         .add(b'{')
         .add(b'}');
     percent_encoding::utf8_percent_encode(p, SET).to_string()
-}
-
-/// True if the file at `path` has exactly this size and SHA256.
-pub fn file_matches(path: &Path, size: u64, sha256: &[u8; 32]) -> bool {
-    let Ok(mut f) = std::fs::File::open(path) else {
-        return false;
-    };
-    if f.metadata().map(|m| m.len()).ok() != Some(size) {
-        return false;
-    }
-    let mut h = Sha256::new();
-    if std::io::copy(&mut f, &mut h).is_err() {
-        return false;
-    }
-    let digest: [u8; 32] = h.finalize().into();
-    &digest == sha256
 }

@@ -12,10 +12,13 @@
 //! - [`relpath`]: every path from upstream is checked here before it touches the disk.
 //! - [`plan`]: pure; wanted files + the published manifest -> link/fetch/keep/delete.
 //! - [`fetch`]: carries the plan out into the staging tree, `concurrency` at a time.
+//! - [`digest`]: whether a file on disk already holds the bytes a checksum wants.
 //! - [`snapshot`] and [`manifest`]: staging, hard links, the one-rename publish, prune.
 //! - [`s3`]: publishing snapshots into S3-compatible object storage, in a safe order.
 //! - [`trace`]: the ftpsync-style trace files mirror checkers read.
 //! - [`state`]: state.json, what the last runs did; [`metrics`]: metrics.prom from it.
+//! - [`atomic`]: replacing a file so a reader or a power cut sees old or new, never half.
+//! - [`promtext`]: the Prometheus text format metrics.prom and `probe` write.
 //! - [`verify`]: re-hash a published tree against its manifest and signatures.
 //! - [`probe`]: `mirrorsync probe`, health checks as mirror-list checkers do them.
 //! - [`lock`]: the run lock; [`sync`]: one run over the configured mirrors.
@@ -25,9 +28,11 @@
 //! - [`fixture`]: signed repositories served on loopback, for the demo and the tests.
 
 pub mod apt;
+pub mod atomic;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod digest;
 pub mod failures;
 pub mod fetch;
 pub mod fixture;
@@ -38,6 +43,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod plan;
 pub mod probe;
+pub mod promtext;
 pub mod ratelimit;
 pub mod relpath;
 pub mod report;

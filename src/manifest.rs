@@ -84,17 +84,29 @@ impl Manifest {
         Ok(Manifest { files })
     }
 
-    /// Writes the manifest to `path` (a temporary name; the caller renames it).
+    /// Writes the manifest to `path`, atomically and durably.
     pub fn write(&self, path: &Path) -> Result<(), ManifestError> {
-        let io = |source| ManifestError::Io {
+        let pending = crate::atomic::Pending::new(path).map_err(|source| ManifestError::Io {
             path: path.to_path_buf(),
+            source,
+        })?;
+        self.write_into(&pending)?;
+        pending.commit().map_err(|source| ManifestError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// Writes the manifest into `pending` and fsyncs it; the caller puts it in place.
+    pub fn write_into(&self, pending: &crate::atomic::Pending) -> Result<(), ManifestError> {
+        let io = |source| ManifestError::Io {
+            path: pending.path().to_path_buf(),
             source,
         };
         let mut entries: Vec<_> = self.files.iter().collect();
         // In place: paths are unique, and a stable sort would allocate half again.
         entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        let f = std::fs::File::create(path).map_err(io)?;
-        let mut w = BufWriter::new(f);
+        let mut w = BufWriter::new(pending.file());
         for (p, e) in entries {
             let gone = e
                 .gone_since

@@ -217,28 +217,27 @@ pub fn write_file(
     use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
     ensure_parent(to)?;
-    let parent = to.parent().unwrap_or(Path::new("."));
     // A fresh name created with O_EXCL: never an existing file, which in staging
     // may be a hard link into a published snapshot.
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".mirrorsync-")
-        .suffix(".tmp")
-        .tempfile_in(parent)
-        .map_err(io_err("creating a temporary file in", parent))?;
-    tmp.write_all(bytes)
+    let tmp = crate::atomic::Pending::unique(to).map_err(io_err(
+        "creating a temporary file in",
+        to.parent().unwrap_or(Path::new(".")),
+    ))?;
+    tmp.file()
+        .write_all(bytes)
         .map_err(io_err("writing", tmp.path()))?;
     if let Some(t) = mtime {
-        tmp.as_file()
+        tmp.file()
             .set_modified(t)
             .map_err(io_err("setting the mtime of", to))?;
     }
-    tmp.as_file()
+    tmp.file()
         .set_permissions(std::fs::Permissions::from_mode(0o444))
         .map_err(io_err("setting permissions of", to))?;
     // rename(2) replaces `to` (even a hard link into a published snapshot) with the
-    // new inode; the old one is untouched.
-    tmp.persist(to)
-        .map_err(|e| io_err("renaming into staging", to)(e.error))?;
+    // new inode; the old one is untouched. Publishing's syncfs makes it durable.
+    tmp.rename_unsynced()
+        .map_err(io_err("renaming into staging", to))?;
     Ok(())
 }
 
@@ -305,14 +304,24 @@ pub fn clean_staging(staging: &Path, keep: &dyn Fn(&str) -> bool) -> Result<u64,
 /// served symlink. Everything is on disk before the rename, and the rename is on disk
 /// before this returns: a power cut at any point leaves one of the two trees served.
 pub fn publish(dirs: &MirrorDirs, id: &str, manifest: &Manifest) -> Result<(), SnapshotError> {
-    let manifest_tmp = dirs.snapshots.join(format!(".{id}.manifest.tmp"));
-    manifest.write(&manifest_tmp)?;
+    // `.<id>.manifest.tmp` until the snapshot is in place; prune sweeps one a killed
+    // run left.
+    let manifest_path = dirs.manifest_path(id);
+    let manifest_file =
+        crate::atomic::Pending::new(&manifest_path).map_err(|source| ManifestError::Io {
+            path: crate::atomic::temp_path(&manifest_path),
+            source,
+        })?;
+    manifest.write_into(&manifest_file)?;
     // One syncfs flushes every file and directory written into staging, far cheaper
     // on a slow disk than an fsync per file.
     sync_filesystem(&dirs.staging)?;
     let snap = dirs.snapshots.join(id);
     std::fs::rename(&dirs.staging, &snap).map_err(io_err("renaming staging to", &snap))?;
-    std::fs::rename(&manifest_tmp, dirs.manifest_path(id))
+    let manifest_tmp = manifest_file.path().to_path_buf();
+    // Both renames are made durable by the one directory fsync below.
+    manifest_file
+        .rename_unsynced()
         .map_err(io_err("renaming", &manifest_tmp))?;
     fsync_dir(&dirs.snapshots)?;
 

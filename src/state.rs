@@ -78,26 +78,17 @@ impl MirrorState {
         }
     }
 
-    /// Writes atomically: temp file, fsync, rename.
+    /// Writes atomically and durably (see [`crate::atomic`]).
     pub fn save(&self, base: &Path) -> Result<(), StateError> {
         let path = Self::path(base);
-        let tmp = base.join(".state.json.tmp");
-        let io = |source| StateError::Io {
-            path: tmp.clone(),
-            source,
-        };
         let json = serde_json::to_vec_pretty(self).map_err(|e| StateError::Damaged {
             path: path.clone(),
             detail: e.to_string(),
         })?;
-        {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp).map_err(io)?;
-            f.write_all(&json).map_err(io)?;
-            f.sync_all().map_err(io)?;
-        }
-        std::fs::rename(&tmp, &path).map_err(io)?;
-        Ok(())
+        crate::atomic::write(&path, &json).map_err(|source| StateError::Io {
+            path: crate::atomic::temp_path(&path),
+            source,
+        })
     }
 }
 

@@ -460,6 +460,8 @@ impl Upstream {
         }
     }
 
+    /// One try at a download: look at what is kept, ask for the rest, take the body
+    /// in, verify it and put it in place.
     async fn download_once(
         &self,
         url: &Url,
@@ -467,80 +469,15 @@ impl Upstream {
         install: Option<&Path>,
         expected: Expected,
         on_progress: &(dyn Fn(u64) + Send + Sync),
-    ) -> Result<Downloaded, (FetchError, Option<Duration>)> {
-        let io = |e| (FetchError::io(dest)(e), None);
-        // Every file operation of a download runs in a few blocking steps (this one,
-        // one per BATCH of body, the last): a tokio::fs call per operation costs a
-        // thread hand-off each, which on two cores was more than the I/O itself.
-        let found = {
-            let (dest, install) = (dest.to_path_buf(), install.map(Path::to_path_buf));
-            blocking(move || inspect_partial(&dest, install.as_deref(), expected))
-                .await
-                .and_then(|r| r)
-                .map_err(io)?
+    ) -> Attempted<Downloaded> {
+        let (have, resume_from) = match find_kept(dest, install, expected).await {
+            Ok(Found::Done(d)) => return Ok(d),
+            Ok(Found::Resume { have, validator }) => (have, validator),
+            Err(e) => return Err((FetchError::io(dest)(e), None)),
         };
-        let (mut have, resume_from) = match found {
-            Found::Done(d) => return Ok(d),
-            Found::Resume { have, validator } => (have, validator),
-        };
-        let mut req = self.client.get(url.clone());
-        if have > 0 {
-            req = req.header(header::RANGE, format!("bytes={have}-"));
-            if let Some(v) = &resume_from {
-                req = req.header(header::IF_RANGE, v.as_str());
-            }
-        }
-        self.count_request();
-        let resp = req.send().await.map_err(|e| (transport(url, e), None))?;
-        let status = resp.status();
-        let restart = |dest: &Path| {
-            let dest = dest.to_path_buf();
-            async move {
-                discard_partial(&dest).await;
-                Err((
-                    FetchError::Truncated {
-                        url: redact(url),
-                        expected: expected.size,
-                        actual: 0,
-                    },
-                    Some(Duration::ZERO),
-                ))
-            }
-        };
-        if status == StatusCode::RANGE_NOT_SATISFIABLE && have > 0 {
-            // What we kept no longer fits what the server has: start again.
-            return restart(dest).await;
-        }
-        check_status(url, status, resp.headers())?;
-        let validators = validators_of(resp.headers());
-        if status == StatusCode::PARTIAL_CONTENT
-            && let Some(kept) = &resume_from
-            && Some(kept) != validators.etag.as_ref()
-            && Some(kept) != validators.last_modified.as_ref()
-        {
-            // A server that ignores If-Range sends the rest of another file.
-            tracing::info!(url = %redact(url), "upstream file changed since the partial download; restarting");
-            return restart(dest).await;
-        }
-        if status != StatusCode::PARTIAL_CONTENT || !range_starts_at(resp.headers(), have) {
-            // A 200 is the whole file again, whatever we asked for.
-            have = 0;
-        }
-        if let Some(len) = resp.content_length()
-            && have + len != expected.size
-        {
-            return Err((
-                FetchError::WrongLength {
-                    url: redact(url),
-                    expected: expected.size,
-                    announced: have + len,
-                },
-                None,
-            ));
-        }
-        if is_html(resp.headers()) && !url.path().ends_with(".html") {
-            return Err((FetchError::SoftNotFound { url: redact(url) }, None));
-        }
+        let resp = self.request_from(url, have, resume_from.as_ref()).await?;
+        let (have, validators) =
+            accept_response(url, dest, &resp, have, resume_from.as_ref(), expected).await?;
         let last_modified = last_modified_of(resp.headers());
         // What this body is, so a resume can ask for the same one.
         let validator = validators
@@ -548,34 +485,60 @@ impl Upstream {
             .clone()
             .filter(|e| !e.starts_with("W/"))
             .or_else(|| validators.last_modified.clone());
+        let sink = Sink::new(dest, have, expected, &validator, resume_from.is_some());
+        let mut transfer = Transfer {
+            url,
+            dest,
+            expected,
+            have,
+            validator,
+            writer: Writer::new(sink),
+            batch: Batch::default(),
+            received: 0,
+        };
+        self.receive(&mut transfer, resp, on_progress).await?;
+        let received = transfer.received;
+        let sha256 = transfer.finish(last_modified, install).await?;
+        Ok(Downloaded {
+            received,
+            last_modified,
+            sha256,
+            validators,
+            already_installed: false,
+        })
+    }
 
-        let mut writer = Writer::new(Sink {
-            path: dest.to_path_buf(),
-            file: None,
-            start: if have > 0 {
-                Start::Resume(have)
-            } else {
-                Start::Fresh {
-                    // Without a checksum, only If-Range can vouch for a resume, and a
-                    // killed run gets no chance to write this later: write it now.
-                    // With one, the digest vouches; it is written only if the
-                    // download is interrupted, saving a file per download.
-                    validator: if expected.sha256.is_none() {
-                        Some(validator.clone())
-                    } else {
-                        None
-                    },
-                    stale_validator: resume_from.is_some(),
-                }
-            },
-            hasher: Sha256::new(),
-            written: have,
-            validator_on_disk: resume_from.is_some(),
-        });
-        on_progress(have);
-        let mut received = 0u64;
+    /// GETs `url`, from byte `have` on when bytes are kept, and only if the file is
+    /// still the one they came from when a validator says which that was.
+    async fn request_from(
+        &self,
+        url: &Url,
+        have: u64,
+        resume_from: Option<&String>,
+    ) -> Attempted<reqwest::Response> {
+        let mut req = self.client.get(url.clone());
+        if have > 0 {
+            req = req.header(header::RANGE, format!("bytes={have}-"));
+            if let Some(v) = resume_from {
+                req = req.header(header::IF_RANGE, v.as_str());
+            }
+        }
+        self.count_request();
+        req.send().await.map_err(|e| (transport(url, e), None))
+    }
+
+    /// Takes the body in, batch by batch, into `t`'s file; gives up on a body longer
+    /// than expected or slower than the floor, keeping what arrived for a resume
+    /// where that can help.
+    async fn receive(
+        &self,
+        t: &mut Transfer<'_>,
+        resp: reqwest::Response,
+        on_progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Attempted<()> {
+        let url = t.url;
+        on_progress(t.have);
         let mut stream = resp.bytes_stream();
-        let mut batch = Batch::default();
         let mut window_start = tokio::time::Instant::now();
         let mut window_bytes = 0u64;
         while let Some(chunk) = stream.next().await {
@@ -583,21 +546,21 @@ impl Upstream {
                 Ok(c) => c,
                 Err(e) => {
                     // Keep what arrived so the retry resumes from here.
-                    writer.keep(batch, validator).await.map_err(io)?;
+                    t.keep().await?;
                     return Err((transport(url, e), None));
                 }
             };
             if let Some(l) = &self.limiter {
                 l.acquire(chunk.len() as u64).await;
             }
-            if have + received + chunk.len() as u64 > expected.size {
+            if t.have + t.received + chunk.len() as u64 > t.expected.size {
                 // Nothing may still be writing when the partial file goes.
-                let _ = writer.idle().await;
-                discard_partial(dest).await;
+                let _ = t.writer.idle().await;
+                discard_partial(t.dest).await;
                 return Err((
                     FetchError::TooLong {
                         url: redact(url),
-                        expected: expected.size,
+                        expected: t.expected.size,
                     },
                     None,
                 ));
@@ -607,7 +570,7 @@ impl Upstream {
                 // The bandwidth cap's own pauses are counted too; the cap is meant
                 // to be far above this floor.
                 if window_bytes < MIN_BYTES_PER_WINDOW {
-                    writer.keep(batch, validator).await.map_err(io)?;
+                    t.keep().await?;
                     return Err((
                         FetchError::TooSlow {
                             url: redact(url),
@@ -620,52 +583,186 @@ impl Upstream {
                 window_start = tokio::time::Instant::now();
                 window_bytes = 0;
             }
-            received += chunk.len() as u64;
+            t.received += chunk.len() as u64;
             self.count_bytes(chunk.len() as u64);
             on_progress(chunk.len() as u64);
-            batch.push(chunk);
-            if batch.bytes >= BATCH {
-                writer
-                    .submit(std::mem::take(&mut batch))
-                    .await
-                    .map_err(io)?;
+            t.push(chunk).await?;
+        }
+        Ok(())
+    }
+}
+
+/// One try's outcome; a failure carries how long the server asked us to wait.
+type Attempted<T> = Result<T, (FetchError, Option<Duration>)>;
+
+/// Looks, on a blocking thread, at what earlier runs left at `dest` and `install`.
+async fn find_kept(
+    dest: &Path,
+    install: Option<&Path>,
+    expected: Expected,
+) -> std::io::Result<Found> {
+    // Every file operation of a download runs in a few blocking steps (this one,
+    // one per BATCH of body, the last): a tokio::fs call per operation costs a
+    // thread hand-off each, which on two cores was more than the I/O itself.
+    let (dest, install) = (dest.to_path_buf(), install.map(Path::to_path_buf));
+    blocking(move || inspect_partial(&dest, install.as_deref(), expected))
+        .await
+        .and_then(|r| r)
+}
+
+/// Checks an answer before any of its body is written. Returns the byte the body
+/// starts at (0: it is the whole file, whatever was asked for) and its validators.
+async fn accept_response(
+    url: &Url,
+    dest: &Path,
+    resp: &reqwest::Response,
+    have: u64,
+    resume_from: Option<&String>,
+    expected: Expected,
+) -> Attempted<(u64, Validators)> {
+    let status = resp.status();
+    if status == StatusCode::RANGE_NOT_SATISFIABLE && have > 0 {
+        // What we kept no longer fits what the server has: start again.
+        return restart(url, dest, expected).await;
+    }
+    check_status(url, status, resp.headers())?;
+    let validators = validators_of(resp.headers());
+    if status == StatusCode::PARTIAL_CONTENT
+        && let Some(kept) = resume_from
+        && Some(kept) != validators.etag.as_ref()
+        && Some(kept) != validators.last_modified.as_ref()
+    {
+        // A server that ignores If-Range sends the rest of another file.
+        tracing::info!(url = %redact(url), "upstream file changed since the partial download; restarting");
+        return restart(url, dest, expected).await;
+    }
+    let have = if status != StatusCode::PARTIAL_CONTENT || !range_starts_at(resp.headers(), have) {
+        // A 200 is the whole file again, whatever we asked for.
+        0
+    } else {
+        have
+    };
+    if let Some(len) = resp.content_length()
+        && have + len != expected.size
+    {
+        return Err((
+            FetchError::WrongLength {
+                url: redact(url),
+                expected: expected.size,
+                announced: have + len,
+            },
+            None,
+        ));
+    }
+    if is_html(resp.headers()) && !url.path().ends_with(".html") {
+        return Err((FetchError::SoftNotFound { url: redact(url) }, None));
+    }
+    Ok((have, validators))
+}
+
+/// Drops the kept bytes and fails so that the retry, at once, starts from nothing.
+async fn restart<T>(url: &Url, dest: &Path, expected: Expected) -> Attempted<T> {
+    discard_partial(dest).await;
+    Err((
+        FetchError::Truncated {
+            url: redact(url),
+            expected: expected.size,
+            actual: 0,
+        },
+        Some(Duration::ZERO),
+    ))
+}
+
+/// A body on its way to disk.
+struct Transfer<'a> {
+    url: &'a Url,
+    dest: &'a Path,
+    expected: Expected,
+    /// Bytes kept from before, which the body continues.
+    have: u64,
+    /// What identifies this body, for a resume to ask for the same one.
+    validator: Option<String>,
+    writer: Writer,
+    /// Chunks not yet handed to the writer.
+    batch: Batch,
+    /// Bytes of this body so far.
+    received: u64,
+}
+
+impl Transfer<'_> {
+    fn io_error(&self, e: std::io::Error) -> (FetchError, Option<Duration>) {
+        (FetchError::io(self.dest)(e), None)
+    }
+
+    /// Adds a chunk; a full batch goes to the writer.
+    async fn push(&mut self, chunk: Bytes) -> Attempted<()> {
+        self.batch.push(chunk);
+        if self.batch.bytes >= BATCH {
+            let batch = std::mem::take(&mut self.batch);
+            if let Err(e) = self.writer.submit(batch).await {
+                return Err(self.io_error(e));
             }
         }
-        let mut sink = writer.idle().await.map_err(io)?;
+        Ok(())
+    }
+
+    /// After an interrupted body: what arrived is written and kept for a resume.
+    async fn keep(&mut self) -> Attempted<()> {
+        let batch = std::mem::take(&mut self.batch);
+        let validator = self.validator.take();
+        match self.writer.keep(batch, validator).await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.io_error(e)),
+        }
+    }
+
+    /// Writes the last batch, verifies the whole file and moves it to `install`;
+    /// returns its SHA256.
+    async fn finish(
+        mut self,
+        last_modified: Option<SystemTime>,
+        install: Option<&Path>,
+    ) -> Attempted<[u8; 32]> {
+        let mut sink = match self.writer.idle().await {
+            Ok(sink) => sink,
+            Err(e) => return Err(self.io_error(e)),
+        };
+        let (batch, expected) = (std::mem::take(&mut self.batch), self.expected);
         let install = install.map(Path::to_path_buf);
-        let sha256 = blocking(move || -> Result<[u8; 32], Finish> {
+        let finished = blocking(move || -> Result<[u8; 32], Finish> {
             sink.write(&batch.chunks)?;
             sink.finish(expected, last_modified, install.as_deref())
         })
-        .await
-        .map_err(io)?
-        .map_err(|e| match e {
-            Finish::Io(e) => io(e),
+        .await;
+        match finished {
+            Ok(Ok(sha256)) => Ok(sha256),
+            Ok(Err(e)) => Err(self.finish_error(e)),
+            Err(e) => Err(self.io_error(e)),
+        }
+    }
+
+    fn finish_error(&self, e: Finish) -> (FetchError, Option<Duration>) {
+        let url = redact(self.url);
+        match e {
+            Finish::Io(e) => self.io_error(e),
             Finish::Stage(e) => (FetchError::Stage(e), None),
             Finish::Truncated { written } => (
                 FetchError::Truncated {
-                    url: redact(url),
-                    expected: expected.size,
+                    url,
+                    expected: self.expected.size,
                     actual: written,
                 },
                 None,
             ),
             Finish::Mismatch { want, actual } => (
                 FetchError::ChecksumMismatch {
-                    url: redact(url),
+                    url,
                     expected: hex::encode(want),
                     actual: hex::encode(actual),
                 },
                 None,
             ),
-        })?;
-        Ok(Downloaded {
-            received,
-            last_modified,
-            sha256,
-            validators,
-            already_installed: false,
-        })
+        }
     }
 }
 
@@ -714,7 +811,7 @@ fn inspect_partial(
         })
     };
     if let (Some(to), Some(sha256)) = (install, expected.sha256)
-        && crate::fetch::file_matches(to, expected.size, &sha256)
+        && crate::digest::file_matches(to, expected.size, &sha256)
     {
         return Ok(done(true));
     }
@@ -728,7 +825,7 @@ fn inspect_partial(
     if let Some(sha256) = expected.sha256
         && m.len() == expected.size
     {
-        if crate::fetch::file_matches(dest, expected.size, &sha256) {
+        if crate::digest::file_matches(dest, expected.size, &sha256) {
             // Downloaded in full by a run that died before moving it into place.
             if let Some(to) = install {
                 let file = std::fs::File::open(dest)?;
@@ -800,6 +897,40 @@ impl From<std::io::Error> for Finish {
 }
 
 impl Sink {
+    /// The sink of a body starting at byte `have`. `validator` is the body's, and
+    /// `validator_kept` says a `.validator` file describes the bytes kept before.
+    fn new(
+        path: &Path,
+        have: u64,
+        expected: Expected,
+        validator: &Option<String>,
+        validator_kept: bool,
+    ) -> Sink {
+        Sink {
+            path: path.to_path_buf(),
+            file: None,
+            start: if have > 0 {
+                Start::Resume(have)
+            } else {
+                Start::Fresh {
+                    // Without a checksum, only If-Range can vouch for a resume, and a
+                    // killed run gets no chance to write this later: write it now.
+                    // With one, the digest vouches; it is written only if the
+                    // download is interrupted, saving a file per download.
+                    validator: if expected.sha256.is_none() {
+                        Some(validator.clone())
+                    } else {
+                        None
+                    },
+                    stale_validator: validator_kept,
+                }
+            },
+            hasher: Sha256::new(),
+            written: have,
+            validator_on_disk: validator_kept,
+        }
+    }
+
     fn open(&mut self) -> std::io::Result<&mut std::fs::File> {
         if self.file.is_none() {
             let file = match &self.start {

@@ -64,10 +64,7 @@ impl Records {
 
     pub fn save(&self, base: &Path) -> std::io::Result<()> {
         let bytes = serde_json::to_vec(self).map_err(std::io::Error::other)?;
-        let path = Self::path(base);
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, bytes)?;
-        std::fs::rename(&tmp, &path)
+        crate::atomic::write(&Self::path(base), &bytes)
     }
 }
 

@@ -6,9 +6,10 @@
 //! "age_seconds": int|null, "behind_seconds": int|null, "checks": [{"name", "ok",
 //! "detail"}]}]}], "healthy": bool}`.
 
-use std::fmt::Write;
+use std::fmt::{Display, Write};
 
-use super::MirrorReport;
+use super::{FamilyReport, MirrorReport};
+use crate::promtext::Exposition;
 
 pub fn json(reports: &[MirrorReport]) -> String {
     let doc = serde_json::json!({
@@ -20,110 +21,85 @@ pub fn json(reports: &[MirrorReport]) -> String {
 
 /// The text exposition format, for node_exporter's textfile collector or a pushgateway.
 pub fn prometheus(reports: &[MirrorReport]) -> String {
-    let mut out = String::new();
-    let esc = |s: &str| {
-        s.replace('\\', "\\\\")
-            .replace('"', "\\\"")
-            .replace('\n', "\\n")
-    };
-    let _ = writeln!(
-        out,
-        "# HELP mirrorsync_probe_healthy 1 if the mirror passed every check on every address family it has."
+    let mut out = Exposition::new();
+    let mut healthy = out.family(
+        "mirrorsync_probe_healthy",
+        "gauge",
+        "1 if the mirror passed every check on every address family it has.",
     );
-    let _ = writeln!(out, "# TYPE mirrorsync_probe_healthy gauge");
     for r in reports {
-        let _ = writeln!(
-            out,
-            "mirrorsync_probe_healthy{{mirror=\"{}\"}} {}",
-            esc(&r.url),
-            u8::from(r.healthy)
-        );
+        healthy.sample(&[("mirror", &r.url)], u8::from(r.healthy));
     }
-    let _ = writeln!(
-        out,
-        "# HELP mirrorsync_probe_family_healthy 1 if the mirror passed over this address family; absent without an address."
+    per_family(
+        &mut out,
+        "mirrorsync_probe_family_healthy",
+        "1 if the mirror passed over this address family; absent without an address.",
+        reports,
+        |f| f.healthy.map(u8::from),
     );
-    let _ = writeln!(out, "# TYPE mirrorsync_probe_family_healthy gauge");
+    checks(&mut out, reports);
+    per_family(
+        &mut out,
+        "mirrorsync_probe_age_seconds",
+        "Age of the mirror's trace (or Release).",
+        reports,
+        |f| f.age_seconds,
+    );
+    per_family(
+        &mut out,
+        "mirrorsync_probe_behind_seconds",
+        "How far the mirror's Release is behind the upstream's.",
+        reports,
+        |f| f.behind_seconds,
+    );
+    let mut duration = out.family(
+        "mirrorsync_probe_duration_seconds",
+        "gauge",
+        "Time the probe of the mirror took.",
+    );
+    for r in reports {
+        duration.sample(&[("mirror", &r.url)], format_args!("{:.3}", r.seconds));
+    }
+    out.finish()
+}
+
+/// A gauge with a sample per mirror and address family, where `value` has one.
+fn per_family<T: Display>(
+    out: &mut Exposition,
+    name: &str,
+    help: &str,
+    reports: &[MirrorReport],
+    value: impl Fn(&FamilyReport) -> Option<T>,
+) {
+    let mut family = out.family(name, "gauge", help);
     for r in reports {
         for f in &r.families {
-            if let Some(h) = f.healthy {
-                let _ = writeln!(
-                    out,
-                    "mirrorsync_probe_family_healthy{{mirror=\"{}\",family=\"{}\"}} {}",
-                    esc(&r.url),
-                    f.family.as_str(),
-                    u8::from(h)
-                );
+            if let Some(v) = value(f) {
+                family.sample(&[("mirror", &r.url), ("family", f.family.as_str())], v);
             }
         }
     }
-    let _ = writeln!(
-        out,
-        "# HELP mirrorsync_probe_check_ok 1 if the check passed."
+}
+
+/// `mirrorsync_probe_check_ok`: a sample per mirror, address family and check.
+fn checks(out: &mut Exposition, reports: &[MirrorReport]) {
+    let mut family = out.family(
+        "mirrorsync_probe_check_ok",
+        "gauge",
+        "1 if the check passed.",
     );
-    let _ = writeln!(out, "# TYPE mirrorsync_probe_check_ok gauge");
     for r in reports {
         for f in &r.families {
             for c in &f.checks {
-                let _ = writeln!(
-                    out,
-                    "mirrorsync_probe_check_ok{{mirror=\"{}\",family=\"{}\",check=\"{}\"}} {}",
-                    esc(&r.url),
-                    f.family.as_str(),
-                    esc(&c.name),
-                    u8::from(c.ok)
-                );
+                let labels = [
+                    ("mirror", r.url.as_str()),
+                    ("family", f.family.as_str()),
+                    ("check", c.name.as_str()),
+                ];
+                family.sample(&labels, u8::from(c.ok));
             }
         }
     }
-    let _ = writeln!(
-        out,
-        "# HELP mirrorsync_probe_age_seconds Age of the mirror's trace (or Release)."
-    );
-    let _ = writeln!(out, "# TYPE mirrorsync_probe_age_seconds gauge");
-    for r in reports {
-        for f in &r.families {
-            if let Some(a) = f.age_seconds {
-                let _ = writeln!(
-                    out,
-                    "mirrorsync_probe_age_seconds{{mirror=\"{}\",family=\"{}\"}} {a}",
-                    esc(&r.url),
-                    f.family.as_str()
-                );
-            }
-        }
-    }
-    let _ = writeln!(
-        out,
-        "# HELP mirrorsync_probe_behind_seconds How far the mirror's Release is behind the upstream's."
-    );
-    let _ = writeln!(out, "# TYPE mirrorsync_probe_behind_seconds gauge");
-    for r in reports {
-        for f in &r.families {
-            if let Some(b) = f.behind_seconds {
-                let _ = writeln!(
-                    out,
-                    "mirrorsync_probe_behind_seconds{{mirror=\"{}\",family=\"{}\"}} {b}",
-                    esc(&r.url),
-                    f.family.as_str()
-                );
-            }
-        }
-    }
-    let _ = writeln!(
-        out,
-        "# HELP mirrorsync_probe_duration_seconds Time the probe of the mirror took."
-    );
-    let _ = writeln!(out, "# TYPE mirrorsync_probe_duration_seconds gauge");
-    for r in reports {
-        let _ = writeln!(
-            out,
-            "mirrorsync_probe_duration_seconds{{mirror=\"{}\"}} {:.3}",
-            esc(&r.url),
-            r.seconds
-        );
-    }
-    out
 }
 
 /// One block per mirror: its verdict, then each family's checks.
