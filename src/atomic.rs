@@ -14,7 +14,7 @@ pub fn write(target: &Path, bytes: &[u8]) -> io::Result<()> {
     write_with(target, |mut f| f.write_all(bytes))
 }
 
-/// [`write`] for content produced piecewise: `fill` writes the temporary file.
+/// [`write()`] for content produced piecewise: `fill` writes the temporary file.
 pub fn write_with(target: &Path, fill: impl FnOnce(&File) -> io::Result<()>) -> io::Result<()> {
     let pending = Pending::new(target)?;
     fill(pending.file()).map_err(|e| named("writing", pending.path(), e))?;

@@ -2,30 +2,46 @@
 //! always-consistent copy of its upstream.
 //!
 //! # Layout
-//! Data flows one way: config -> upstream -> apt -> plan -> fetch -> snapshot -> trace.
+//! Data flows one way, through one pipeline for every kind of mirror:
 //!
+//! ```text
+//! cli ─▶ config ─▶ sync ─▶ pipeline::run ──────────────────────────────────────────▶ s3
+//!                           │ offer        plan   guard   stage   grace  publish  record
+//!                           ▼ (the kind)     │      │       │       │       │        │
+//!                        apt::source       plan  plan   fetch   snapshot snapshot  state,
+//!                        images::source                 upstream                   trace
+//! ```
+//!
+//! - [`cli`]: the `mirrorsync` command line, one module per subcommand, and all
+//!   rendering (tables, JSON, progress); `main.rs` only parses and maps exit codes.
 //! - [`config`]: mirrors.toml, parsed and validated once into a [`config::Config`].
+//! - [`sync`]: one run over the configured mirrors: the lock, push-trigger reruns,
+//!   state.json and metrics.prom after each mirror, the bucket step.
+//! - [`pipeline`]: one mirror's run, written once: load the published state -> the
+//!   kind's offer -> plan -> guard -> stage -> keep for grace -> publish -> record. Its
+//!   [`pipeline::Source`] trait is the seam a kind of mirror implements.
+//! - [`apt`]: the apt kind: signed Release files (`apt::signature`, apt's own rules),
+//!   indices and by-hash, Packages/Sources parsing into the pool.
+//! - [`images`]: the image-tree kind: listings, checksum files, OS lists, signatures.
 //! - [`upstream`]: the HTTP client: retries, conditional GETs, verified, resumable
 //!   downloads; [`ratelimit`] caps its bandwidth.
-//! - [`apt`]: signed Release files, Packages/Sources parsing, and the apt mirror run.
-//! - [`images`]: directory listings, checksum files and OS lists of image trees.
 //! - [`relpath`]: every path from upstream is checked here before it touches the disk.
 //! - [`plan`]: pure; wanted files + the published manifest -> link/fetch/keep/delete.
-//! - [`fetch`]: carries the plan out into the staging tree, `concurrency` at a time.
-//! - [`digest`]: whether a file on disk already holds the bytes a checksum wants.
+//! - [`fetch`]: carries the plan out into the staging tree, `concurrency` at a time;
+//!   [`digest`]: whether a file on disk already holds the bytes a checksum wants.
 //! - [`snapshot`] and [`manifest`]: staging, hard links, the one-rename publish, prune.
+//! - [`atomic`]: replacing a file so a reader or a power cut sees old or new, never half.
 //! - [`s3`]: publishing snapshots into S3-compatible object storage, in a safe order.
 //! - [`trace`]: the ftpsync-style trace files mirror checkers read.
-//! - [`state`]: state.json, what the last runs did; [`metrics`]: metrics.prom from it.
-//! - [`atomic`]: replacing a file so a reader or a power cut sees old or new, never half.
-//! - [`promtext`]: the Prometheus text format metrics.prom and `probe` write.
+//! - [`state`]: state.json, what the last runs did; [`metrics`]: metrics.prom from it,
+//!   in the Prometheus text format [`promtext`] writes (for `probe` too).
 //! - [`verify`]: re-hash a published tree against its manifest and signatures.
 //! - [`probe`]: `mirrorsync probe`, health checks as mirror-list checkers do them.
-//! - [`lock`]: the run lock; [`sync`]: one run over the configured mirrors.
-//! - [`report`]: how progress reaches the front end; nothing here prints.
-//! - [`cli`]: the `mirrorsync` command line, one module per subcommand; the binary calls it.
-//! - [`demo`]: `mirrorsync demo`, the whole product against a fixture on loopback.
-//! - [`fixture`]: signed repositories served on loopback, for the demo and the tests.
+//! - [`lock`]: the run lock; [`report`]: how progress reaches the front end;
+//!   [`failures`]: many failures summed up in one error.
+//! - `demo` (default feature `demo`): the whole product against a fixture on loopback,
+//!   served by the `mirrorsync-testkit` crate; a build without the feature carries no
+//!   HTTP server and no Garage code.
 
 pub mod apt;
 pub mod atomic;

@@ -16,8 +16,6 @@ use crate::state::{MirrorState, RunRecord};
 use crate::trace::Trigger;
 
 pub use crate::pipeline::{MirrorReport, RunContext, RunOutcome, SyncOptions};
-// Until s3::publish names crate::failures itself.
-pub(crate) use crate::failures::first_failures;
 
 /// The result of one mirror in a run.
 pub struct MirrorResult {

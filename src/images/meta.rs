@@ -84,7 +84,8 @@ pub(super) fn save_upstream_copies(
     }
     for path in lists {
         if let Some(m) = meta.get(path) {
-            let _ = std::fs::write(dir.join(copy_name(path)), &m.bytes);
+            // A torn copy must never answer for upstream's list after a power cut.
+            let _ = crate::atomic::write(&dir.join(copy_name(path)), &m.bytes);
         }
     }
 }

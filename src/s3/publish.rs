@@ -59,7 +59,7 @@ pub enum PublishError {
     },
     #[error(transparent)]
     Record(#[from] RecordError),
-    #[error("{what}: {} failed{}", .errors.len(), crate::sync::first_failures(.errors))]
+    #[error("{what}: {} failed{}", .errors.len(), crate::failures::first_failures(.errors))]
     Failed { what: String, errors: Vec<String> },
 }
 
