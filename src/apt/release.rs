@@ -308,16 +308,8 @@ mod tests {
     ));
 
     fn signed_part(inrelease: &str) -> String {
-        // Enough for parser tests; signature checks live in signature.rs.
-        inrelease
-            .split("\n\n")
-            .skip(1)
-            .collect::<Vec<_>>()
-            .join("\n\n")
-            .split("-----BEGIN PGP SIGNATURE-----")
-            .next()
-            .unwrap()
-            .to_string()
+        // The one cleartext splitter; signature checks live in signature/.
+        crate::apt::signature::unsigned_text(inrelease.as_bytes()).unwrap()
     }
 
     fn strs(v: &[&str]) -> Vec<String> {
