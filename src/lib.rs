@@ -20,14 +20,18 @@
 //! - [`probe`]: `mirrorsync probe`, health checks as mirror-list checkers do them.
 //! - [`lock`]: the run lock; [`sync`]: one run over the configured mirrors.
 //! - [`report`]: how progress reaches the front end; nothing here prints.
-//! - [`demo`]: `mirrorsync demo`, the whole product against a fixture on loopback.
-//! - [`fixture`]: signed repositories served on loopback, for the demo and the tests.
+//! - `demo` (feature `demo`, on by default): `mirrorsync demo`, the whole product
+//!   against fixtures served on loopback.
+//!
+//! The fixtures themselves (signed repositories, image trees, the loopback server, a
+//! Garage cluster) are the `mirrorsync-testkit` crate in crates/testkit, kept out of
+//! the product build: without `demo` it carries no HTTP server and no Garage manager.
 
 pub mod apt;
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod fetch;
-pub mod fixture;
 pub mod images;
 pub mod lock;
 pub mod manifest;

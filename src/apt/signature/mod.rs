@@ -26,7 +26,6 @@ pub mod cleartext;
 mod crosscheck;
 mod keyring;
 pub mod policy;
-mod signing;
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -47,7 +46,6 @@ pub use keyring::Keyring;
 use keyring::{Component, ComponentKey};
 use policy::HashUse;
 pub use policy::{Policy, Weakness};
-pub use signing::SigningKey;
 
 /// The most signatures one file may carry. apt needs one good signature; Debian signs
 /// with two or three keys. More is only ever an attempt to make the verifier work.
@@ -698,6 +696,7 @@ fn describe_issuers(signatures: &[Signature]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mirrorsync_testkit::SigningKey;
     use pgp::composed::{ArmorOptions, KeyType, SecretKeyParamsBuilder, SignedSecretKey};
     use pgp::packet::{SignatureConfig, Subpacket, SubpacketData};
     use pgp::ser::Serialize;
