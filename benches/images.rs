@@ -23,9 +23,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use mirrorsync::fixture::autoindex::ListingStyle;
-use mirrorsync::fixture::images::FixtureImages;
-use mirrorsync::fixture::server::{Fault, FixtureServer};
+use mirrorsync_testkit::autoindex::ListingStyle;
+use mirrorsync_testkit::images::FixtureImages;
+use mirrorsync_testkit::server::{Fault, FixtureServer};
 use sha2::{Digest, Sha256};
 
 const FAMILY: &str = "raspios_lite_armhf";

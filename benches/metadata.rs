@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use mirrorsync::apt::packages::{IndexKind, pool_files_of};
-use mirrorsync::fixture::{debian_like_packages, xz_bytes};
 use mirrorsync::manifest::{Entry, Manifest};
 use mirrorsync::plan::{Wanted, WantedSet, plan_files};
+use mirrorsync_testkit::{debian_like_packages, xz_bytes};
 
 const STANZAS: usize = 65_000;
 

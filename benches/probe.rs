@@ -26,9 +26,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use mirrorsync::fixture::FixtureSpec;
-use mirrorsync::fixture::autoindex::ListingStyle;
-use mirrorsync::fixture::server::FixtureServer;
+use mirrorsync_testkit::FixtureSpec;
+use mirrorsync_testkit::autoindex::ListingStyle;
+use mirrorsync_testkit::server::FixtureServer;
 
 /// The name row 2 resolves to both loopbacks.
 const HOST: &str = "probe-bench.invalid";

@@ -12,9 +12,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
-use mirrorsync::fixture::FixtureSpec;
-use mirrorsync::fixture::garage::GarageCluster;
-use mirrorsync::fixture::server::FixtureServer;
+use mirrorsync_testkit::FixtureSpec;
+use mirrorsync_testkit::garage::GarageCluster;
+use mirrorsync_testkit::server::FixtureServer;
 
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name)

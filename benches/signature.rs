@@ -7,8 +7,9 @@
 use std::time::Instant;
 
 use mirrorsync::apt::signature::{
-    Keyring, MAX_SIGNATURES, SigningKey, verify_clearsigned, verify_detached_file,
+    Keyring, MAX_SIGNATURES, verify_clearsigned, verify_detached_file,
 };
+use mirrorsync_testkit::SigningKey;
 
 fn release_text(bytes: usize) -> String {
     let mut text = String::from(

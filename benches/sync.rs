@@ -12,8 +12,8 @@ use std::process::Command;
 use std::time::Instant;
 
 use futures_util::StreamExt;
-use mirrorsync::fixture::FixtureSpec;
-use mirrorsync::fixture::server::FixtureServer;
+use mirrorsync_testkit::FixtureSpec;
+use mirrorsync_testkit::server::FixtureServer;
 use tokio::io::AsyncWriteExt;
 
 fn env_num(name: &str, default: u64) -> u64 {

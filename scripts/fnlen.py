@@ -17,12 +17,20 @@ def strip(line, state):
             if line.startswith('*/', i):
                 state['block'] = False; i += 2; continue
             i += 1; continue
+        if state['raw'] is not None:
+            if line.startswith(state['raw'], i):
+                i += len(state['raw']); state['raw'] = None; continue
+            i += 1; continue
         if state['str']:
             if c == '\\': i += 2; continue
             if c == '"': state['str'] = False
             i += 1; continue
         if line.startswith('//', i): break
         if line.startswith('/*', i): state['block'] = True; i += 2; continue
+        # Raw strings (r"..", r#".."#): quotes inside them neither open nor close.
+        m = re.match(r'r(#*)"', line[i:])
+        if m and not (i and (line[i-1].isalnum() or line[i-1] == '_')):
+            state['raw'] = '"' + m.group(1); i += len(m.group(0)); continue
         if c == '"': state['str'] = True; i += 1; continue
         m = re.match(r"'(\\.|[^\\'])'", line[i:])
         if m: i += len(m.group(0)); continue
@@ -31,7 +39,7 @@ def strip(line, state):
 
 def functions(path):
     lines = path.read_text().splitlines()
-    state = {'block': False, 'str': False}
+    state = {'block': False, 'str': False, 'raw': None}
     clean = [strip(l, state) for l in lines]
     skip_until = -1
     res = []

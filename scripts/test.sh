@@ -19,7 +19,7 @@ if ((${#need[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-# Garage (S3 store, src/fixture/garage.rs) is not packaged by Debian: build it once with
+# Garage (S3 store, crates/testkit/src/garage.rs) is not packaged by Debian: build it once with
 # cargo and cache the binary outside the tree, so later runs and CI caches reuse it.
 # Only lmdb and metrics (and the bundled C libraries it links): the fixture needs nothing
 # else, and it keeps the build short.
@@ -45,7 +45,11 @@ fi
 # cannot mount one (tests/it/reliability.rs).
 export MIRRORSYNC_REQUIRE_ROOT_TESTS=1
 
-cargo fmt --check
-cargo clippy --all-targets --locked -- -D warnings
+cargo fmt --all --check
+# The whole workspace: mirrorsync and its test support crate (crates/testkit).
+cargo clippy --workspace --all-targets --locked -- -D warnings
+# The product without the `demo` feature, as a packager may build it: no testkit, so
+# no HTTP server and no Garage manager in the binary.
+cargo check -p mirrorsync --no-default-features --lib --bins --locked
 # The Garage tests fail instead of skipping when the binary is missing.
-MIRRORSYNC_REQUIRE_GARAGE=1 cargo test --locked
+MIRRORSYNC_REQUIRE_GARAGE=1 cargo test --workspace --locked

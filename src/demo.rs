@@ -8,16 +8,17 @@
 //! through the same config parser; its narrative goes to the writer the CLI hands in.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use mirrorsync_testkit::FixtureRepo;
+use mirrorsync_testkit::FixtureSpec;
+use mirrorsync_testkit::autoindex::ListingStyle;
+use mirrorsync_testkit::images::FixtureImages;
+use mirrorsync_testkit::server::FixtureServer;
 
 use crate::config::Config;
-use crate::fixture::FixtureSpec;
-use crate::fixture::autoindex::ListingStyle;
-use crate::fixture::images::FixtureImages;
-use crate::fixture::server::FixtureServer;
 use crate::report::Silent;
 use crate::sync::{self, MirrorReport, SyncOptions};
 use crate::trace::Trigger;
@@ -28,19 +29,58 @@ const IMAGE_DATES: &[&str] = &["2024-07-04", "2024-10-22", "2024-11-19", "2025-0
 /// Marks a directory as the demo's own, so a rerun may clear it.
 const MARKER: &str = ".mirrorsync-demo";
 
+/// The demo's directory: `upstream-work/` holds the fixtures, `mirror/` the mirror root.
+struct Layout {
+    dir: PathBuf,
+    work: PathBuf,
+    root: PathBuf,
+    config_path: PathBuf,
+}
+
 pub async fn run(dir: &Path, out: &mut dyn Write) -> Result<()> {
     prepare(dir)?;
     let dir = std::fs::canonicalize(dir).with_context(|| format!("resolving {}", dir.display()))?;
-    let work = dir.join("upstream-work");
-    let root = dir.join("mirror");
+    let layout = Layout {
+        work: dir.join("upstream-work"),
+        root: dir.join("mirror"),
+        config_path: dir.join("mirrors.toml"),
+        dir,
+    };
 
-    writeln!(out, "mirrorsync demo in {}", dir.display())?;
+    writeln!(out, "mirrorsync demo in {}", layout.dir.display())?;
+    let (repo, server) = serve_repository(&layout.work, out).await?;
+    let (mut images, image_server) = serve_images(&layout.work, out).await?;
+    let config = write_config(&layout, &repo, &server, &images, &image_server)?;
+    let options = SyncOptions {
+        trigger: Trigger::Manual,
+        ..SyncOptions::default()
+    };
+    // The repository goes to a blocking task to be republished; the closing advice
+    // still names its suite and components.
+    let suite = repo.suite.clone();
+    let components = repo.components.join(" ");
+
+    sync_repository(&config, &options, repo, out).await?;
+    sync_images(&config, &options, &mut images, &image_server, out).await?;
+    let mirror_server = probe_mirror(&layout, &server, out).await?;
+    print_next_steps(&layout, &suite, &components, out)?;
+    drop(server);
+    drop(image_server);
+    drop(mirror_server);
+    Ok(())
+}
+
+/// Builds the signed upstream repository and serves it.
+async fn serve_repository(
+    work: &Path,
+    out: &mut dyn Write,
+) -> Result<(FixtureRepo, FixtureServer)> {
     let t = Instant::now();
     let spec = FixtureSpec::default()
         .with_packages(300)
         .with_sizes(2_000, 120_000);
-    let mut repo = tokio::task::spawn_blocking({
-        let work = work.clone();
+    let repo = tokio::task::spawn_blocking({
+        let work = work.to_path_buf();
         move || spec.build(&work)
     })
     .await??;
@@ -57,9 +97,15 @@ pub async fn run(dir: &Path, out: &mut dyn Write) -> Result<()> {
     )?;
     let server = FixtureServer::start(&repo.dir)?;
     writeln!(out, "  serving it on {}", server.url())?;
+    Ok((repo, server))
+}
+
+/// Builds the image download tree (three of its releases) and serves it with
+/// Apache-style listings, its OS lists pointing at that server.
+async fn serve_images(work: &Path, out: &mut dyn Write) -> Result<(FixtureImages, FixtureServer)> {
     let t = Instant::now();
-    let mut images = tokio::task::spawn_blocking({
-        let work = work.clone();
+    let images = tokio::task::spawn_blocking({
+        let work = work.to_path_buf();
         move || FixtureImages::create(&work, IMAGE_FAMILIES, &IMAGE_DATES[..3], 1 << 20)
     })
     .await??;
@@ -78,8 +124,19 @@ pub async fn run(dir: &Path, out: &mut dyn Write) -> Result<()> {
         "  serving it with Apache-style listings on {}",
         image_server.url()
     )?;
+    Ok((images, image_server))
+}
 
-    let config_path = dir.join("mirrors.toml");
+/// Writes mirrors.toml for both upstreams and reads it back through the same parser
+/// `sync` uses.
+fn write_config(
+    layout: &Layout,
+    repo: &FixtureRepo,
+    server: &FixtureServer,
+    images: &FixtureImages,
+    image_server: &FixtureServer,
+) -> Result<Config> {
+    let config_path = &layout.config_path;
     let config_text = format!(
         r#"# Written by `mirrorsync demo`; try `mirrorsync -c {cfg} status`.
 [global]
@@ -112,22 +169,26 @@ rewrite_base = "http://mirror.demo.invalid/images/"
         family = IMAGE_FAMILIES[0],
         images_keyring = images.keyring.display(),
         cfg = config_path.display(),
-        root = root.display(),
+        root = layout.root.display(),
         url = server.url(),
         suite = repo.suite,
         components = quoted(&repo.components),
         arches = quoted(&repo.architectures),
         keyring = repo.keyring.display(),
     );
-    std::fs::write(&config_path, &config_text)
+    std::fs::write(config_path, &config_text)
         .with_context(|| format!("writing {}", config_path.display()))?;
-    let config = Config::from_toml(&config_text, &config_path)?;
-    let options = SyncOptions {
-        trigger: Trigger::Manual,
-        ..SyncOptions::default()
-    };
+    Ok(Config::from_toml(&config_text, config_path)?)
+}
 
-    let cold = sync_one(&config, "fixture", &options).await?;
+/// Steps 1 to 3: a cold sync, a no-op one, and a delta after the upstream republishes.
+async fn sync_repository(
+    config: &Config,
+    options: &SyncOptions,
+    mut repo: FixtureRepo,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let cold = sync_one(config, "fixture", options).await?;
     writeln!(
         out,
         "\n1. cold sync:   fetched {} files ({}) in {:.2}s with {} requests; published snapshot {}",
@@ -138,15 +199,13 @@ rewrite_base = "http://mirror.demo.invalid/images/"
         cold.snapshot.as_deref().unwrap_or("-")
     )?;
 
-    let noop = sync_one(&config, "fixture", &options).await?;
+    let noop = sync_one(config, "fixture", options).await?;
     writeln!(
         out,
         "2. no-op sync:  upstream unchanged, {} request(s), {:.3}s, nothing written",
         noop.requests, noop.seconds
     )?;
 
-    let suite = repo.suite.clone();
-    let components = repo.components.join(" ");
     let names: Vec<String> = repo.packages.keys().cloned().collect();
     for n in names.iter().take(5) {
         repo.upgrade_package(n);
@@ -157,8 +216,9 @@ rewrite_base = "http://mirror.demo.invalid/images/"
     for i in 0..3 {
         repo.add_package(&format!("newpkg{i}"));
     }
-    tokio::task::spawn_blocking(move || repo.publish().map(|()| repo)).await??;
-    let delta = sync_one(&config, "fixture", &options).await?;
+    // Signing and compressing a few hundred packages must not stall the runtime.
+    tokio::task::spawn_blocking(move || repo.publish()).await??;
+    let delta = sync_one(config, "fixture", options).await?;
     writeln!(
         out,
         "3. delta sync:  upstream upgraded 5, removed 2, added 3 packages -> fetched {} files ({}) in {:.2}s, linked {}, {} removed files kept for grace",
@@ -168,8 +228,18 @@ rewrite_base = "http://mirror.demo.invalid/images/"
         delta.plan.link_files,
         delta.plan.grace_files,
     )?;
+    Ok(())
+}
 
-    let cold = sync_one(&config, "images", &options).await?;
+/// Steps 4 and 5: the image tree cold, then a new release that retires an old one.
+async fn sync_images(
+    config: &Config,
+    options: &SyncOptions,
+    images: &mut FixtureImages,
+    image_server: &FixtureServer,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let cold = sync_one(config, "images", options).await?;
     writeln!(
         out,
         "4. image tree:  fetched {} files ({}) in {:.2}s: every image checked against its .sha256 and .sig, {} file(s) with no checksum upstream",
@@ -180,7 +250,7 @@ rewrite_base = "http://mirror.demo.invalid/images/"
     )?;
     images.add_release(IMAGE_FAMILIES[0], IMAGE_DATES[3])?;
     images.write_os_lists(&image_server.url(), None)?;
-    let delta = sync_one(&config, "images", &options).await?;
+    let delta = sync_one(config, "images", options).await?;
     writeln!(
         out,
         "5. new release: fetched {} files ({}) in {:.2}s; keep_latest = 2 let {} old file(s) go (kept for grace)",
@@ -189,13 +259,21 @@ rewrite_base = "http://mirror.demo.invalid/images/"
         delta.seconds,
         delta.plan.grace_files + delta.plan.delete_files,
     )?;
+    Ok(())
+}
 
-    // Serve the mirror as nginx would, and probe it as the mirror list does.
-    let mirror_server = FixtureServer::start(&root)?;
+/// Step 6: serves the mirror as nginx would, and probes it as the mirror list does.
+/// The server is handed back so it serves until the demo ends.
+async fn probe_mirror(
+    layout: &Layout,
+    upstream: &FixtureServer,
+    out: &mut dyn Write,
+) -> Result<FixtureServer> {
+    let mirror_server = FixtureServer::start(&layout.root)?;
     mirror_server.set_listing(Some(ListingStyle::Nginx));
     let probe_opts = crate::probe::ProbeOptions {
-        upstream: Some(url::Url::parse(&server.url())?),
-        keyring: Some(dir.join("upstream-work/archive-keyring.gpg")),
+        upstream: Some(url::Url::parse(&upstream.url())?),
+        keyring: Some(layout.dir.join("upstream-work/archive-keyring.gpg")),
         timeout: std::time::Duration::from_secs(10),
         ..crate::probe::ProbeOptions::default()
     };
@@ -212,7 +290,17 @@ rewrite_base = "http://mirror.demo.invalid/images/"
     for line in crate::probe::output::table(&probed).lines() {
         writeln!(out, "     {line}")?;
     }
+    Ok(mirror_server)
+}
 
+/// Where to look: the served tree, its trace file, and what to try next.
+fn print_next_steps(
+    layout: &Layout,
+    suite: &str,
+    components: &str,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let root = &layout.root;
     let served = root.join("fixture");
     let trace_path = served.join("project/trace/mirror.demo.invalid");
     let trace = std::fs::read_to_string(&trace_path)
@@ -227,22 +315,26 @@ rewrite_base = "http://mirror.demo.invalid/images/"
         writeln!(out, "    {line}")?;
     }
     writeln!(out, "\nNext:")?;
-    writeln!(out, "  mirrorsync -c {} status", config_path.display())?;
+    writeln!(
+        out,
+        "  mirrorsync -c {} status",
+        layout.config_path.display()
+    )?;
     writeln!(
         out,
         "  serve {} with nginx (autoindex on) and point apt at it:
     deb [signed-by={}] http://<host>/fixture {suite} {components}",
         root.display(),
-        dir.join("upstream-work/archive-keyring.gpg").display(),
+        layout
+            .dir
+            .join("upstream-work/archive-keyring.gpg")
+            .display(),
     )?;
     writeln!(
         out,
         "  the image tree is {}; its OS list points Imager at this mirror",
         root.join("images").display()
     )?;
-    drop(server);
-    drop(image_server);
-    drop(mirror_server);
     Ok(())
 }
 

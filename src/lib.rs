@@ -47,11 +47,11 @@ pub mod apt;
 pub mod atomic;
 pub mod cli;
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod digest;
 pub mod failures;
 pub mod fetch;
-pub mod fixture;
 pub mod images;
 pub mod lock;
 pub mod manifest;

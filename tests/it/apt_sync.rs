@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use mirrorsync::apt::release::Release;
 use mirrorsync::apt::signature::{Keyring, verify_clearsigned};
-use mirrorsync::fixture::FixtureSpec;
-use mirrorsync::fixture::server::Fault;
+use mirrorsync_testkit::FixtureSpec;
+use mirrorsync_testkit::server::Fault;
 use sha2::{Digest, Sha256};
 
 use crate::support::*;

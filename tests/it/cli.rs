@@ -35,7 +35,7 @@ fn check_config_names_file_line_and_column_of_an_unknown_key() {
 
 #[test]
 fn a_valid_config_checks_clean_and_silently() {
-    let env = Env::new(mirrorsync::fixture::FixtureSpec::default().with_packages(1));
+    let env = Env::new(mirrorsync_testkit::FixtureSpec::default().with_packages(1));
     let out = env.run(&["check-config"]);
     assert_ok(&out);
     assert!(out.stdout.is_empty());
@@ -43,14 +43,14 @@ fn a_valid_config_checks_clean_and_silently() {
 
 #[test]
 fn a_sync_of_an_unknown_mirror_is_a_usage_error() {
-    let env = Env::new(mirrorsync::fixture::FixtureSpec::default().with_packages(1));
+    let env = Env::new(mirrorsync_testkit::FixtureSpec::default().with_packages(1));
     let stderr = assert_exit(&env.run(&["sync", "nosuch"]), 2);
     assert!(stderr.contains("no mirror named \"nosuch\""), "{stderr}");
 }
 
 #[test]
 fn json_output_summarises_each_mirror() {
-    let env = Env::new(mirrorsync::fixture::FixtureSpec::default().with_packages(5));
+    let env = Env::new(mirrorsync_testkit::FixtureSpec::default().with_packages(5));
     let out = env.run(&["sync", "--json"]);
     assert_ok(&out);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -91,7 +91,7 @@ fn the_demo_refuses_a_directory_it_did_not_make() {
 
 #[test]
 fn every_sync_leaves_prometheus_metrics_for_the_textfile_collector() {
-    let env = Env::new(mirrorsync::fixture::FixtureSpec::default().with_packages(5));
+    let env = Env::new(mirrorsync_testkit::FixtureSpec::default().with_packages(5));
     assert_ok(&env.sync());
     let prom = std::fs::read_to_string(env.root.join(".mirrorsync/metrics.prom")).unwrap();
     assert!(
@@ -117,12 +117,12 @@ fn every_sync_leaves_prometheus_metrics_for_the_textfile_collector() {
     }
     env.server.fault(
         "/dists/bookworm/InRelease",
-        mirrorsync::fixture::server::Fault::Status(404),
+        mirrorsync_testkit::server::Fault::Status(404),
         None,
     );
     env.server.fault(
         "/dists/bookworm/Release",
-        mirrorsync::fixture::server::Fault::Status(404),
+        mirrorsync_testkit::server::Fault::Status(404),
         None,
     );
     assert_exit(&env.sync(), 1);

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use mirrorsync::fixture::FixtureSpec;
-use mirrorsync::fixture::server::Fault;
+use mirrorsync_testkit::FixtureSpec;
+use mirrorsync_testkit::server::Fault;
 use sha2::{Digest, Sha256};
 
 use crate::support::*;

@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use mirrorsync::fixture::autoindex::ListingStyle;
-use mirrorsync::fixture::images::{FixtureImages, OS_LIST, OS_SUBLIST};
-use mirrorsync::fixture::server::{Fault, FixtureServer};
+use mirrorsync_testkit::autoindex::ListingStyle;
+use mirrorsync_testkit::images::{FixtureImages, OS_LIST, OS_SUBLIST};
+use mirrorsync_testkit::server::{Fault, FixtureServer};
 use sha2::{Digest, Sha256};
 
 use crate::support::{TreeDigest, assert_exit, assert_ok, digest_tree, temp_files};

@@ -11,7 +11,7 @@ use std::time::Duration;
 use mirrorsync::apt::packages::{IndexKind, read_index};
 use mirrorsync::apt::release::Release;
 use mirrorsync::apt::signature::{Keyring, verify_clearsigned};
-use mirrorsync::fixture::FixtureSpec;
+use mirrorsync_testkit::FixtureSpec;
 use sha2::{Digest, Sha256};
 
 use crate::support::*;

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use mirrorsync::fixture::images::{FixtureImages, OS_LIST, OS_SUBLIST};
+use mirrorsync_testkit::images::{FixtureImages, OS_LIST, OS_SUBLIST};
 
 use crate::logged_nginx::{Hit, Nginx};
 use crate::support::{TreeDigest, assert_ok, digest_tree, temp_files};

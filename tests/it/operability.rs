@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::process::Command;
 
-use mirrorsync::fixture::FixtureSpec;
+use mirrorsync_testkit::FixtureSpec;
 
 use crate::live::Nginx;
 use crate::support::*;

@@ -5,10 +5,10 @@ use std::net::{SocketAddr, TcpListener};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use mirrorsync::fixture::FixtureSpec;
-use mirrorsync::fixture::autoindex::ListingStyle;
-use mirrorsync::fixture::images::FixtureImages;
-use mirrorsync::fixture::server::{Fault, FixtureServer};
+use mirrorsync_testkit::FixtureSpec;
+use mirrorsync_testkit::autoindex::ListingStyle;
+use mirrorsync_testkit::images::FixtureImages;
+use mirrorsync_testkit::server::{Fault, FixtureServer};
 
 use crate::support::{Env, assert_ok};
 

@@ -9,11 +9,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path};
 use std::process::Command;
 
-use mirrorsync::fixture::autoindex::{ListingStyle, render};
 use mirrorsync::images::listing::{EntryKind, parse_listing};
 use mirrorsync::images::sums::parse_sums;
 use mirrorsync::manifest::{Entry, Manifest};
 use mirrorsync::relpath::{PathError, RelPath};
+use mirrorsync_testkit::autoindex::{ListingStyle, render};
 use proptest::prelude::*;
 use proptest::test_runner::{FileFailurePersistence, TestRunner};
 use sha2::{Digest, Sha256};

@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use mirrorsync::fixture::images::{FixtureImages, OS_LIST, RealOsList};
+use mirrorsync_testkit::images::{FixtureImages, OS_LIST, RealOsList};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 

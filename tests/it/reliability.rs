@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 
 use mirrorsync::apt::packages::{self, IndexKind};
 use mirrorsync::apt::release::Release;
-use mirrorsync::fixture::FixtureSpec;
-use mirrorsync::fixture::server::Fault;
+use mirrorsync_testkit::FixtureSpec;
+use mirrorsync_testkit::server::Fault;
 
 use crate::support::*;
 // Seeded, so a failing sequence of kills can be replayed.
-use mirrorsync::fixture::XorShift;
+use mirrorsync_testkit::XorShift;
 
 /// The trace file this mirror writes: it holds the run's own times and byte counts,
 /// so two complete runs never agree on it.
@@ -1086,7 +1086,7 @@ fn a_garbage_packages_xz_that_release_vouches_for_fails_naming_it() {
 #[test]
 fn a_truncated_packages_xz_that_release_vouches_for_fails_naming_it() {
     let env = synced_then_republished();
-    let xz = mirrorsync::fixture::xz_bytes(&packages_text(&env), 6).unwrap();
+    let xz = mirrorsync_testkit::xz_bytes(&packages_text(&env), 6).unwrap();
     drop(env);
     a_broken_index_fails_naming_it(
         &[("main/binary-amd64/Packages.xz", xz[..xz.len() / 2].to_vec())],
@@ -1103,7 +1103,7 @@ fn a_packages_xz_with_a_line_over_the_cap_fails_naming_it() {
     text.extend_from_slice(b"\nPackage: long\nDescription: ");
     text.extend(std::iter::repeat_n(b'x', (1 << 20) + 1));
     text.push(b'\n');
-    let xz = mirrorsync::fixture::xz_bytes(&text, 1).unwrap();
+    let xz = mirrorsync_testkit::xz_bytes(&text, 1).unwrap();
     a_broken_index_fails_naming_it(
         &[("main/binary-amd64/Packages.xz", xz)],
         &["main/binary-amd64/Packages.gz"],

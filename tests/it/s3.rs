@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 use mirrorsync::apt::packages::{IndexKind, read_index};
 use mirrorsync::apt::release::Release;
 use mirrorsync::apt::signature::{Keyring, verify_clearsigned};
-use mirrorsync::fixture::FixtureSpec;
-use mirrorsync::fixture::garage::GarageCluster;
 use mirrorsync::manifest::Manifest;
 use mirrorsync::relpath::RelPath;
 use mirrorsync::s3::record::{BucketRecord, RECORD_KEY};
+use mirrorsync_testkit::FixtureSpec;
+use mirrorsync_testkit::garage::GarageCluster;
 use sha2::{Digest, Sha256};
 
 use crate::live::Apt;

@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use mirrorsync::fixture::FixtureSpec;
+use mirrorsync_testkit::FixtureSpec;
 
 use crate::live::Nginx;
 use crate::support::*;

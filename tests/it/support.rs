@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use mirrorsync::fixture::server::FixtureServer;
-use mirrorsync::fixture::{FixtureRepo, FixtureSpec};
+use mirrorsync_testkit::server::FixtureServer;
+use mirrorsync_testkit::{FixtureRepo, FixtureSpec};
 use sha2::{Digest, Sha256};
 
 pub struct Env {

@@ -1,6 +1,6 @@
 //! An operator checks a published tree after a disk scare, and repairs it.
 
-use mirrorsync::fixture::FixtureSpec;
+use mirrorsync_testkit::FixtureSpec;
 
 use crate::support::*;
 

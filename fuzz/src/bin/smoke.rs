@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use mirrorsync::fixture::XorShift;
 use mirrorsync_fuzz::TARGETS;
+use mirrorsync_testkit::XorShift;
 
 /// Inputs are kept below this, as libFuzzer's default -max_len is 4096 only for
 /// empty corpora; our seeds are bigger.
@@ -165,7 +165,7 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
         }
         "packages" => {
             let mut packages = vec![0u8];
-            packages.extend_from_slice(mirrorsync::fixture::debian_like_packages(8, 7).as_bytes());
+            packages.extend_from_slice(mirrorsync_testkit::debian_like_packages(8, 7).as_bytes());
             let sources = b"\x01Package: hello\nDirectory: pool/main/h/hello\nChecksums-Sha256:\n 35b1508eeee9c1dfba798c4c04304ef0f266990f936a51f165571edf53325cbc 1183 hello_2.10-3.dsc\n 0000000000000000000000000000000000000000000000000000000000000000 725946 hello_2.10.orig.tar.gz\n\n".to_vec();
             vec![packages, sources]
         }

@@ -15,7 +15,8 @@
 //! - This file checks the signatures themselves: a bounded number per file, each
 //!   digest computed once per hash algorithm and signature type, so a hostile file
 //!   cannot make a Raspberry Pi hash the same gigabytes over and over.
-//! - `signing` makes signatures for the demo and test repositories.
+//! - Signatures for the demo and test repositories are made by the testkit crate's
+//!   `SigningKey` (crates/testkit).
 //!
 //! rPGP (the `pgp` crate, MIT/Apache-2.0, pure Rust) supplies parsing and the
 //! cryptography; the policy on top is ours, cross-checked against `sqv` and `gpgv`.
@@ -26,7 +27,6 @@ pub mod cleartext;
 mod crosscheck;
 mod keyring;
 pub mod policy;
-mod signing;
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -47,7 +47,6 @@ pub use keyring::Keyring;
 use keyring::{Component, ComponentKey};
 use policy::HashUse;
 pub use policy::{Policy, Weakness};
-pub use signing::SigningKey;
 
 /// The most signatures one file may carry. apt needs one good signature; Debian signs
 /// with two or three keys. More is only ever an attempt to make the verifier work.
@@ -89,8 +88,6 @@ pub enum SignatureError {
     /// Signatures by keys in the keyring, each refused for the reason given.
     #[error("no valid signature: {}", reasons.join("; "))]
     Rejected { reasons: Vec<String> },
-    #[error("signing failed: {detail}")]
-    Signing { detail: String },
     /// Reading the file a detached signature covers ([`verify_detached_file`]).
     #[error("reading signed file {path}")]
     ReadSigned {
@@ -698,6 +695,7 @@ fn describe_issuers(signatures: &[Signature]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mirrorsync_testkit::SigningKey;
     use pgp::composed::{ArmorOptions, KeyType, SecretKeyParamsBuilder, SignedSecretKey};
     use pgp::packet::{SignatureConfig, Subpacket, SubpacketData};
     use pgp::ser::Serialize;

@@ -10,11 +10,19 @@ use pgp::packet::{SignatureConfig, SignatureType, Subpacket, SubpacketData};
 use pgp::ser::Serialize;
 use pgp::types::{KeyDetails, Password, Timestamp};
 
-use super::SignatureError;
+/// Why a key or a signature could not be made. The message is the one mirrorsync's
+/// `SignatureError::Signing` gave when signing lived there.
+#[derive(Debug, thiserror::Error)]
+#[error("signing failed: {detail}")]
+pub struct SigningError {
+    detail: String,
+}
 
 /// An ed25519 signing key, generated fresh, for the demo and test repositories.
 pub struct SigningKey {
-    pub(super) secret: SignedSecretKey,
+    /// Public so that mirrorsync's verifier tests can make the signatures the methods
+    /// here do not (critical notations, key revocations).
+    pub secret: SignedSecretKey,
     public: SignedPublicKey,
 }
 
@@ -37,8 +45,8 @@ impl SigningKey {
     /// certification on the primary key. v4/EdDSA rather than RFC 9580's v6
     /// Ed25519 because GnuPG 2.2 (bookworm's gpgv) and 2.4 only understand
     /// the former.
-    pub fn generate(user_id: &str) -> Result<SigningKey, SignatureError> {
-        let signing = |detail: String| SignatureError::Signing { detail };
+    pub fn generate(user_id: &str) -> Result<SigningKey, SigningError> {
+        let signing = |detail: String| SigningError { detail };
         let created = Timestamp::now().as_secs().saturating_sub(KEY_BACKDATE_SECS);
         let mut params = SecretKeyParamsBuilder::default();
         params
@@ -63,7 +71,7 @@ impl SigningKey {
         format!("{:X}", self.public.fingerprint())
     }
 
-    pub fn public_key_armored(&self) -> Result<String, SignatureError> {
+    pub fn public_key_armored(&self) -> Result<String, SigningError> {
         self.public
             .to_armored_string(ArmorOptions::default())
             .map_err(signing_error)
@@ -71,7 +79,7 @@ impl SigningKey {
 
     /// A keyring file apt accepts as a `.gpg` (binary, in `signed-by` or
     /// /etc/apt/trusted.gpg.d).
-    pub fn public_key_binary(&self) -> Result<Vec<u8>, SignatureError> {
+    pub fn public_key_binary(&self) -> Result<Vec<u8>, SigningError> {
         self.public.to_bytes().map_err(signing_error)
     }
 
@@ -81,7 +89,7 @@ impl SigningKey {
     /// framework does not sign them (verifiers strip them before hashing),
     /// and rPGP would otherwise hash them and emit a signature nobody can
     /// verify.
-    pub fn clearsign(&self, text: &str) -> Result<String, SignatureError> {
+    pub fn clearsign(&self, text: &str) -> Result<String, SigningError> {
         let text = trim_line_ends(text);
         let config = self.signature_config(SignatureType::Text)?;
         let msg = CleartextSignedMessage::new(&text, config, &*self.secret, &Password::empty())
@@ -91,7 +99,7 @@ impl SigningKey {
     }
 
     /// Produces a Release.gpg: a binary-mode (exact bytes) signature, armored.
-    pub fn sign_detached_armored(&self, data: &[u8]) -> Result<String, SignatureError> {
+    pub fn sign_detached_armored(&self, data: &[u8]) -> Result<String, SigningError> {
         let config = self.signature_config(SignatureType::Binary)?;
         let sig = config
             .sign(&*self.secret, &Password::empty(), data)
@@ -104,7 +112,7 @@ impl SigningKey {
     /// SHA-256 with creation time and issuer fingerprint hashed, and the key
     /// id unhashed: the subpackets gpg itself writes, which gpgv needs to pick
     /// the key.
-    fn signature_config(&self, typ: SignatureType) -> Result<SignatureConfig, SignatureError> {
+    fn signature_config(&self, typ: SignatureType) -> Result<SignatureConfig, SigningError> {
         let key = &self.secret.primary_key;
         let mut config = SignatureConfig::v4(typ, key.algorithm(), HashAlgorithm::Sha256);
         config.hashed_subpackets = vec![
@@ -121,8 +129,8 @@ impl SigningKey {
     }
 }
 
-fn signing_error(e: pgp::errors::Error) -> SignatureError {
-    SignatureError::Signing {
+fn signing_error(e: pgp::errors::Error) -> SigningError {
+    SigningError {
         detail: e.to_string(),
     }
 }
