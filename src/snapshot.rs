@@ -34,6 +34,9 @@ pub enum SnapshotError {
     NotOurs { path: PathBuf },
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    /// From [`crate::atomic`], whose errors already name the step and the path.
+    #[error(transparent)]
+    Atomic(io::Error),
 }
 
 fn io_err<'a>(
@@ -219,10 +222,7 @@ pub fn write_file(
     ensure_parent(to)?;
     // A fresh name created with O_EXCL: never an existing file, which in staging
     // may be a hard link into a published snapshot.
-    let tmp = crate::atomic::Pending::unique(to).map_err(io_err(
-        "creating a temporary file in",
-        to.parent().unwrap_or(Path::new(".")),
-    ))?;
+    let tmp = crate::atomic::Pending::unique(to).map_err(SnapshotError::Atomic)?;
     tmp.file()
         .write_all(bytes)
         .map_err(io_err("writing", tmp.path()))?;
@@ -236,8 +236,7 @@ pub fn write_file(
         .map_err(io_err("setting permissions of", to))?;
     // rename(2) replaces `to` (even a hard link into a published snapshot) with the
     // new inode; the old one is untouched. Publishing's syncfs makes it durable.
-    tmp.rename_unsynced()
-        .map_err(io_err("renaming into staging", to))?;
+    tmp.rename_unsynced().map_err(SnapshotError::Atomic)?;
     Ok(())
 }
 

@@ -1,6 +1,6 @@
 //! Detached signatures (`X.sig`, `X.gpg`, `X.asc`) checked over the staged files.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use anyhow::anyhow;
 
@@ -23,7 +23,7 @@ pub(super) async fn check_signatures(
     keyring: &std::sync::Arc<Keyring>,
     meta: &BTreeMap<RelPath, MetaFile>,
     manifest: &Manifest,
-    fetched: &HashSet<RelPath>,
+    fetched: &(dyn Fn(&RelPath) -> bool + Sync),
     staging: &std::path::Path,
     verify_all: bool,
 ) -> anyhow::Result<()> {
@@ -42,7 +42,7 @@ pub(super) async fn check_signatures(
         if !manifest.files.contains_key(&target) {
             continue;
         }
-        if !verify_all && !fetched.contains(&target) && !fetched.contains(sig_path) {
+        if !verify_all && !fetched(&target) && !fetched(sig_path) {
             continue;
         }
         let file = target.under(staging);

@@ -2,7 +2,7 @@
 //! and checksum files -> a decision per file; detached signatures are checked over
 //! the staged tree, and the hints and validators recorded for the next run.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use globset::GlobSet;
@@ -163,7 +163,7 @@ impl Source for ImagesSource<'_> {
             });
         }
         if !unverified.is_empty() {
-            run.warn(unverified_warning(&unverified));
+            changes.notices.push(unverified_warning(&unverified));
         }
         changes.unverified = unverified;
         Ok(Offer::Changed(Box::new(changes)))
@@ -172,27 +172,24 @@ impl Source for ImagesSource<'_> {
     /// Detached signatures over what changed; the validators of what was fetched by
     /// size alone go into the records, tolerated failures out of them.
     async fn finish(&mut self, run: &Run<'_>, staged: &Staged<'_>) -> anyhow::Result<Vec<NewFile>> {
-        for (path, v) in staged.unverified {
+        for (path, _, v) in staged.unverified {
             if let Some(r) = self.records.get_mut(path.as_str()) {
                 r.etag = v.etag.clone();
                 r.last_modified = v.last_modified.clone();
             }
         }
-        for path in staged.tolerated {
+        for (path, _) in staged.tolerated {
             self.records.remove(path.as_str());
         }
         if let Some(keyring) = &self.keyring {
-            let mut fetched: HashSet<RelPath> = staged.fetched.clone();
-            fetched.extend(
-                self.meta
-                    .iter()
-                    .filter(|(_, m)| m.fetched)
-                    .map(|(p, _)| p.clone()),
-            );
+            // What changed this run: fetched into staging, or small files read.
+            let meta = &self.meta;
+            let fetched =
+                |p: &RelPath| staged.fetched.contains(p) || meta.get(p).is_some_and(|m| m.fetched);
             let verify_all = run.ctx.options.verify_all;
             check_signatures(
                 keyring,
-                &self.meta,
+                meta,
                 staged.manifest,
                 &fetched,
                 staged.staging,

@@ -60,6 +60,9 @@ pub async fn run<S: Source>(
     let mut plan = plan::plan(&run, &source, &changes);
     ctx.reporter.on_plan(&mirror.name, &plan.summary);
     guard::mass_delete(&run, &source, &plan)?;
+    for notice in &changes.notices {
+        run.warn(notice.clone());
+    }
     let files_unverified = changes.unverified.len() as u64 + changes.kept_unverified;
     if run.dry_run() {
         return Ok(MirrorReport {
@@ -173,18 +176,12 @@ async fn finish<S: Source>(
     manifest: &Manifest,
     staged: &stage::Content,
 ) -> anyhow::Result<Vec<NewFile>> {
-    let by_size: Vec<_> = staged
-        .unverified
-        .iter()
-        .map(|(p, _, v)| (p.clone(), v.clone()))
-        .collect();
-    let tolerated: Vec<_> = staged.tolerated.iter().map(|(p, _)| p.clone()).collect();
     let view = Staged {
         manifest,
         staging: &area.staging,
         fetched: &staged.fetched,
-        unverified: &by_size,
-        tolerated: &tolerated,
+        unverified: &staged.unverified,
+        tolerated: &staged.tolerated,
         tally: staged.tally,
     };
     source.finish(run, &view).await

@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
-use std::time::Instant;
 
 use anyhow::Context;
 use url::Url;
@@ -32,7 +31,6 @@ pub struct Run<'a> {
     pub current: Option<Snapshot>,
     pub state: MirrorState,
     pub upstream: Upstream,
-    pub started: Instant,
     empty: Manifest,
     area: OnceLock<StagingArea>,
     warnings: Mutex<Vec<String>>,
@@ -49,7 +47,6 @@ impl<'a> Run<'a> {
             dirs,
             ctx,
             mirror,
-            started: Instant::now(),
             empty: Manifest::default(),
             area: OnceLock::new(),
             warnings: Mutex::new(Vec::new()),
@@ -121,13 +118,13 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// A report of this run so far.
+    /// A report of this run so far (`seconds` is the caller's: it counts every
+    /// attempt of the kind).
     pub fn report(&self, outcome: RunOutcome) -> MirrorReport {
         MirrorReport {
             name: self.mirror.name.clone(),
             outcome,
             requests: self.upstream.requests(),
-            seconds: self.started.elapsed().as_secs_f64(),
             warnings: self
                 .warnings
                 .lock()

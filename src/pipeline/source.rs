@@ -54,6 +54,9 @@ pub struct Changes {
     /// Bytes and files the kind already fetched.
     pub tally: Tally,
     pub upstream_date: Option<String>,
+    /// Warnings about what staging will do, said once the plan has passed the guards
+    /// (a refused plan fetches nothing).
+    pub notices: Vec<String>,
     /// Publish only if a file is fetched or removed (an image tree has no signed
     /// file that says "changed"); apt publishes whenever its Release changed.
     pub publish_only_on_change: bool,
@@ -85,10 +88,10 @@ pub struct Staged<'a> {
     /// Paths fetched this run (collected only for kinds that ask, see
     /// [`Source::wants_fetched_paths`]).
     pub fetched: &'a HashSet<RelPath>,
-    /// Validators of the files fetched by size alone.
-    pub unverified: &'a [(RelPath, Validators)],
-    /// Paths whose failure was tolerated.
-    pub tolerated: &'a [RelPath],
+    /// The files fetched by size alone, with their validators.
+    pub unverified: &'a [(RelPath, Entry, Validators)],
+    /// Paths whose failure was tolerated, with the published entry kept, if any.
+    pub tolerated: &'a [(RelPath, Option<Entry>)],
     pub tally: Tally,
 }
 
