@@ -10,6 +10,8 @@
 #    IPv6 refused on every one, and 5 that accept and never answer (--timeout 2s);
 #  - benches/signature.rs: a 20 MB InRelease with 1 and 16 signatures, oversized and
 #    over-many signatures refused;
+#  - benches/scale.rs: cold, no-op and a 3,000-stanza delta at 30,000 and 300,000
+#    packages: time, peak RSS and disk writes (BENCH_SCALE_SIZES, BENCH_SCALE_REPLACE);
 #  - scripts/mutants.sh: mutation testing of the promise-guarding modules (installs
 #    cargo-mutants; an hour or more on two cores).
 # Sizes: BENCH_PACKAGES, BENCH_MIN_SIZE, BENCH_MAX_SIZE, BENCH_CONCURRENCY;
@@ -27,4 +29,5 @@ cargo bench --bench images
 cargo bench --bench probe
 cargo bench --bench s3
 cargo bench --bench signature
+cargo bench --bench scale
 scripts/mutants.sh
