@@ -197,6 +197,12 @@ impl Source for AptSource<'_> {
         !p.as_str().starts_with("dists/") && !p.as_str().starts_with("project/")
     }
 
+    /// Pool files and by-hash objects are named for their content (a new version is
+    /// a new file name; a by-hash name is the digest).
+    fn fixed_content(&self, p: &RelPath) -> bool {
+        p.as_str().starts_with("pool/") || p.as_str().contains("/by-hash/")
+    }
+
     /// Signed metadata is never kept for grace: an old InRelease next to a new
     /// Release (upstream dropped InRelease) is exactly the mix that gives clients
     /// hash sum mismatches.

@@ -63,6 +63,10 @@ pub async fn run<S: Source>(
     for notice in &changes.notices {
         run.warn(notice.clone());
     }
+    if let Some(w) = plan::rewritten_warning(&plan.rewritten) {
+        tracing::warn!("{w}");
+        run.warn(w);
+    }
     let files_unverified = changes.unverified.len() as u64 + changes.kept_unverified;
     if run.dry_run() {
         return Ok(MirrorReport {

@@ -14,6 +14,10 @@ pub struct Plan {
     pub summary: PlanSummary,
     /// Bytes the content's downloads will take on disk.
     pub fetch_bytes: u64,
+    /// Files upstream gave new content under a name whose content should never
+    /// change (an apt pool file): said out loud, since clients holding the previous
+    /// index get a hash mismatch for them once the new snapshot is served.
+    pub rewritten: Vec<RelPath>,
 }
 
 /// Plans `changes` against the published snapshot.
@@ -43,11 +47,53 @@ pub fn plan<S: Source>(run: &Run<'_>, source: &S, changes: &Changes) -> Plan {
     let removals = removals(run, source, changes);
     summary.add_removals(&removals);
     Plan {
+        rewritten: rewritten(run, source, changes),
         fetch_bytes: plan::fetch_bytes(&actions) + unverified_bytes,
         actions,
         removals,
         summary,
     }
+}
+
+/// Fixed-content files whose published copy differs from what upstream now offers.
+fn rewritten<S: Source>(run: &Run<'_>, source: &S, changes: &Changes) -> Vec<RelPath> {
+    let published = run.published();
+    let mut out: Vec<RelPath> = changes
+        .content
+        .iter()
+        .filter(|(p, e)| {
+            published
+                .files
+                .get(*p)
+                .is_some_and(|old| old.sha256 != e.sha256 || old.size != e.size)
+                && source.fixed_content(p)
+        })
+        .map(|(p, _)| p.clone())
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+/// The warning for files rewritten upstream, the first few named.
+pub fn rewritten_warning(paths: &[RelPath]) -> Option<String> {
+    const SHOWN: usize = 5;
+    let first = paths.first()?;
+    let names: Vec<&str> = paths.iter().take(SHOWN).map(RelPath::as_str).collect();
+    let more = match paths.len().saturating_sub(SHOWN) {
+        0 => String::new(),
+        n => format!(" and {n} more"),
+    };
+    let what = if paths.len() == 1 {
+        format!("{first} has")
+    } else {
+        format!("{} files have", paths.len())
+    };
+    Some(format!(
+        "upstream rewrote files in place: {what} new content under the same name ({}{more}); \
+         fetched again and verified against the index, but clients still using the previous \
+         index will get a hash sum mismatch for them",
+        names.join(", ")
+    ))
 }
 
 /// What the published snapshot holds that the next one does not.

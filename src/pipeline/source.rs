@@ -119,6 +119,12 @@ pub trait Source {
         true
     }
 
+    /// Files whose content never changes under their name (apt pool files, by-hash
+    /// objects): new content under such a name is upstream rewriting history.
+    fn fixed_content(&self, _path: &RelPath) -> bool {
+        false
+    }
+
     /// Files never kept for grace once upstream drops them.
     fn never_in_grace(&self, _path: &RelPath) -> bool {
         false

@@ -1112,3 +1112,53 @@ fn the_previous_inreleases_by_hash_indices_stay_served_after_a_publish() {
         assert_eq!(<[u8; 32]>::from(Sha256::digest(&bytes)), *sha256, "{p}");
     }
 }
+
+/// A third-party upstream rebuilds a package without bumping its version: the same
+/// pool path now holds other bytes. The mirror takes the new file (verified against
+/// the new index), says so naming the file, and the snapshot it replaces keeps the
+/// old bytes whole: no torn file, nothing written through a link the two share.
+#[test]
+fn a_pool_file_rewritten_upstream_is_fetched_again_and_said_out_loud() {
+    let mut env = Env::new(small());
+    assert_ok(&env.sync());
+    let old_snapshot = env.snapshot_id().unwrap();
+    let name = env.repo.packages.keys().next().cloned().unwrap();
+    let path = env.repo.packages[&name].filename();
+    let old = std::fs::read(env.served().join(&path)).unwrap();
+    env.repo.packages.get_mut(&name).unwrap().seed += 1;
+    std::fs::remove_file(env.repo.dir.join(&path)).unwrap();
+    env.publish();
+
+    let out = env.run(&["sync", "--json"]);
+    assert_ok(&out);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let warnings = report[0]["warnings"].to_string();
+    assert!(
+        warnings.contains("rewrote files in place") && warnings.contains(&path),
+        "the rewrite is named: {report}"
+    );
+    let new = std::fs::read(env.served().join(&path)).unwrap();
+    assert_eq!(new, std::fs::read(env.repo.dir.join(&path)).unwrap());
+    assert_ne!(new, old);
+    let previous = env
+        .root
+        .join(".mirrorsync/debian/snapshots")
+        .join(&old_snapshot)
+        .join(&path);
+    assert_eq!(
+        std::fs::read(previous).unwrap(),
+        old,
+        "the old snapshot is whole"
+    );
+
+    // An unchanged file is not a rewrite: the next delta says nothing of it.
+    env.repo.add_package("zz-new");
+    env.publish();
+    let out = env.run(&["sync", "--json"]);
+    assert_ok(&out);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        !report[0]["warnings"].to_string().contains("rewrote"),
+        "{report}"
+    );
+}
