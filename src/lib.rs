@@ -29,7 +29,9 @@
 //! - [`plan`]: pure; wanted files + the published manifest -> link/fetch/keep/delete.
 //! - [`fetch`]: carries the plan out into the staging tree, `concurrency` at a time;
 //!   [`digest`]: whether a file on disk already holds the bytes a checksum wants.
-//! - [`snapshot`] and [`manifest`]: staging, hard links, the one-rename publish, prune.
+//! - [`snapshot`] and [`manifest`]: staging, hard links, the one-rename publish, prune;
+//!   [`merge`]: sorted streams (the manifest on disk, an external sort, their join)
+//!   for planning in memory that does not grow with the tree.
 //! - [`atomic`]: replacing a file so a reader or a power cut sees old or new, never half.
 //! - [`s3`]: publishing snapshots into S3-compatible object storage, in a safe order.
 //! - [`trace`]: the ftpsync-style trace files mirror checkers read.
@@ -55,6 +57,7 @@ pub mod fetch;
 pub mod images;
 pub mod lock;
 pub mod manifest;
+pub mod merge;
 pub mod metrics;
 pub mod pipeline;
 pub mod plan;

@@ -45,41 +45,12 @@ pub struct Manifest {
 
 impl Manifest {
     pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
-        let io = |source| ManifestError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let f = std::fs::File::open(path).map_err(io)?;
         let mut files = HashMap::new();
-        for (n, line) in BufReader::new(f).lines().enumerate() {
-            let line = line.map_err(io)?;
-            let syntax = |detail: &str| ManifestError::Syntax {
-                path: path.to_path_buf(),
-                line: n + 1,
-                detail: detail.to_string(),
-            };
-            let mut parts = line.splitn(4, '\t');
-            let (Some(hash), Some(size), Some(gone), Some(p)) =
-                (parts.next(), parts.next(), parts.next(), parts.next())
-            else {
-                return Err(syntax("expected 4 tab-separated fields"));
-            };
-            let mut sha256 = [0u8; 32];
-            hex::decode_to_slice(hash, &mut sha256).map_err(|_| syntax("bad SHA256"))?;
-            let size = size.parse().map_err(|_| syntax("bad size"))?;
-            let gone_since = match gone {
-                "-" => None,
-                g => Some(g.parse().map_err(|_| syntax("bad gone-since"))?),
-            };
-            let rel = RelPath::new(p).map_err(|_| syntax("unsafe path"))?;
-            files.insert(
-                rel,
-                Entry {
-                    size,
-                    sha256,
-                    gone_since,
-                },
-            );
+        // Loaded whole, the order does not matter (and a manifest an operator edited
+        // by hand still loads).
+        for item in Reader::open(path)?.any_order() {
+            let (rel, entry) = item?;
+            files.insert(rel, entry);
         }
         Ok(Manifest { files })
     }
@@ -108,10 +79,7 @@ impl Manifest {
         entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let mut w = BufWriter::new(pending.file());
         for (p, e) in entries {
-            let gone = e
-                .gone_since
-                .map_or_else(|| "-".to_string(), |g| g.to_string());
-            writeln!(w, "{}\t{}\t{}\t{}", hex::encode(e.sha256), e.size, gone, p).map_err(io)?;
+            write_line(&mut w, p, e).map_err(io)?;
         }
         let f = w.into_inner().map_err(|e| io(e.into_error()))?;
         f.sync_all().map_err(io)?;
@@ -125,6 +93,102 @@ impl Manifest {
     /// Files in this snapshot by content, to link a file that moved or a by-hash copy.
     pub fn by_digest(&self) -> HashMap<[u8; 32], &RelPath> {
         self.files.iter().map(|(p, e)| (e.sha256, p)).collect()
+    }
+}
+
+/// One manifest line: `<sha256 hex>\t<size>\t<gone-since or ->\t<path>`.
+pub fn write_line(w: &mut impl Write, p: &RelPath, e: &Entry) -> std::io::Result<()> {
+    let gone = e
+        .gone_since
+        .map_or_else(|| "-".to_string(), |g| g.to_string());
+    writeln!(w, "{}\t{}\t{}\t{}", hex::encode(e.sha256), e.size, gone, p)
+}
+
+/// A manifest read line by line as it lies on disk, in path order, holding one line
+/// in memory: for planning against a published tree of any size. A line out of order
+/// is an error, since the merges built on this rely on the order.
+pub struct Reader {
+    path: PathBuf,
+    lines: std::io::Lines<BufReader<std::fs::File>>,
+    line: usize,
+    last: Option<RelPath>,
+    check_order: bool,
+}
+
+impl Reader {
+    pub fn open(path: &Path) -> Result<Reader, ManifestError> {
+        let f = std::fs::File::open(path).map_err(|source| ManifestError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(Reader {
+            path: path.to_path_buf(),
+            lines: BufReader::new(f).lines(),
+            line: 0,
+            last: None,
+            check_order: true,
+        })
+    }
+
+    /// Reads lines in whatever order they come.
+    pub fn any_order(mut self) -> Reader {
+        self.check_order = false;
+        self
+    }
+
+    fn syntax(&self, detail: &str) -> ManifestError {
+        ManifestError::Syntax {
+            path: self.path.clone(),
+            line: self.line,
+            detail: detail.to_string(),
+        }
+    }
+
+    fn parse(&self, line: &str) -> Result<(RelPath, Entry), ManifestError> {
+        let mut parts = line.splitn(4, '\t');
+        let (Some(hash), Some(size), Some(gone), Some(p)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(self.syntax("expected 4 tab-separated fields"));
+        };
+        let mut sha256 = [0u8; 32];
+        hex::decode_to_slice(hash, &mut sha256).map_err(|_| self.syntax("bad SHA256"))?;
+        let size = size.parse().map_err(|_| self.syntax("bad size"))?;
+        let gone_since = match gone {
+            "-" => None,
+            g => Some(g.parse().map_err(|_| self.syntax("bad gone-since"))?),
+        };
+        let rel = RelPath::new(p).map_err(|_| self.syntax("unsafe path"))?;
+        let entry = Entry {
+            size,
+            sha256,
+            gone_since,
+        };
+        Ok((rel, entry))
+    }
+}
+
+impl Iterator for Reader {
+    type Item = Result<(RelPath, Entry), ManifestError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let line = self.lines.next()?;
+        self.line += 1;
+        let item = line
+            .map_err(|source| ManifestError::Io {
+                path: self.path.clone(),
+                source,
+            })
+            .and_then(|l| self.parse(&l));
+        Some(item.and_then(|(rel, entry)| {
+            if self.check_order && self.last.as_ref().is_some_and(|last| *last >= rel) {
+                return Err(self.syntax("path out of order (the file is sorted by path)"));
+            }
+            if self.check_order {
+                self.last = Some(rel.clone());
+            }
+            Ok((rel, entry))
+        }))
     }
 }
 
@@ -166,5 +230,63 @@ mod tests {
         std::fs::write(&p, "zz\t1\t-\tpool/x\n").unwrap();
         let err = Manifest::load(&p).unwrap_err().to_string();
         assert!(err.ends_with("m, line 1: bad SHA256"), "{err}");
+    }
+
+    #[test]
+    fn a_manifest_reads_back_in_path_order_one_line_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = Manifest::default();
+        for p in [
+            "pool/b.deb",
+            "dists/x/InRelease",
+            "pool/a.deb",
+            "pool/a/b.deb",
+        ] {
+            m.files.insert(
+                RelPath::new(p).unwrap(),
+                Entry {
+                    size: p.len() as u64,
+                    sha256: [p.len() as u8; 32],
+                    gone_since: None,
+                },
+            );
+        }
+        let path = dir.path().join("m");
+        m.write(&path).unwrap();
+        let read: Vec<_> = Reader::open(&path).unwrap().map(Result::unwrap).collect();
+        let paths: Vec<&str> = read.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "dists/x/InRelease",
+                "pool/a.deb",
+                "pool/a/b.deb",
+                "pool/b.deb"
+            ]
+        );
+        for (p, e) in &read {
+            assert_eq!(&m.files[p], e);
+        }
+    }
+
+    #[test]
+    fn a_manifest_out_of_order_is_refused_naming_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m");
+        let hash = "00".repeat(32);
+        std::fs::write(
+            &path,
+            format!("{hash}\t1\t-\tpool/b\n{hash}\t1\t-\tpool/a\n"),
+        )
+        .unwrap();
+        let err = Reader::open(&path)
+            .unwrap()
+            .find_map(Result::err)
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("line 2") && err.contains("out of order"),
+            "{err}"
+        );
     }
 }
