@@ -97,6 +97,15 @@ pub enum Command {
         /// Verify each InRelease with this keyring
         #[arg(long)]
         keyring: Option<PathBuf>,
+        /// Accept this weakness of apt's signature policy for --keyring, as a
+        /// mirror's allow_weak_signatures does (rsa1024, dsa, sha1-self-signatures,
+        /// sha224, v3-signatures); repeatable
+        #[arg(
+            long = "allow-weak-signature",
+            value_name = "WEAKNESS",
+            requires = "keyring"
+        )]
+        allow_weak_signatures: Vec<crate::apt::signature::Weakness>,
         /// Suites to check [default: those dists/ lists]
         #[arg(long = "suite")]
         suites: Vec<String>,

@@ -73,6 +73,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             urls,
             upstream,
             keyring,
+            allow_weak_signatures,
             suites,
             timeout,
             max_age,
@@ -84,6 +85,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             let opts = crate::probe::ProbeOptions {
                 upstream,
                 keyring,
+                allow_weak_signatures,
                 suites,
                 timeout,
                 max_age,

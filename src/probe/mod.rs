@@ -29,6 +29,9 @@ pub struct ProbeOptions {
     /// The master to compare Release dates with.
     pub upstream: Option<Url>,
     pub keyring: Option<PathBuf>,
+    /// Weaknesses of apt's signature policy accepted for `keyring`, as a mirror's
+    /// `allow_weak_signatures` names them.
+    pub allow_weak_signatures: Vec<crate::apt::signature::Weakness>,
     /// Suites to check; discovered from `dists/` when empty.
     pub suites: Vec<String>,
     /// Per request.
@@ -47,6 +50,7 @@ impl Default for ProbeOptions {
         ProbeOptions {
             upstream: None,
             keyring: None,
+            allow_weak_signatures: Vec::new(),
             suites: Vec::new(),
             timeout: Duration::from_secs(20),
             max_age: Duration::from_secs(24 * 3600),
@@ -168,7 +172,11 @@ impl UpstreamFacts {
 /// index hashing use every core.
 pub async fn probe_all(urls: &[Url], opts: &ProbeOptions) -> anyhow::Result<Vec<MirrorReport>> {
     let keyring = match &opts.keyring {
-        Some(p) => Some(Arc::new(Keyring::from_file(p)?)),
+        Some(p) => {
+            let policy =
+                crate::apt::signature::Policy::allowing(opts.allow_weak_signatures.clone());
+            Some(Arc::new(Keyring::from_file(p)?.with_policy(policy)))
+        }
         None => None,
     };
     let upstream = opts

@@ -1162,3 +1162,48 @@ fn a_pool_file_rewritten_upstream_is_fetched_again_and_said_out_loud() {
         "{report}"
     );
 }
+
+/// An old upstream still signs with SHA-224, which apt's policy refuses for data
+/// signatures since 2026-02-01. The mirror refuses it too, naming the weakness and the setting that
+/// accepts it; once the operator names it in `allow_weak_signatures`, the mirror
+/// publishes. `probe --keyring` judges the same way, with the same escape hatch.
+#[test]
+fn a_weak_signing_key_is_refused_until_the_operator_accepts_that_weakness() {
+    let env = Env::new(small().with_sha224_signatures());
+    let stderr = assert_exit(&env.sync(), 1);
+    assert!(
+        stderr.contains("SHA-224") && stderr.contains("allow_weak_signatures = [\"sha224\"]"),
+        "{stderr}"
+    );
+    assert!(!env.served().exists(), "nothing is published");
+    let keyring = env.repo.keyring.display().to_string();
+    let url = env.server.url();
+    let probe = |extra: &[&str]| {
+        let mut args = vec!["probe", url.as_str(), "--suite", "bookworm"];
+        args.extend_from_slice(&["--keyring", keyring.as_str()]);
+        args.extend_from_slice(extra);
+        env.run(&args)
+    };
+    let refused = probe(&[]);
+    assert_eq!(
+        refused.status.code(),
+        Some(5),
+        "the probe calls it unhealthy"
+    );
+    assert!(
+        String::from_utf8_lossy(&refused.stdout).contains("SHA-224"),
+        "{}",
+        String::from_utf8_lossy(&refused.stdout)
+    );
+
+    env.write_config("allow_weak_signatures = [\"sha224\"]");
+    assert_ok(&env.sync());
+    assert!(env.served().join("dists/bookworm/InRelease").exists());
+    let accepted = probe(&["--allow-weak-signature", "sha224"]);
+    assert_eq!(
+        accepted.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&accepted.stdout)
+    );
+}

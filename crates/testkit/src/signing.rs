@@ -24,6 +24,9 @@ pub struct SigningKey {
     /// here do not (critical notations, key revocations).
     pub secret: SignedSecretKey,
     public: SignedPublicKey,
+    /// The digest signatures are made with: SHA-256, or an older one to test a
+    /// policy that refuses it.
+    hash: HashAlgorithm,
 }
 
 /// Shows only the fingerprint: secret material must not end up in logs.
@@ -46,11 +49,21 @@ impl SigningKey {
     /// Ed25519 because GnuPG 2.2 (bookworm's gpgv) and 2.4 only understand
     /// the former.
     pub fn generate(user_id: &str) -> Result<SigningKey, SigningError> {
+        Self::generate_with(user_id, KeyType::Ed25519Legacy)
+    }
+
+    /// An RSA-2048 key: what old archives sign with, and a key that can make the
+    /// SHA-224 signatures EdDSA refuses to.
+    pub fn generate_rsa(user_id: &str) -> Result<SigningKey, SigningError> {
+        Self::generate_with(user_id, KeyType::Rsa(2048))
+    }
+
+    fn generate_with(user_id: &str, key_type: KeyType) -> Result<SigningKey, SigningError> {
         let signing = |detail: String| SigningError { detail };
         let created = Timestamp::now().as_secs().saturating_sub(KEY_BACKDATE_SECS);
         let mut params = SecretKeyParamsBuilder::default();
         params
-            .key_type(KeyType::Ed25519Legacy)
+            .key_type(key_type)
             .can_certify(true)
             .can_sign(true)
             .created_at(Timestamp::from_secs(created))
@@ -63,7 +76,19 @@ impl SigningKey {
             .generate(rand::rngs::OsRng)
             .map_err(|e| signing(format!("key generation: {e}")))?;
         let public = secret.to_public_key();
-        Ok(SigningKey { secret, public })
+        Ok(SigningKey {
+            secret,
+            public,
+            hash: HashAlgorithm::Sha256,
+        })
+    }
+
+    /// Signs with SHA-224 from now on: a digest apt's policy refuses for data
+    /// signatures since 2026-02-01, unless the mirror accepts `sha224`. Needs an
+    /// RSA key ([`SigningKey::generate_rsa`]): EdDSA refuses so short a digest.
+    pub fn with_sha224_signatures(mut self) -> SigningKey {
+        self.hash = HashAlgorithm::Sha224;
+        self
     }
 
     /// Upper-case hex fingerprint of the key.
@@ -109,12 +134,12 @@ impl SigningKey {
             .map_err(signing_error)
     }
 
-    /// SHA-256 with creation time and issuer fingerprint hashed, and the key
+    /// SHA-256 (unless told otherwise) with creation time and issuer fingerprint hashed, and the key
     /// id unhashed: the subpackets gpg itself writes, which gpgv needs to pick
     /// the key.
     fn signature_config(&self, typ: SignatureType) -> Result<SignatureConfig, SigningError> {
         let key = &self.secret.primary_key;
-        let mut config = SignatureConfig::v4(typ, key.algorithm(), HashAlgorithm::Sha256);
+        let mut config = SignatureConfig::v4(typ, key.algorithm(), self.hash);
         config.hashed_subpackets = vec![
             Subpacket::regular(SubpacketData::SignatureCreationTime(Timestamp::now()))
                 .map_err(signing_error)?,
