@@ -19,6 +19,13 @@ pub enum StateError {
         #[source]
         source: std::io::Error,
     },
+    /// The atomic writer's error names its step (temporary file, rename, fsync).
+    #[error("recording {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{path} is damaged: {detail}")]
     Damaged { path: PathBuf, detail: String },
 }
@@ -85,10 +92,7 @@ impl MirrorState {
             path: path.clone(),
             detail: e.to_string(),
         })?;
-        crate::atomic::write(&path, &json).map_err(|source| StateError::Io {
-            path: crate::atomic::temp_path(&path),
-            source,
-        })
+        crate::atomic::write(&path, &json).map_err(|source| StateError::Write { path, source })
     }
 }
 
