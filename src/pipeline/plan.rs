@@ -47,7 +47,7 @@ pub fn plan<S: Source>(run: &Run<'_>, source: &S, changes: &Changes) -> Plan {
     let removals = removals(run, source, changes);
     summary.add_removals(&removals);
     Plan {
-        rewritten: rewritten(run, source, changes),
+        rewritten: rewritten(run, source, &actions),
         fetch_bytes: plan::fetch_bytes(&actions) + unverified_bytes,
         actions,
         removals,
@@ -56,22 +56,23 @@ pub fn plan<S: Source>(run: &Run<'_>, source: &S, changes: &Changes) -> Plan {
 }
 
 /// Fixed-content files whose published copy differs from what upstream now offers.
-fn rewritten<S: Source>(run: &Run<'_>, source: &S, changes: &Changes) -> Vec<RelPath> {
+/// A file linked from its own path is unchanged by construction, so only the
+/// fetches and the links from elsewhere (a delta's few) are looked up.
+fn rewritten<S: Source>(run: &Run<'_>, source: &S, actions: &[Action]) -> Vec<RelPath> {
     let published = run.published();
-    let mut out: Vec<RelPath> = changes
-        .content
+    actions
         .iter()
-        .filter(|(p, e)| {
+        .filter(|a| !matches!(a, Action::Link { from, to } if *from == to.path))
+        .map(Action::wanted)
+        .filter(|w| {
             published
                 .files
-                .get(*p)
-                .is_some_and(|old| old.sha256 != e.sha256 || old.size != e.size)
-                && source.fixed_content(p)
+                .get(&w.path)
+                .is_some_and(|old| old.sha256 != w.sha256 || old.size != w.size)
+                && source.fixed_content(&w.path)
         })
-        .map(|(p, _)| p.clone())
-        .collect();
-    out.sort_unstable();
-    out
+        .map(|w| w.path.clone())
+        .collect()
 }
 
 /// The warning for files rewritten upstream, the first few named.
