@@ -44,6 +44,29 @@ pub(super) struct Suite {
     pub validators: Option<Validators>,
 }
 
+impl Suite {
+    /// A suite whose signed file upstream published since the last run.
+    fn fetched(
+        name: &str,
+        release: Release,
+        new_files: Vec<(RelPath, Bytes, Option<SystemTime>)>,
+        signed_path: RelPath,
+        signed_bytes: Bytes,
+        validators: Validators,
+    ) -> Suite {
+        Suite {
+            name: name.to_string(),
+            release,
+            new_files,
+            kept_files: Vec::new(),
+            unchanged: false,
+            signed_bytes,
+            signed_path,
+            validators: Some(validators),
+        }
+    }
+}
+
 /// What fetching a suite's Release files needs to know.
 pub(super) struct SuiteFetch<'a> {
     pub upstream: &'a Upstream,
@@ -150,21 +173,12 @@ impl SuiteFetch<'_> {
             }
             None => signature::unsigned_text(&body).with_context(|| format!("reading {shown}"))?,
         };
-        let release = Release::parse(&text).with_context(|| format!("parsing {shown}"))?;
-        let floor = published_floor(self.current, name, self.keyring, self.recorded, notes);
-        check_dates(&release, self.apt, floor, self.now).with_context(|| shown.clone())?;
+        let release = self.dated(name, &text, &shown, notes)?;
         let mut new_files = vec![(inrelease.clone(), body.clone(), last_modified)];
         new_files.extend(self.companions(name, &text).await?);
-        Ok(Suite {
-            name: name.to_string(),
-            release,
-            new_files,
-            kept_files: Vec::new(),
-            unchanged: false,
-            signed_bytes: body,
-            signed_path: inrelease,
-            validators: Some(validators),
-        })
+        Ok(Suite::fetched(
+            name, release, new_files, inrelease, body, validators,
+        ))
     }
 
     /// Release + Release.gpg beside an InRelease, for clients that do not use
@@ -276,19 +290,30 @@ impl SuiteFetch<'_> {
             None => String::from_utf8(body.to_vec())
                 .map_err(|_| anyhow!("{rel_shown}: Release is not UTF-8"))?,
         };
-        let release = Release::parse(&text).with_context(|| format!("parsing {rel_shown}"))?;
-        let floor = published_floor(self.current, name, self.keyring, self.recorded, notes);
-        check_dates(&release, self.apt, floor, self.now).with_context(|| rel_shown.clone())?;
-        Ok(Suite {
-            name: name.to_string(),
+        let release = self.dated(name, &text, &rel_shown, notes)?;
+        Ok(Suite::fetched(
+            name,
             release,
             new_files,
-            kept_files: Vec::new(),
-            unchanged: false,
-            signed_bytes: body,
-            signed_path: release_path,
-            validators: Some(validators),
-        })
+            release_path,
+            body,
+            validators,
+        ))
+    }
+
+    /// Verified Release text parsed, and refused if expired or older than the one
+    /// published (the rollback floor).
+    fn dated(
+        &self,
+        name: &str,
+        text: &str,
+        shown: &str,
+        notes: &mut Vec<String>,
+    ) -> anyhow::Result<Release> {
+        let release = Release::parse(text).with_context(|| format!("parsing {shown}"))?;
+        let floor = published_floor(self.current, name, self.keyring, self.recorded, notes);
+        check_dates(&release, self.apt, floor, self.now).with_context(|| shown.to_string())?;
+        Ok(release)
     }
 
     /// GETs a file that may legitimately be missing.
