@@ -2,7 +2,7 @@
 //! and a reader that follows apt's fetch order through ten publishes.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,55 +35,12 @@ fn require(tool: &str, package: &str) {
     );
 }
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
 impl Nginx {
     pub fn serve(root: &Path) -> Nginx {
-        require("nginx", "nginx");
+        let nginx = crate::logged_nginx::nginx_binary();
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let d = dir.path().display();
-        // Workers run as root when we are root: the test trees live in 0700 temp dirs.
-        let user = if is_root() { "user root root;" } else { "" };
-        let conf = format!(
-            r#"{user}
-worker_processes 1;
-error_log {d}/error.log;
-pid {d}/nginx.pid;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    default_type application/octet-stream;
-    server {{
-        listen 127.0.0.1:{port};
-        root {root};
-        autoindex on;
-    }}
-}}
-"#,
-            root = root.display()
-        );
-        std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
-        let nginx = if Path::new("/usr/sbin/nginx").exists() {
-            PathBuf::from("/usr/sbin/nginx")
-        } else {
-            PathBuf::from("nginx")
-        };
+        let port = crate::logged_nginx::free_port();
+        crate::logged_nginx::write_conf(dir.path(), port, root, "access_log off;", "", "");
         let child = crate::logged_nginx::start_nginx(&nginx, dir.path(), &[port]);
         Nginx {
             child,

@@ -41,7 +41,7 @@ impl Hit {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -53,34 +53,10 @@ impl Nginx {
     /// Serves `root` with `autoindex on` (as JSON with `json`); with `redirect`, a
     /// second server answers every request with a 301 to this one's other name.
     pub fn serve(root: &Path, json: bool, redirect: bool) -> Nginx {
-        let binary = ["/usr/sbin/nginx", "/usr/bin/nginx"]
-            .into_iter()
-            .map(PathBuf::from)
-            .find(|p| p.is_file())
-            .or_else(|| {
-                std::env::var_os("PATH").and_then(|p| {
-                    std::env::split_paths(&p)
-                        .map(|d| d.join("nginx"))
-                        .find(|p| p.is_file())
-                })
-            });
-        // As tests/it/live.rs: no silent skip, in CI or not.
-        let Some(binary) = binary else {
-            panic!(
-                "nginx is not installed{}: these tests need the real one. Run scripts/test.sh (it installs it) or `apt-get install nginx`",
-                if std::env::var_os("CI").is_some() {
-                    " on this CI machine"
-                } else {
-                    ""
-                }
-            );
-        };
+        let binary = nginx_binary();
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let redirect_port = redirect.then(free_port);
-        let d = dir.path().display();
-        // Workers run as root when we are root: the test trees live in 0700 temp dirs.
-        let user = if is_root() { "user root root;" } else { "" };
         let second = match redirect_port {
             // The old name of the tree: everything moved to another host.
             Some(old) => format!(
@@ -88,34 +64,12 @@ impl Nginx {
             ),
             None => String::new(),
         };
-        let format = if json { "autoindex_format json;" } else { "" };
-        let conf = format!(
-            r#"{user}
-worker_processes 1;
-error_log {d}/error.log;
-pid {d}/nginx.pid;
-events {{ worker_connections 256; }}
-http {{
-    log_format hits '$server_port $request_method $request_uri $status';
-    access_log {d}/access.log hits;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    default_type application/octet-stream;
-    server {{
-        listen 127.0.0.1:{port};
-        root {root};
-        autoindex on;
-        {format}
-    }}
-    {second}
-}}
-"#,
-            root = root.display()
+        let d = dir.path().display();
+        let log = format!(
+            "log_format hits '$server_port $request_method $request_uri $status';\n    access_log {d}/access.log hits;"
         );
-        std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+        let format = if json { "autoindex_format json;" } else { "" };
+        write_conf(dir.path(), port, root, &log, format, &second);
         let ports: Vec<u16> = std::iter::once(port).chain(redirect_port).collect();
         let child = start_nginx(&binary, dir.path(), &ports);
         Nginx {
@@ -195,6 +149,74 @@ impl Drop for Nginx {
             .status();
         let _ = self.child.wait();
     }
+}
+
+/// The nginx binary. A missing one fails the test, saying how to install it: these
+/// tests need the real server, in CI or not, and never skip.
+pub fn nginx_binary() -> PathBuf {
+    let binary = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .or_else(|| {
+            std::env::var_os("PATH").and_then(|p| {
+                std::env::split_paths(&p)
+                    .map(|d| d.join("nginx"))
+                    .find(|p| p.is_file())
+            })
+        });
+    binary.unwrap_or_else(|| {
+        panic!(
+            "nginx is not installed{}: these tests need the real one. Run scripts/test.sh (it installs it) or `apt-get install nginx`",
+            if std::env::var_os("CI").is_some() {
+                " on this CI machine"
+            } else {
+                ""
+            }
+        )
+    })
+}
+
+/// Writes `dir/nginx.conf`: one server on 127.0.0.1:`port` serving `root` with
+/// autoindex (plus `autoindex`'s extra lines), `log` for the access log, and
+/// `more_servers` after it; logs, pid and temp files under `dir`.
+pub fn write_conf(
+    dir: &Path,
+    port: u16,
+    root: &Path,
+    log: &str,
+    autoindex: &str,
+    more_servers: &str,
+) {
+    let d = dir.display();
+    // Workers run as root when we are root: the test trees live in 0700 temp dirs.
+    let user = if is_root() { "user root root;" } else { "" };
+    let conf = format!(
+        r#"{user}
+worker_processes 1;
+error_log {d}/error.log;
+pid {d}/nginx.pid;
+events {{ worker_connections 256; }}
+http {{
+    {log}
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    default_type application/octet-stream;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+        autoindex on;
+        {autoindex}
+    }}
+    {more_servers}
+}}
+"#,
+        root = root.display()
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
 }
 
 fn is_root() -> bool {
