@@ -23,27 +23,20 @@ pub enum MergeError {
         #[source]
         source: std::io::Error,
     },
-    #[error(
-        "{path} is listed twice with different contents ({first_size} bytes {first_sha256} and {second_size} bytes {second_sha256})"
-    )]
-    Conflict {
-        path: RelPath,
-        first_size: u64,
-        first_sha256: String,
-        second_size: u64,
-        second_sha256: String,
-    },
+    /// The same path with two contents: the planner's own error.
+    #[error(transparent)]
+    Conflict(#[from] crate::plan::Conflict),
 }
 
 impl MergeError {
     fn conflict(path: RelPath, a: &crate::manifest::Entry, b: &crate::manifest::Entry) -> Self {
-        MergeError::Conflict {
+        MergeError::Conflict(crate::plan::Conflict {
             path,
             first_size: a.size,
             first_sha256: hex::encode(a.sha256),
             second_size: b.size,
             second_sha256: hex::encode(b.sha256),
-        }
+        })
     }
 }
 
