@@ -317,6 +317,13 @@ impl Stager<'_> {
     }
 }
 
+/// The URL of `path` below `base`, each path segment percent-encoded.
+pub fn file_url(base: &Url, path: &RelPath) -> anyhow::Result<Url> {
+    use anyhow::Context;
+    base.join(&encode_path(path.as_str()))
+        .with_context(|| format!("joining {path} to {}", crate::upstream::redact(base)))
+}
+
 /// Percent-encodes what a URL path must not carry raw ('%', '#', '?', spaces, ...),
 /// keeping '/' as the separator. Debian file names are plain, but '+' and '~' are
 /// common and '%' is possible.

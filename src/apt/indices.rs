@@ -12,7 +12,7 @@ use super::retry::UpstreamMoved;
 use super::suite::{MAX_RELEASE_BYTES, Suite};
 use crate::config::AptMirror;
 use crate::failures::{chain, failed};
-use crate::fetch::{Placed, StageError, encode_path};
+use crate::fetch::{Placed, StageError, file_url};
 use crate::manifest::{Entry, Manifest};
 use crate::pipeline::{Run, StagingArea, Tally};
 use crate::plan::{self, Action, PlanSummary, Wanted, WantedSet};
@@ -246,7 +246,7 @@ pub(super) async fn pool(
 /// the index failures are the upstream moving, not damage.
 async fn check_moved(upstream: &Upstream, base: &Url, suites: &[Suite]) -> anyhow::Result<()> {
     for s in suites {
-        let url = base.join(&encode_path(s.signed_path.as_str()))?;
+        let url = file_url(base, &s.signed_path)?;
         if let Ok(Meta::Body { body, .. }) = upstream.get_meta(&url, MAX_RELEASE_BYTES, None).await
             && body != s.signed_bytes
         {

@@ -16,7 +16,7 @@ use super::release::Release;
 use super::retry::UpstreamMoved;
 use super::signature::{self, Keyring};
 use crate::config::AptMirror;
-use crate::fetch::encode_path;
+use crate::fetch::file_url;
 use crate::plan::Wanted;
 use crate::relpath::RelPath;
 use crate::snapshot::Snapshot;
@@ -85,7 +85,7 @@ type Got = (Bytes, Validators, Option<SystemTime>);
 
 impl SuiteFetch<'_> {
     fn url(&self, p: &RelPath) -> anyhow::Result<Url> {
-        Ok(self.base.join(&encode_path(p.as_str()))?)
+        file_url(self.base, p)
     }
 
     /// Fetches and verifies one suite's Release files.

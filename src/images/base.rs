@@ -1,12 +1,10 @@
 //! Where an image tree is: its base URL (after a root redirect), and the paths of
 //! URLs below it.
 
-use anyhow::Context;
 use url::Url;
 
 use super::crawl::{self, Scope};
 use crate::config::ImagesMirror;
-use crate::fetch::encode_path;
 use crate::relpath::RelPath;
 use crate::upstream::{Upstream, redact};
 
@@ -52,9 +50,4 @@ fn path_under(base: &Url, url: &Url) -> Option<RelPath> {
         .decode_utf8()
         .ok()?;
     RelPath::new(&decoded).ok()
-}
-
-pub(super) fn file_url(base: &Url, path: &RelPath) -> anyhow::Result<Url> {
-    base.join(&encode_path(path.as_str()))
-        .with_context(|| format!("joining {path} to {}", redact(base)))
 }

@@ -11,12 +11,13 @@ use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use super::base::{file_url, under_base};
+use super::base::under_base;
 use super::crawl::Found;
 use super::records::{Record, Records};
 use super::vouch::Tree;
 use crate::config::ImagesMirror;
 use crate::fetch::encode_path;
+use crate::fetch::file_url;
 use crate::manifest::Manifest;
 use crate::pipeline::{Run, Unverified};
 use crate::plan::{Wanted, WantedSet};

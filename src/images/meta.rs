@@ -10,8 +10,8 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use super::base::file_url;
 use super::records::{Record, Records};
+use crate::fetch::file_url;
 use crate::manifest::Manifest;
 use crate::relpath::RelPath;
 use crate::snapshot::MirrorDirs;

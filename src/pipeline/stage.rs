@@ -12,7 +12,7 @@ use super::plan::Plan;
 use super::run::{Run, StagingArea};
 use super::source::{NewFile, Source, Tally, Unverified};
 use crate::failures::{chain, failed};
-use crate::fetch::{Placed, encode_path};
+use crate::fetch::{Placed, file_url};
 use crate::manifest::{Entry, Manifest};
 use crate::plan::Action;
 use crate::relpath::RelPath;
@@ -136,13 +136,7 @@ async fn fetch_one_by_size(
     u: &Unverified,
 ) -> BySize {
     let reporter = run.ctx.reporter;
-    let url = base.join(&encode_path(u.path.as_str())).map_err(|e| {
-        anyhow!(
-            "joining {} to {}: {e}",
-            u.path,
-            crate::upstream::redact(base)
-        )
-    })?;
+    let url = file_url(base, &u.path)?;
     let tmp = area.partial.join(format!(
         "u-{}",
         hex::encode(Sha256::digest(u.path.as_str()))
