@@ -320,13 +320,29 @@ impl Stager<'_> {
 /// The URL of `path` below `base`, each path segment percent-encoded.
 pub fn file_url(base: &Url, path: &RelPath) -> anyhow::Result<Url> {
     use anyhow::Context;
-    base.join(&encode_path(path.as_str()))
-        .with_context(|| format!("joining {path} to {}", crate::upstream::redact(base)))
+    let url = base
+        .join(&encode_path(path.as_str()))
+        .with_context(|| format!("joining {path} to {}", crate::upstream::redact(base)))?;
+    // encode_path makes this so; a request outside the upstream must never go out.
+    // (A base not ending in '/' resolves against its directory, as a browser does.)
+    let dir = base
+        .as_str()
+        .rfind('/')
+        .map_or(base.as_str(), |i| &base.as_str()[..=i]);
+    if !url.as_str().starts_with(dir) {
+        anyhow::bail!("{path} is not below {}", crate::upstream::redact(base));
+    }
+    Ok(url)
 }
 
 /// Percent-encodes what a URL path must not carry raw ('%', '#', '?', spaces, ...),
 /// keeping '/' as the separator. Debian file names are plain, but '+' and '~' are
 /// common and '%' is possible.
+///
+/// The result is always a relative path reference below the URL it is joined to: a
+/// ':' in the first segment is encoded too (RFC 3986 4.2), or a name such as
+/// `http:169.254.169.254/x`, which a listing or an index can hand us, would be joined
+/// as a URL of its own, on another host.
 pub fn encode_path(p: &str) -> String {
     const SET: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
         .add(b' ')
@@ -339,5 +355,54 @@ pub fn encode_path(p: &str) -> String {
         .add(b'`')
         .add(b'{')
         .add(b'}');
-    percent_encoding::utf8_percent_encode(p, SET).to_string()
+    let encoded = percent_encoding::utf8_percent_encode(p, SET).to_string();
+    match encoded.split_once('/') {
+        Some((first, rest)) if first.contains(':') => {
+            format!("{}/{rest}", first.replace(':', "%3A"))
+        }
+        None if encoded.contains(':') => encoded.replace(':', "%3A"),
+        _ => encoded,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Names an index or a listing may carry, each joined below both kinds of base.
+    #[test]
+    fn a_path_always_joins_below_the_upstream() {
+        let hostile = [
+            "http:169.254.169.254/latest/meta-data",
+            "https:evil.example/x",
+            "ftp:evil.example",
+            "javascript:alert(1)",
+            "file:etc/passwd",
+            "a:b/c",
+        ];
+        for base in ["http://mirror.example/debian/", "https://mirror.example/"] {
+            let base = Url::parse(base).unwrap();
+            for p in hostile {
+                let url = file_url(&base, &RelPath::new(p).unwrap()).unwrap();
+                assert!(url.as_str().starts_with(base.as_str()), "{p} -> {url}");
+                assert_eq!(url.host_str(), Some("mirror.example"), "{p} -> {url}");
+            }
+        }
+    }
+
+    #[test]
+    fn ordinary_names_are_left_as_they_were() {
+        assert_eq!(
+            encode_path("pool/main/a/a_1.0+b~1_all.deb"),
+            "pool/main/a/a_1.0+b~1_all.deb"
+        );
+        // A colon past the first segment cannot start a scheme: left alone.
+        assert_eq!(
+            encode_path("pool/main/e/epoch_1:2.deb"),
+            "pool/main/e/epoch_1:2.deb"
+        );
+        assert_eq!(encode_path("a b/c#d?e%f"), "a%20b/c%23d%3Fe%25f");
+        assert_eq!(encode_path("x:y/z"), "x%3Ay/z");
+        assert_eq!(encode_path("x:y"), "x%3Ay");
+    }
 }
