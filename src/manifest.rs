@@ -113,6 +113,8 @@ pub struct Reader {
     line: usize,
     last: Option<RelPath>,
     check_order: bool,
+    /// An error ends the stream: lines after it would be out of context.
+    failed: bool,
 }
 
 impl Reader {
@@ -127,6 +129,7 @@ impl Reader {
             line: 0,
             last: None,
             check_order: true,
+            failed: false,
         })
     }
 
@@ -172,6 +175,9 @@ impl Iterator for Reader {
     type Item = Result<(RelPath, Entry), ManifestError>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
         let line = self.lines.next()?;
         self.line += 1;
         let item = line
@@ -180,7 +186,7 @@ impl Iterator for Reader {
                 source,
             })
             .and_then(|l| self.parse(&l));
-        Some(item.and_then(|(rel, entry)| {
+        let item = item.and_then(|(rel, entry)| {
             if self.check_order && self.last.as_ref().is_some_and(|last| *last >= rel) {
                 return Err(self.syntax("path out of order (the file is sorted by path)"));
             }
@@ -188,7 +194,9 @@ impl Iterator for Reader {
                 self.last = Some(rel.clone());
             }
             Ok((rel, entry))
-        }))
+        });
+        self.failed = item.is_err();
+        Some(item)
     }
 }
 
@@ -279,14 +287,12 @@ mod tests {
             format!("{hash}\t1\t-\tpool/b\n{hash}\t1\t-\tpool/a\n"),
         )
         .unwrap();
-        let err = Reader::open(&path)
-            .unwrap()
-            .find_map(Result::err)
-            .unwrap()
-            .to_string();
+        let mut reader = Reader::open(&path).unwrap();
+        let err = reader.find_map(Result::err).unwrap().to_string();
         assert!(
             err.contains("line 2") && err.contains("out of order"),
             "{err}"
         );
+        assert!(reader.next().is_none(), "the stream ends at its error");
     }
 }

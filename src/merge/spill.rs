@@ -75,6 +75,7 @@ impl Spill {
                 _dir: self.dir,
                 source: Source::Memory(memory.into_iter()),
                 last: None,
+                failed: false,
             });
         }
         if !self.buf.is_empty() {
@@ -94,6 +95,7 @@ impl Spill {
             _dir: self.dir,
             source: Source::Runs { readers, heap },
             last: None,
+            failed: false,
         })
     }
 }
@@ -135,6 +137,8 @@ pub struct Sorted {
     source: Source,
     /// The record handed out last, to fold the same path from two runs.
     last: Option<Record>,
+    /// An error ends the stream: records after it would be out of context.
+    failed: bool,
 }
 
 impl Sorted {
@@ -167,15 +171,22 @@ impl Iterator for Sorted {
     type Item = Result<Record, MergeError>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
         loop {
             let (p, e) = match self.next_raw() {
                 None => return self.last.take().map(Ok),
-                Some(Err(err)) => return Some(Err(err)),
+                Some(Err(err)) => {
+                    self.failed = true;
+                    return Some(Err(err));
+                }
                 Some(Ok(r)) => r,
             };
             match self.last.take() {
                 Some((lp, le)) if lp == p => {
                     if !same_file(&le, &e) {
+                        self.failed = true;
                         return Some(Err(MergeError::conflict(p, &le, &e)));
                     }
                     self.last = Some((lp, le));
