@@ -91,7 +91,7 @@ pub fn rewritten_warning(paths: &[RelPath]) -> Option<String> {
     };
     Some(format!(
         "upstream rewrote files in place: {what} new content under the same name ({}{more}); \
-         fetched again and verified against the index, but clients still using the previous \
+         staged again and verified against the index, but clients still using the previous \
          index will get a hash sum mismatch for them",
         names.join(", ")
     ))
