@@ -32,7 +32,7 @@ pub enum StageError {
     Url {
         path: String,
         #[source]
-        source: url::ParseError,
+        source: JoinError,
     },
     #[error("a staging task failed: {0}")]
     Task(String),
@@ -278,13 +278,10 @@ impl Stager<'_> {
             .on_fetch_start(first.path.as_str(), first.size);
         let mut last = None;
         for source in sources {
-            let url = self
-                .base_url
-                .join(&encode_path(source.as_str()))
-                .map_err(|e| StageError::Url {
-                    path: source.to_string(),
-                    source: e,
-                })?;
+            let url = join_below(self.base_url, source).map_err(|e| StageError::Url {
+                path: source.to_string(),
+                source: e,
+            })?;
             let reporter = self.reporter;
             let progress = move |n: u64| reporter.on_progress(n);
             // A file staged by an earlier run that did not publish is reused when its
@@ -317,30 +314,41 @@ impl Stager<'_> {
     }
 }
 
-/// The URL of `path` below `base`, each path segment percent-encoded.
-pub fn file_url(base: &Url, path: &RelPath) -> anyhow::Result<Url> {
-    use anyhow::Context;
-    let url = base
-        .join(&encode_path(path.as_str()))
-        .with_context(|| format!("joining {path} to {}", crate::upstream::redact(base)))?;
-    // encode_path makes this so; a request outside the upstream must never go out.
-    // (A base not ending in '/' resolves against its directory, as a browser does.)
-    let dir = base
-        .as_str()
-        .rfind('/')
-        .map_or(base.as_str(), |i| &base.as_str()[..=i]);
-    if !url.as_str().starts_with(dir) {
-        anyhow::bail!("{path} is not below {}", crate::upstream::redact(base));
+/// Why a tree path has no URL below the upstream.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    #[error(transparent)]
+    Parse(#[from] url::ParseError),
+    #[error("the URL would not be below the upstream")]
+    Outside,
+}
+
+/// The URL of `path` below `base` (its directory, when `base` has no trailing '/'),
+/// each path segment percent-encoded. encode_path makes it so; the check makes sure
+/// that a request outside the upstream never goes out.
+pub fn join_below(base: &Url, path: &RelPath) -> Result<Url, JoinError> {
+    let url = base.join(&encode_path(path.as_str()))?;
+    let dir = base.join(".")?;
+    if url.origin() != dir.origin() || !url.path().starts_with(dir.path()) {
+        return Err(JoinError::Outside);
     }
     Ok(url)
+}
+
+/// [`join_below`], with the path and the upstream named in the error.
+pub fn file_url(base: &Url, path: &RelPath) -> anyhow::Result<Url> {
+    use anyhow::Context;
+    join_below(base, path)
+        .with_context(|| format!("joining {path} to {}", crate::upstream::redact(base)))
 }
 
 /// Percent-encodes what a URL path must not carry raw ('%', '#', '?', spaces, ...),
 /// keeping '/' as the separator. Debian file names are plain, but '+' and '~' are
 /// common and '%' is possible.
 ///
-/// The result is always a relative path reference below the URL it is joined to: a
-/// ':' in the first segment is encoded too (RFC 3986 4.2), or a name such as
+/// For a checked name ([`RelPath`], or a listing entry `listing` let through) the
+/// result is a relative path reference below the URL it is joined to: a ':' after a
+/// scheme-like first segment is encoded too (RFC 3986 4.2), or a name such as
 /// `http:169.254.169.254/x`, which a listing or an index can hand us, would be joined
 /// as a URL of its own, on another host.
 pub fn encode_path(p: &str) -> String {
@@ -356,13 +364,23 @@ pub fn encode_path(p: &str) -> String {
         .add(b'{')
         .add(b'}');
     let encoded = percent_encoding::utf8_percent_encode(p, SET).to_string();
-    match encoded.split_once('/') {
-        Some((first, rest)) if first.contains(':') => {
-            format!("{}/{rest}", first.replace(':', "%3A"))
+    let first = encoded.split('/').next().unwrap_or("");
+    match first.split_once(':') {
+        Some((scheme, _)) if looks_like_scheme(scheme) => {
+            let rest = &encoded[first.len()..];
+            format!("{}{rest}", first.replace(':', "%3A"))
         }
-        None if encoded.contains(':') => encoded.replace(':', "%3A"),
         _ => encoded,
     }
+}
+
+/// What a URL parser would take for a scheme before a ':' (RFC 3986 3.1): a letter,
+/// then letters, digits, '+', '-' or '.'. Only then is the colon encoded, so names
+/// such as `2024-01-01T10:00` are requested as the server lists them.
+fn looks_like_scheme(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
 }
 
 #[cfg(test)]
@@ -404,5 +422,25 @@ mod tests {
         assert_eq!(encode_path("a b/c#d?e%f"), "a%20b/c%23d%3Fe%25f");
         assert_eq!(encode_path("x:y/z"), "x%3Ay/z");
         assert_eq!(encode_path("x:y"), "x%3Ay");
+        // Not a scheme (a digit first): a dated directory is asked for as listed.
+        assert_eq!(
+            encode_path("2024-01-01T10:00/a.img"),
+            "2024-01-01T10:00/a.img"
+        );
+    }
+
+    #[test]
+    fn a_base_without_a_slash_or_with_a_query_resolves_against_its_directory() {
+        let p = RelPath::new("dists/x/InRelease").unwrap();
+        let bare = Url::parse("http://mirror.example/debian").unwrap();
+        assert_eq!(
+            file_url(&bare, &p).unwrap().as_str(),
+            "http://mirror.example/dists/x/InRelease"
+        );
+        let query = Url::parse("http://mirror.example/d/?sig=a/b").unwrap();
+        assert_eq!(
+            file_url(&query, &p).unwrap().as_str(),
+            "http://mirror.example/d/dists/x/InRelease"
+        );
     }
 }

@@ -21,6 +21,8 @@ use std::collections::{HashSet, VecDeque};
 
 use url::Url;
 
+use crate::relpath::RelPath;
+
 use super::http::{FamilyClient, ProbeHttpError};
 use super::{Check, FamilyReport, ProbeOptions};
 use crate::images::listing::{self, EntryKind, ListingEntry};
@@ -241,7 +243,15 @@ async fn image_named_by(client: &FamilyClient, sidecar: &Url) -> Result<Option<U
     } else {
         line.name.clone()
     };
-    Ok(sidecar.join(&crate::fetch::encode_path(&name)).ok())
+    // The mirror's own checksum file names the image: only a plain name beside it
+    // is followed (`//host/x`, `../x` or `/x` would send the probe elsewhere).
+    let Ok(name) = RelPath::new(&name) else {
+        return Ok(None);
+    };
+    if name.as_str().contains('/') {
+        return Ok(None);
+    }
+    Ok(crate::fetch::join_below(sidecar, &name).ok())
 }
 
 /// The size to expect of `image`: the upstream's, else what the listing said exactly.
