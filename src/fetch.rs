@@ -36,6 +36,8 @@ pub enum StageError {
     },
     #[error("a staging task failed: {0}")]
     Task(String),
+    #[error(transparent)]
+    Content(#[from] crate::shared::SharedError),
     /// The same failure as another path with the same content.
     #[error("{message}")]
     Shared { message: String, not_found: bool },
@@ -77,6 +79,8 @@ pub struct Stager<'a> {
     pub base_url: &'a Url,
     pub staging: &'a Path,
     pub partial: &'a Path,
+    /// Where pool and by-hash files live once for every snapshot.
+    pub shared: Option<&'a crate::shared::Shared>,
     /// The published snapshot's directory, source of links.
     pub published: Option<&'a Path>,
     pub concurrency: usize,
@@ -151,6 +155,14 @@ impl Stager<'_> {
         }
     }
 
+    /// The symlink of `path`'s shared directory, made before a file goes there.
+    fn prepare(&self, path: &RelPath) -> Result<(), StageError> {
+        match self.shared {
+            Some(s) => Ok(s.prepare(path)?),
+            None => Ok(()),
+        }
+    }
+
     /// Splits links into those whose published source still hashes right and the
     /// wanted files whose source is damaged.
     async fn check_links(
@@ -188,14 +200,18 @@ impl Stager<'_> {
                 .collect();
         };
         let staging = self.staging.to_path_buf();
+        let prepared: Vec<Result<(), StageError>> =
+            links.iter().map(|(_, w)| self.prepare(&w.path)).collect();
         let job = tokio::task::spawn_blocking(move || {
             links
                 .into_iter()
-                .map(|(from, w)| {
-                    let result =
+                .zip(prepared)
+                .map(|((from, w), prepared)| {
+                    let result = prepared.and_then(|()| {
                         snapshot::link_file(&from.under(&published), &w.path.under(&staging))
                             .map(|()| Placed::Linked)
-                            .map_err(StageError::from);
+                            .map_err(StageError::from)
+                    });
                     Outcome { wanted: w, result }
                 })
                 .collect::<Vec<_>>()
@@ -209,7 +225,11 @@ impl Stager<'_> {
     /// every member's path.
     async fn fetch_group(&self, group: &[Wanted]) -> Vec<Outcome> {
         let first = &group[0];
-        let result = self.obtain(group).await;
+        let prepared: Result<(), StageError> = group.iter().try_for_each(|w| self.prepare(&w.path));
+        let result = match prepared {
+            Ok(()) => self.obtain(group).await,
+            Err(e) => Err(e),
+        };
         let mut out = Vec::with_capacity(group.len());
         match result {
             Ok((placed_at, how)) => {

@@ -30,6 +30,7 @@
 //! - [`fetch`]: carries the plan out into the staging tree, `concurrency` at a time;
 //!   [`digest`]: whether a file on disk already holds the bytes a checksum wants.
 //! - [`snapshot`] and [`manifest`]: staging, hard links, the one-rename publish, prune;
+//!   [`shared`]: the pool and by-hash objects, stored once for all snapshots;
 //!   [`merge`]: sorted streams (the manifest on disk, an external sort, their join)
 //!   for planning in memory that does not grow with the tree.
 //! - [`atomic`]: replacing a file so a reader or a power cut sees old or new, never half.
@@ -67,6 +68,7 @@ pub mod ratelimit;
 pub mod relpath;
 pub mod report;
 pub mod s3;
+pub mod shared;
 pub mod snapshot;
 pub mod state;
 pub mod sync;

@@ -4,9 +4,12 @@
 //! root/<name>                 -> .mirrorsync/<name>/snapshots/<id>   (what is served)
 //! root/.mirrorsync/<name>/snapshots/<id>/          published, never modified
 //! root/.mirrorsync/<name>/snapshots/<id>.manifest  its files, sizes and SHA256
-//! root/.mirrorsync/<name>/staging/                 the next snapshot, built here
+//! root/.mirrorsync/<name>/snapshots/.staging/      the next snapshot, built here
+//! root/.mirrorsync/<name>/content/                 pool and by-hash, shared ([`crate::shared`])
 //! root/.mirrorsync/<name>/partial/                 downloads in progress
 //! ```
+//! Staging sits beside the snapshots so that the relative symlinks into the shared
+//! content resolve the same before and after the rename that publishes it.
 //! The served symlink is the only truth about what is published. Staging survives a
 //! failed run so verified files are not fetched twice; it is published by syncing the
 //! filesystem, renaming it into `snapshots/`, then renaming a new symlink over the
@@ -34,6 +37,8 @@ pub enum SnapshotError {
     NotOurs { path: PathBuf },
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Shared(#[from] crate::shared::SharedError),
     /// From [`crate::atomic`], whose errors already name the step and the path.
     #[error(transparent)]
     Atomic(io::Error),
@@ -62,6 +67,8 @@ pub struct MirrorDirs {
     pub snapshots: PathBuf,
     pub staging: PathBuf,
     pub partial: PathBuf,
+    /// Files shared by the snapshots ([`crate::shared`]).
+    pub content: PathBuf,
 }
 
 /// A published snapshot.
@@ -80,14 +87,18 @@ impl MirrorDirs {
             name: name.to_string(),
             served: root.join(name),
             snapshots: base.join("snapshots"),
-            staging: base.join("staging"),
+            staging: base.join("snapshots").join(".staging"),
             partial: base.join("partial"),
+            content: base.join("content"),
             base,
         }
     }
 
     pub fn create(&self) -> Result<(), SnapshotError> {
-        for d in [&self.snapshots, &self.staging, &self.partial] {
+        // The previous layout staged in `<base>/staging`, a tree of hard links into
+        // the published snapshot: nothing in it is needed any more.
+        remove_tree(&self.base.join("staging"))?;
+        for d in [&self.snapshots, &self.staging, &self.partial, &self.content] {
             std::fs::create_dir_all(d).map_err(io_err("creating", d))?;
         }
         Ok(())
@@ -175,12 +186,18 @@ pub fn link_file(from: &Path, to: &Path) -> Result<(), SnapshotError> {
         return Ok(());
     }
     ensure_parent(to)?;
-    match std::fs::remove_file(to) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err("removing", to)(e)),
+    match std::fs::hard_link(from, to) {
+        Ok(()) => Ok(()),
+        // Replaced by a rename, never removed first: `to` may be in the shared content
+        // a published snapshot serves, where a moment without the file is a 404.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            let tmp = crate::atomic::temp_path(to);
+            let _ = std::fs::remove_file(&tmp);
+            std::fs::hard_link(from, &tmp).map_err(io_err("hard-linking", &tmp))?;
+            std::fs::rename(&tmp, to).map_err(io_err("renaming into place", to))
+        }
+        Err(e) => Err(io_err("hard-linking", to)(e)),
     }
-    std::fs::hard_link(from, to).map_err(io_err("hard-linking", to))
 }
 
 /// Moves a verified download into place, read-only so nobody edits a file that
@@ -284,7 +301,9 @@ pub fn clean_staging(staging: &Path, keep: &dyn Fn(&str) -> bool) -> Result<u64,
             .strip_prefix(staging)
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default();
-        if keep(&rel) {
+        // The symlinks into the shared content stay; anything else is judged.
+        let ours = entry.path_is_symlink() && crate::shared::is_our_link(staging, &rel);
+        if ours || keep(&rel) {
             if let Some(parent) = open.last_mut() {
                 parent.1 = true;
             }
@@ -367,11 +386,30 @@ pub fn prune(dirs: &MirrorDirs, keep: usize) -> Result<Vec<String>, SnapshotErro
             }
         }
     }
+    let dropped: Vec<&String> = others.into_iter().take(drop_count).collect();
+    let kept: Vec<PathBuf> = ids
+        .iter()
+        .filter(|id| !dropped.contains(id))
+        .map(|id| dirs.manifest_path(id))
+        .collect();
+    if let Some(missing) = kept.iter().find(|m| !m.is_file()) {
+        // Without every kept snapshot's list, the shared content cannot tell what is
+        // still needed: keep everything rather than guess.
+        tracing::warn!(manifest = %missing.display(), "a kept snapshot has no manifest; nothing pruned");
+        return Ok(Vec::new());
+    }
     let mut removed = Vec::new();
-    for id in others.into_iter().take(drop_count) {
+    for id in dropped {
+        let manifest = dirs.manifest_path(id);
+        // The shared files first: a prune cut short leaves the snapshot (and its
+        // manifest) for the next prune to finish.
+        if manifest.is_file() {
+            let gone = crate::shared::collect_garbage(&dirs.content, &manifest, &kept)?;
+            tracing::debug!(snapshot = %id, files = gone, "shared files no snapshot lists removed");
+        }
         let dir = dirs.snapshots.join(id);
         remove_tree(&dir)?;
-        let _ = std::fs::remove_file(dirs.manifest_path(id));
+        let _ = std::fs::remove_file(&manifest);
         removed.push(id.clone());
     }
     Ok(removed)

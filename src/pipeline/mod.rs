@@ -133,6 +133,9 @@ async fn stage_and_publish<S: Source>(
 ) -> anyhow::Result<Published> {
     let area = run.area()?.clone();
     guard::free_space(&area, plan)?;
+    for path in &plan.shared_roots {
+        area.prepare(path)?;
+    }
     let base = changes
         .base
         .clone()

@@ -18,6 +18,9 @@ pub struct Plan {
     /// change (an apt pool file): said out loud, since clients holding the previous
     /// index get a hash mismatch for them once the new snapshot is served.
     pub rewritten: Vec<RelPath>,
+    /// A file of each shared directory the next snapshot reaches without a link made
+    /// for it: its symlink is made before publishing.
+    pub shared_roots: Vec<RelPath>,
 }
 
 /// Plans `changes` against the published snapshot.
@@ -41,6 +44,7 @@ pub fn plan<S: Source>(run: &Run<'_>, source: &S, changes: &Changes) -> Plan {
     }
     let mut summary = changes.summary.clone();
     summary.add_actions(&actions);
+    let shared_roots = drop_shared_links(run, &mut actions);
     let unverified_bytes = changes.unverified.iter().map(|u| u.size).sum::<u64>();
     summary.fetch_files += changes.unverified.len() as u64;
     summary.fetch_bytes += unverified_bytes;
@@ -48,11 +52,50 @@ pub fn plan<S: Source>(run: &Run<'_>, source: &S, changes: &Changes) -> Plan {
     summary.add_removals(&removals);
     Plan {
         rewritten: rewritten(run, source, &actions),
+        shared_roots,
         fetch_bytes: plan::fetch_bytes(&actions) + unverified_bytes,
         actions,
         removals,
         summary,
     }
+}
+
+/// Unchanged files in the shared content are where the next snapshot needs them
+/// already: no link to make, so a run's work is what changed. (A published snapshot
+/// of the previous layout holds its own tree: its files are linked into the content
+/// once, which is the migration.)
+fn drop_shared_links(run: &Run<'_>, actions: &mut Vec<Action>) -> Vec<RelPath> {
+    // --verify-all re-hashes every published file on its way into the next snapshot.
+    if run.ctx.options.verify_all {
+        return Vec::new();
+    }
+    let (Some(c), Ok(area)) = (&run.current, run.area()) else {
+        return Vec::new();
+    };
+    let Some(shared) = &area.shared else {
+        return Vec::new();
+    };
+    // One look at the snapshot per shared directory, not one per file.
+    let mut shares: std::collections::HashMap<String, bool> = Default::default();
+    let mut roots = Vec::new();
+    actions.retain(|a| match a {
+        Action::Link { from, to } if *from == to.path => {
+            let Some(root) = shared.rule.root_of(from.as_str()) else {
+                return true;
+            };
+            if let Some(s) = shares.get(root) {
+                return !s;
+            }
+            let s = crate::shared::shares(&c.dir, root);
+            shares.insert(root.to_string(), s);
+            if s {
+                roots.push(from.clone());
+            }
+            !s
+        }
+        _ => true,
+    });
+    roots
 }
 
 /// Fixed-content files whose published copy differs from what upstream now offers.
@@ -91,7 +134,8 @@ pub fn rewritten_warning(paths: &[RelPath]) -> Option<String> {
     };
     Some(format!(
         "upstream rewrote files in place: {what} new content under the same name ({}{more}); \
-         staged again and verified against the index, but clients still using the previous \
+         staged again and verified against the index; the pool is shared by the kept \
+         snapshots, so they serve the new bytes too, and clients still using the previous \
          index will get a hash sum mismatch for them",
         names.join(", ")
     ))

@@ -10,6 +10,7 @@ use super::context::{MirrorReport, RunContext, RunOutcome};
 use crate::config::Mirror;
 use crate::fetch::Stager;
 use crate::manifest::Manifest;
+use crate::shared::{Rule, Shared};
 use crate::snapshot::{MirrorDirs, Snapshot};
 use crate::state::MirrorState;
 use crate::upstream::Upstream;
@@ -20,7 +21,36 @@ use crate::upstream::Upstream;
 pub struct StagingArea {
     pub staging: PathBuf,
     pub partial: PathBuf,
+    /// The content shared by the snapshots (none for a dry run's scratch tree).
+    pub shared: Option<std::sync::Arc<Shared>>,
     _scratch: Option<std::sync::Arc<tempfile::TempDir>>,
+}
+
+impl StagingArea {
+    /// Makes the symlink of `path`'s shared directory before a file goes there.
+    pub fn prepare(
+        &self,
+        path: &crate::relpath::RelPath,
+    ) -> Result<(), crate::shared::SharedError> {
+        match &self.shared {
+            Some(s) => s.prepare(path),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether `path` lives in the shared content, which the published snapshot
+    /// `published` already reaches: nothing to link for it.
+    pub fn already_shared(
+        &self,
+        published: &std::path::Path,
+        path: &crate::relpath::RelPath,
+    ) -> bool {
+        self.shared.as_ref().is_some_and(|s| {
+            s.rule
+                .root_of(path.as_str())
+                .is_some_and(|root| crate::shared::shares(published, root))
+        })
+    }
 }
 
 /// The published state of one mirror, loaded once, and the run's client.
@@ -89,6 +119,7 @@ impl<'a> Run<'a> {
             StagingArea {
                 staging: scratch.path().join("staging"),
                 partial: scratch.path().join("partial"),
+                shared: None,
                 _scratch: Some(std::sync::Arc::new(scratch)),
             }
         } else {
@@ -96,6 +127,11 @@ impl<'a> Run<'a> {
             StagingArea {
                 staging: self.dirs.staging.clone(),
                 partial: self.dirs.partial.clone(),
+                shared: Some(std::sync::Arc::new(Shared::new(
+                    Rule::for_kind(&self.mirror.kind),
+                    &self.dirs.content,
+                    &self.dirs.staging,
+                ))),
                 _scratch: None,
             }
         };
@@ -111,6 +147,7 @@ impl<'a> Run<'a> {
             base_url: base,
             staging: &area.staging,
             partial: &area.partial,
+            shared: area.shared.as_deref(),
             published: self.current.as_ref().map(|c| c.dir.as_path()),
             concurrency: self.mirror.network.concurrency.get(),
             reporter: self.ctx.reporter,

@@ -151,6 +151,7 @@ async fn fetch_one_by_size(
         .upstream
         .download(&url, &tmp, expected, &progress)
         .await?;
+    area.prepare(&u.path)?;
     let dest = u.path.under(&area.staging);
     tokio::task::spawn_blocking(move || snapshot::install_file(&tmp, &dest))
         .await
@@ -169,6 +170,9 @@ pub fn keep_tolerated(run: &Run<'_>, area: &StagingArea, content: &Content) -> a
     if let Some(c) = &run.current {
         for (path, previous) in &content.tolerated {
             if previous.is_some() {
+                area.prepare(path)?;
+            }
+            if previous.is_some() && !area.already_shared(&c.dir, path) {
                 snapshot::link_file(&path.under(&c.dir), &path.under(&area.staging))?;
             }
         }
@@ -182,7 +186,14 @@ pub async fn keep_for_grace(run: &Run<'_>, area: &StagingArea, plan: &Plan) -> a
         return Ok(());
     };
     let (staging, dir) = (area.staging.clone(), c.dir.clone());
-    let kept = plan.removals.kept.clone();
+    // Those in the shared content stay where they are, with nothing to link.
+    let mut kept = Vec::new();
+    for (p, e) in &plan.removals.kept {
+        area.prepare(p)?;
+        if !area.already_shared(&dir, p) {
+            kept.push((p.clone(), e.clone()));
+        }
+    }
     tokio::task::spawn_blocking(move || -> Result<(), snapshot::SnapshotError> {
         for (p, _) in &kept {
             snapshot::link_file(&p.under(&dir), &p.under(&staging))?;
@@ -201,6 +212,7 @@ pub fn write_files(
     manifest: &mut Manifest,
 ) -> anyhow::Result<()> {
     for f in files {
+        area.prepare(&f.path)?;
         snapshot::write_file(&f.path.under(&area.staging), &f.bytes, f.mtime)?;
         manifest.files.insert(
             f.path.clone(),

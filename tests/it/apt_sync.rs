@@ -138,7 +138,30 @@ fn removed_files_go_once_their_grace_is_over() {
     let gone = env.repo.remove_package(&name).unwrap().filename();
     env.publish();
     assert_ok(&env.sync());
-    assert!(!env.served().join(&gone).exists());
+    // The served snapshot no longer has it; the one kept for rollback still does,
+    // so the shared pool keeps the file until that snapshot is pruned.
+    assert!(!env.served_digest().contains_key(&gone));
+    let previous = std::fs::read_dir(env.root.join(".mirrorsync/debian/snapshots"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_dir()
+                && Some(p.file_name().unwrap().to_string_lossy().into_owned()) != env.snapshot_id()
+        })
+        .find(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .expect("a snapshot kept for rollback");
+    assert!(previous.join(&gone).is_file(), "rollback still has it");
+    env.repo.add_package("zz-next");
+    env.publish();
+    assert_ok(&env.sync());
+    assert!(!env.served().join(&gone).exists(), "gone from the disk");
+    assert!(
+        !env.root
+            .join(".mirrorsync/debian/content")
+            .join(&gone)
+            .exists()
+    );
 }
 
 /// Runs a sync that must fail with exit 1 and leave the published tree untouched.
@@ -1115,8 +1138,8 @@ fn the_previous_inreleases_by_hash_indices_stay_served_after_a_publish() {
 
 /// A third-party upstream rebuilds a package without bumping its version: the same
 /// pool path now holds other bytes. The mirror takes the new file (verified against
-/// the new index), says so naming the file, and the snapshot it replaces keeps the
-/// old bytes whole: no torn file, nothing written through a link the two share.
+/// the new index), says so naming the file, and replaces it in the shared pool with
+/// one rename: no reader ever sees a torn file.
 #[test]
 fn a_pool_file_rewritten_upstream_is_fetched_again_and_said_out_loud() {
     let mut env = Env::new(small());
@@ -1145,11 +1168,15 @@ fn a_pool_file_rewritten_upstream_is_fetched_again_and_said_out_loud() {
         .join(".mirrorsync/debian/snapshots")
         .join(&old_snapshot)
         .join(&path);
+    // The pool is stored once for all snapshots, one file per name: the snapshot
+    // kept for rollback reads the new bytes too, whole, never a mix of the two.
     assert_eq!(
         std::fs::read(previous).unwrap(),
-        old,
-        "the old snapshot is whole"
+        new,
+        "the old snapshot reads the new file, whole"
     );
+    assert!(temp_files(&env.root).is_empty());
+    assert_exit(&env.run(&["verify"]), 0);
 
     // An unchanged file is not a rewrite: the next delta says nothing of it.
     env.repo.add_package("zz-new");

@@ -155,7 +155,7 @@ fn a_killed_run_leaves_the_served_tree_and_the_next_run_resumes() {
         std::fs::read(env.repo.dir.join(cut)).unwrap(),
     ));
     let base = env.root.join(".mirrorsync/debian");
-    let (staging, partial) = (base.join("staging"), base.join("partial"));
+    let (staging, partial) = (base.join("snapshots/.staging"), base.join("partial"));
     let kept = partial.join(&cut_sha256);
     let was = before(&env);
 

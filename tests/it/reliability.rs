@@ -45,7 +45,7 @@ fn copy_tree(from: &Path, to: &Path) {
 
 /// Whether a killed run left files in staging or partial/ for the next run.
 fn left_work(root: &Path) -> bool {
-    ["staging", "partial"].iter().any(|d| {
+    ["snapshots/.staging", "partial"].iter().any(|d| {
         walkdir::WalkDir::new(root.join(".mirrorsync/debian").join(d))
             .into_iter()
             .filter_map(|e| e.ok())
@@ -262,7 +262,7 @@ fn snapshot_entries(root: &Path) -> std::collections::BTreeSet<String> {
 
 /// The pool files of `paths` (URL paths, "/pool/...") that are in staging.
 fn staged_of(root: &Path, paths: &[String]) -> std::collections::BTreeSet<String> {
-    let staging = root.join(".mirrorsync/debian/staging");
+    let staging = root.join(".mirrorsync/debian/snapshots/.staging");
     paths
         .iter()
         .filter(|p| staging.join(p.trim_start_matches('/')).is_file())

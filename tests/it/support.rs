@@ -108,14 +108,46 @@ keyring = "{keyring}"
     }
 }
 
+/// The paths the manifest of the snapshot `dir` resolves to lists, if it is one.
+fn listed_in_manifest(dir: &Path) -> Option<std::collections::BTreeSet<String>> {
+    let snapshot = std::fs::canonicalize(dir).ok()?;
+    let mut name = snapshot.file_name()?.to_os_string();
+    name.push(".manifest");
+    let text = std::fs::read_to_string(snapshot.with_file_name(name)).ok()?;
+    Some(
+        text.lines()
+            .filter_map(|l| l.splitn(4, '\t').nth(3))
+            .map(str::to_string)
+            .collect(),
+    )
+}
+
+/// Every file a client of `dir` can read, with size and SHA256. In the shared
+/// content (a snapshot's `pool` and `by-hash` symlinks) only the files the snapshot's
+/// manifest lists count: the others are there for another snapshot (grace, rollback)
+/// or for the next one (added before the switch), and no index of this one names them.
 pub fn digest_tree(dir: &Path) -> TreeDigest {
     let mut out = BTreeMap::new();
     if !dir.exists() {
         return out;
     }
+    let listed = listed_in_manifest(dir);
+    let mut shared_dirs: Vec<PathBuf> = Vec::new();
     for e in walkdir::WalkDir::new(dir).follow_links(true) {
         let e = e.expect("walk");
+        if e.depth() > 0 && e.path_is_symlink() && e.file_type().is_dir() {
+            shared_dirs.push(e.path().to_path_buf());
+        }
+        let in_shared = shared_dirs.iter().any(|d| e.path().starts_with(d));
         if e.file_type().is_file() {
+            let rel = e
+                .path()
+                .strip_prefix(dir)
+                .expect("prefix")
+                .to_string_lossy();
+            if in_shared && listed.as_ref().is_some_and(|l| !l.contains(rel.as_ref())) {
+                continue;
+            }
             let bytes = std::fs::read(e.path()).expect("read");
             let rel = e
                 .path()

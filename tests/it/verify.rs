@@ -32,7 +32,7 @@ fn damage_is_found_reported_with_exit_4_and_repaired() {
     damage(&env.served().join(&pool_file));
     let trace = env.served().join("project/trace/mirror.test.invalid");
     std::fs::remove_file(&trace).unwrap();
-    std::fs::write(env.served().join("pool/stray.deb"), b"stray").unwrap();
+    std::fs::write(env.served().join("dists/stray.deb"), b"stray").unwrap();
 
     let stderr = assert_exit(&env.run(&["verify"]), 4);
     assert!(stderr.contains(&format!("{pool_file}: SHA256")), "{stderr}");
@@ -41,7 +41,7 @@ fn damage_is_found_reported_with_exit_4_and_repaired() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("pool/stray.deb: not part of the published snapshot"),
+        stderr.contains("dists/stray.deb: not part of the published snapshot"),
         "{stderr}"
     );
 

@@ -1,0 +1,328 @@
+//! Content shared by the snapshots: files whose bytes never change under their name
+//! (apt pool files, by-hash objects) live once, in `.mirrorsync/<name>/content/`, and
+//! each snapshot holds a relative symlink at the top of each such directory (`pool`,
+//! `dists/<suite>/main/binary-arm64/by-hash`) instead of a hard link per file. A run
+//! then writes what changed, not what it keeps; the snapshot itself carries only what
+//! really changes between versions (indices, Release files, traces).
+//!
+//! New files land in the content before the switch (a snapshot still served sees them
+//! as files its indices do not name), and a file leaves the content only when the
+//! last snapshot whose manifest lists it is pruned, which is after `grace`: so every
+//! kept snapshot stays whole for rollback, and a client holding the previous indices
+//! never gets a 404.
+
+use std::collections::HashSet;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::manifest::{ManifestError, Reader};
+use crate::relpath::RelPath;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SharedError {
+    #[error("{action} {path}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "{path} is a directory where the shared content's symlink belongs; remove it (a leftover of an interrupted run of an older version)"
+    )]
+    NotALink { path: PathBuf },
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+}
+
+fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> SharedError + 'a {
+    move |source| SharedError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Which directories of a kind's tree hold content that never changes under its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// Nothing shared: every snapshot is a tree of hard links (image trees, whose few
+    /// large files cost a link each).
+    Nothing,
+    /// apt: `pool/` and every `by-hash/` directory.
+    Apt,
+}
+
+impl Rule {
+    pub fn for_kind(kind: &crate::config::MirrorKind) -> Rule {
+        match kind {
+            crate::config::MirrorKind::Apt(_) => Rule::Apt,
+            crate::config::MirrorKind::Images(_) => Rule::Nothing,
+        }
+    }
+
+    /// The shared directory `path` lies in (`pool`, `dists/s/main/binary-arm64/by-hash`),
+    /// if any.
+    pub fn root_of(self, path: &str) -> Option<&str> {
+        match self {
+            Rule::Nothing => None,
+            Rule::Apt => {
+                if path.starts_with("pool/") {
+                    return Some("pool");
+                }
+                let at = path.find("/by-hash/")?;
+                Some(&path[..at + "/by-hash".len()])
+            }
+        }
+    }
+
+    pub fn is_shared(self, path: &RelPath) -> bool {
+        self.root_of(path.as_str()).is_some()
+    }
+}
+
+/// The symlink a snapshot holds at `root` (a path inside it): relative, so a root
+/// copied or mounted elsewhere still serves. A snapshot is
+/// `.mirrorsync/<name>/snapshots/<id>/`, the content `.mirrorsync/<name>/content/`.
+pub fn link_target(root: &str) -> PathBuf {
+    let depth = root.split('/').count() - 1;
+    let mut target = PathBuf::new();
+    for _ in 0..depth + 2 {
+        target.push("..");
+    }
+    target.join("content").join(root)
+}
+
+/// Whether the symlink at `rel` in a snapshot is one this module made.
+pub fn is_our_link(snapshot: &Path, rel: &str) -> bool {
+    std::fs::read_link(snapshot.join(rel)).is_ok_and(|t| t == link_target(rel))
+}
+
+/// Whether `dir` (a published snapshot) reaches `root` through the shared content,
+/// rather than holding its own tree (a snapshot of the previous layout).
+pub fn shares(dir: &Path, root: &str) -> bool {
+    std::fs::symlink_metadata(dir.join(root)).is_ok_and(|m| m.file_type().is_symlink())
+}
+
+/// The shared content of one mirror, as a staging tree uses it: each shared
+/// directory gets its symlink before the first file goes there.
+#[derive(Debug)]
+pub struct Shared {
+    pub rule: Rule,
+    pub content: PathBuf,
+    staging: PathBuf,
+    made: Mutex<HashSet<String>>,
+}
+
+impl Shared {
+    pub fn new(rule: Rule, content: &Path, staging: &Path) -> Shared {
+        Shared {
+            rule,
+            content: content.to_path_buf(),
+            staging: staging.to_path_buf(),
+            made: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Makes sure staging reaches `path`'s shared directory, if it has one, through
+    /// the symlink (the content directory made first, so the link never dangles).
+    pub fn prepare(&self, path: &RelPath) -> Result<(), SharedError> {
+        let Some(root) = self.rule.root_of(path.as_str()) else {
+            return Ok(());
+        };
+        let mut made = self.made.lock().unwrap_or_else(|p| p.into_inner());
+        if made.contains(root) {
+            return Ok(());
+        }
+        let dir = self.content.join(root);
+        std::fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
+        let link = self.staging.join(root);
+        match std::fs::symlink_metadata(&link) {
+            Ok(m) if m.file_type().is_symlink() => {}
+            Ok(_) => return Err(SharedError::NotALink { path: link }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if let Some(parent) = link.parent() {
+                    std::fs::create_dir_all(parent).map_err(io_err("creating", parent))?;
+                }
+                std::os::unix::fs::symlink(link_target(root), &link)
+                    .map_err(io_err("creating the symlink", &link))?;
+            }
+            Err(e) => return Err(io_err("reading", &link)(e)),
+        }
+        made.insert(root.to_string());
+        Ok(())
+    }
+}
+
+/// Removes from `content` the files the pruned snapshot's manifest lists that no
+/// kept snapshot's manifest lists, in one merge of the sorted manifests: memory is a
+/// line per manifest, whatever the tree's size. Run before the pruned snapshot's own
+/// files go, so a prune cut short is done again by the next one. Returns the count.
+pub fn collect_garbage(
+    content: &Path,
+    pruned: &Path,
+    kept: &[PathBuf],
+) -> Result<u64, SharedError> {
+    let mut others: Vec<std::iter::Peekable<Reader>> = Vec::new();
+    for k in kept {
+        others.push(Reader::open(k)?.peekable());
+    }
+    let mut removed = 0;
+    for item in Reader::open(pruned)? {
+        let (path, _) = item?;
+        if still_listed(&mut others, &path)? {
+            continue;
+        }
+        let file = path.under(content);
+        match std::fs::remove_file(&file) {
+            Ok(()) => {
+                removed += 1;
+                remove_empty_parents(content, &file);
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("removing", &file)(e)),
+        }
+    }
+    Ok(removed)
+}
+
+/// Whether any of the sorted manifests lists `path`; each is advanced past what
+/// sorts before it.
+fn still_listed(
+    others: &mut [std::iter::Peekable<Reader>],
+    path: &RelPath,
+) -> Result<bool, SharedError> {
+    let mut listed = false;
+    for reader in others.iter_mut() {
+        loop {
+            match reader.peek() {
+                Some(Ok((p, _))) if p < path => {
+                    reader.next();
+                }
+                Some(Ok((p, _))) => {
+                    listed |= p == path;
+                    break;
+                }
+                Some(Err(_)) => {
+                    if let Some(Err(e)) = reader.next() {
+                        return Err(e.into());
+                    }
+                }
+                None => break,
+            }
+        }
+    }
+    Ok(listed)
+}
+
+/// Removes the directories `file` leaves empty, up to `content` itself (a pool
+/// package directory whose last version went).
+fn remove_empty_parents(content: &Path, file: &Path) {
+    let mut dir = file.parent();
+    while let Some(d) = dir {
+        if d == content || !d.starts_with(content) || std::fs::remove_dir(d).is_err() {
+            break;
+        }
+        dir = d.parent();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{Entry, Manifest};
+
+    #[test]
+    fn apt_shares_the_pool_and_every_by_hash_directory() {
+        let r = Rule::Apt;
+        assert_eq!(r.root_of("pool/main/h/hello/hello_1.deb"), Some("pool"));
+        assert_eq!(
+            r.root_of("dists/s/main/binary-arm64/by-hash/SHA256/00ff"),
+            Some("dists/s/main/binary-arm64/by-hash")
+        );
+        assert_eq!(r.root_of("dists/s/main/binary-arm64/Packages.xz"), None);
+        assert_eq!(r.root_of("pool"), None);
+        assert_eq!(r.root_of("project/trace/master"), None);
+        assert_eq!(Rule::Nothing.root_of("pool/a.deb"), None);
+    }
+
+    #[test]
+    fn a_link_climbs_out_of_its_snapshot_into_the_content() {
+        assert_eq!(link_target("pool"), Path::new("../../content/pool"));
+        let deep = "dists/s/main/binary-arm64/by-hash";
+        let target = link_target(deep);
+        // From .mirrorsync/<name>/snapshots/<id>/dists/s/main/binary-arm64/.
+        let from = Path::new("/r/.mirrorsync/m/snapshots/id/dists/s/main/binary-arm64");
+        let mut resolved = from.to_path_buf();
+        for c in target.components() {
+            match c {
+                std::path::Component::ParentDir => {
+                    resolved.pop();
+                }
+                other => resolved.push(other),
+            }
+        }
+        assert_eq!(resolved, Path::new("/r/.mirrorsync/m/content").join(deep));
+    }
+
+    fn manifest(dir: &Path, name: &str, paths: &[&str]) -> PathBuf {
+        let mut m = Manifest::default();
+        for p in paths {
+            m.files.insert(
+                RelPath::new(p).unwrap(),
+                Entry {
+                    size: 1,
+                    sha256: [1; 32],
+                    gone_since: None,
+                },
+            );
+        }
+        let path = dir.join(name);
+        m.write(&path).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_pruned_snapshot_takes_only_what_no_kept_snapshot_lists() {
+        let dir = tempfile::tempdir().unwrap();
+        let content = dir.path().join("content");
+        for p in [
+            "pool/a/a.deb",
+            "pool/b/b.deb",
+            "pool/c/c.deb",
+            "pool/d/d.deb",
+        ] {
+            let f = content.join(p);
+            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+            std::fs::write(&f, p).unwrap();
+        }
+        let pruned = manifest(
+            dir.path(),
+            "old",
+            &[
+                "pool/a/a.deb",
+                "pool/b/b.deb",
+                "pool/c/c.deb",
+                "dists/s/Release",
+            ],
+        );
+        let kept = [
+            manifest(dir.path(), "mid", &["pool/b/b.deb"]),
+            manifest(dir.path(), "new", &["pool/c/c.deb", "pool/d/d.deb"]),
+        ];
+        assert_eq!(collect_garbage(&content, &pruned, &kept).unwrap(), 1);
+        assert!(
+            !content.join("pool/a").exists(),
+            "its empty directory goes too"
+        );
+        for p in ["pool/b/b.deb", "pool/c/c.deb", "pool/d/d.deb"] {
+            assert!(
+                content.join(p).is_file(),
+                "{p} is listed by a kept snapshot"
+            );
+        }
+        // Done again (a prune cut short), nothing more goes.
+        assert_eq!(collect_garbage(&content, &pruned, &kept).unwrap(), 0);
+    }
+}
