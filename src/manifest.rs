@@ -45,12 +45,19 @@ pub struct Manifest {
 
 impl Manifest {
     pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
+        Manifest::load_where(path, &|_| true)
+    }
+
+    /// The files of the manifest at `path` that `hold` picks.
+    pub fn load_where(path: &Path, hold: &dyn Fn(&str) -> bool) -> Result<Manifest, ManifestError> {
         let mut files = HashMap::new();
-        // Loaded whole, the order does not matter (and a manifest an operator edited
-        // by hand still loads).
+        // Loaded into a map, the order does not matter (and a manifest an operator
+        // edited by hand still loads).
         for item in Reader::open(path)?.any_order() {
             let (rel, entry) = item?;
-            files.insert(rel, entry);
+            if hold(rel.as_str()) {
+                files.insert(rel, entry);
+            }
         }
         Ok(Manifest { files })
     }

@@ -346,20 +346,13 @@ impl PlanSummary {
 /// grace keeps the files a while longer or not.
 ///
 /// `weighs` says which files count: content, not the indices that turn over with
-/// every publish.
+/// every publish; `published` is the count and bytes of the published files that do.
 pub fn deletes_too_much(
     r: &Removals,
-    published: &Manifest,
+    (count, bytes): (u64, u64),
     max_ratio: f64,
     weighs: &dyn Fn(&RelPath) -> bool,
 ) -> Option<String> {
-    let (mut count, mut bytes) = (0usize, 0u64);
-    for (p, e) in &published.files {
-        if weighs(p) {
-            count += 1;
-            bytes += e.size;
-        }
-    }
     let total_files = count as f64;
     let total_bytes = bytes as f64;
     if total_files == 0.0 {
@@ -411,6 +404,14 @@ mod tests {
             );
         }
         m
+    }
+
+    /// The published files and bytes that weigh, as the plan's join counts them.
+    fn totals(m: &Manifest, weighs: &dyn Fn(&RelPath) -> bool) -> (u64, u64) {
+        m.files
+            .iter()
+            .filter(|(p, _)| weighs(p))
+            .fold((0, 0), |(n, b), (_, e)| (n + 1, b + e.size))
     }
 
     #[test]
@@ -570,7 +571,8 @@ mod tests {
         let big = RelPath::new("big.img.xz").unwrap();
         let keep: HashSet<&RelPath> = m.files.keys().filter(|p| **p != big).collect();
         let r = plan_removals(&keep, &m, 0, Duration::ZERO);
-        let msg = deletes_too_much(&r, &m, 0.4, &all).expect("most of the bytes gone");
+        let msg =
+            deletes_too_much(&r, totals(&m, &all), 0.4, &all).expect("most of the bytes gone");
         assert!(
             msg.contains("1 of 10 published files (10%, 92% of the bytes)"),
             "{msg}"
@@ -596,7 +598,7 @@ mod tests {
         let keep: HashSet<&RelPath> = stay.iter().collect();
         let r = plan_removals(&keep, &m, 0, Duration::ZERO);
         assert_eq!(r.newly_gone.len(), 4);
-        assert_eq!(deletes_too_much(&r, &m, 0.4, &all), None);
+        assert_eq!(deletes_too_much(&r, totals(&m, &all), 0.4, &all), None);
     }
 
     #[test]
@@ -604,7 +606,7 @@ mod tests {
         let m = published(&[("a", 1, 1, None), ("b", 1, 2, None), ("c", 1, 3, None)]);
         let r = plan_removals(&HashSet::new(), &m, 0, Duration::ZERO);
         let all = |_: &RelPath| true;
-        let msg = deletes_too_much(&r, &m, 0.4, &all).unwrap();
+        let msg = deletes_too_much(&r, totals(&m, &all), 0.4, &all).unwrap();
         assert!(
             msg.starts_with("upstream no longer lists 3 of 3 published files (100%"),
             "{msg}"
@@ -613,16 +615,17 @@ mod tests {
         // one to stop.
         let r = plan_removals(&HashSet::new(), &m, 0, Duration::from_secs(3600));
         assert!(r.dropped.is_empty());
-        assert!(deletes_too_much(&r, &m, 0.4, &all).is_some());
+        assert!(deletes_too_much(&r, totals(&m, &all), 0.4, &all).is_some());
         let r = Removals {
             kept: vec![],
             dropped: vec![(RelPath::new("a").unwrap(), 1)],
             newly_gone: vec![(RelPath::new("a").unwrap(), 1)],
         };
-        assert_eq!(deletes_too_much(&r, &m, 0.4, &all), None);
+        assert_eq!(deletes_too_much(&r, totals(&m, &all), 0.4, &all), None);
         // Files that do not weigh (indices) never trip it.
         let r = plan_removals(&HashSet::new(), &m, 0, Duration::ZERO);
-        assert_eq!(deletes_too_much(&r, &m, 0.4, &|p| p.as_str() == "a"), Some(
+        let only_a = |p: &RelPath| p.as_str() == "a";
+        assert_eq!(deletes_too_much(&r, totals(&m, &only_a), 0.4, &only_a), Some(
             "upstream no longer lists 1 of 1 published files (100%, 100% of the bytes), more than max_delete_ratio = 0.4".into()
         ));
     }

@@ -77,6 +77,15 @@ impl Rule {
         }
     }
 
+    /// Whether a run reads this path's manifest line from disk as it needs it rather
+    /// than holding it: the pool, the part of the tree that grows with the archive.
+    pub fn streams(self, path: &str) -> bool {
+        match self {
+            Rule::Nothing => false,
+            Rule::Apt => path.starts_with("pool/"),
+        }
+    }
+
     pub fn is_shared(self, path: &RelPath) -> bool {
         self.root_of(path.as_str()).is_some()
     }

@@ -76,7 +76,10 @@ pub struct MirrorDirs {
 pub struct Snapshot {
     pub id: String,
     pub dir: PathBuf,
+    /// The manifest's files held in memory (all, or all but the streamed ones).
     pub manifest: Manifest,
+    /// The whole manifest on disk, sorted by path.
+    pub manifest_path: PathBuf,
 }
 
 impl MirrorDirs {
@@ -98,6 +101,18 @@ impl MirrorDirs {
         // The previous layout staged in `<base>/staging`, a tree of hard links into
         // the published snapshot: nothing in it is needed any more.
         remove_tree(&self.base.join("staging"))?;
+        // What a killed run was sorting or planning with.
+        if let Ok(entries) = std::fs::read_dir(&self.base) {
+            for e in entries.flatten() {
+                if e.file_name()
+                    .to_string_lossy()
+                    .starts_with(crate::merge::SPILL_PREFIX)
+                {
+                    let _ = std::fs::remove_dir_all(e.path())
+                        .or_else(|_| std::fs::remove_file(e.path()));
+                }
+            }
+        }
         for d in [&self.snapshots, &self.staging, &self.partial, &self.content] {
             std::fs::create_dir_all(d).map_err(io_err("creating", d))?;
         }
@@ -134,14 +149,26 @@ impl MirrorDirs {
 
     /// The published snapshot with its manifest.
     pub fn current(&self) -> Result<Option<Snapshot>, SnapshotError> {
+        self.current_held(crate::shared::Rule::Nothing)
+    }
+
+    /// The published snapshot with the part of its manifest `rule` does not leave on
+    /// disk (for apt: all but the pool, which runs read as a sorted stream from
+    /// [`Snapshot::manifest_path`]).
+    pub fn current_held(
+        &self,
+        rule: crate::shared::Rule,
+    ) -> Result<Option<Snapshot>, SnapshotError> {
         let Some(id) = self.current_id()? else {
             return Ok(None);
         };
-        let manifest = Manifest::load(&self.manifest_path(&id))?;
+        let manifest_path = self.manifest_path(&id);
+        let manifest = Manifest::load_where(&manifest_path, &|p| !rule.streams(p))?;
         Ok(Some(Snapshot {
             dir: self.snapshots.join(&id),
             id,
             manifest,
+            manifest_path,
         }))
     }
 
@@ -322,6 +349,15 @@ pub fn clean_staging(staging: &Path, keep: &dyn Fn(&str) -> bool) -> Result<u64,
 /// served symlink. Everything is on disk before the rename, and the rename is on disk
 /// before this returns: a power cut at any point leaves one of the two trees served.
 pub fn publish(dirs: &MirrorDirs, id: &str, manifest: &Manifest) -> Result<(), SnapshotError> {
+    publish_with(dirs, id, &|pending| manifest.write_into(pending))
+}
+
+/// [`publish`], the manifest written by `write_manifest` into its (fsynced) file.
+pub fn publish_with(
+    dirs: &MirrorDirs,
+    id: &str,
+    write_manifest: &dyn Fn(&crate::atomic::Pending) -> Result<(), ManifestError>,
+) -> Result<(), SnapshotError> {
     // `.<id>.manifest.tmp` until the snapshot is in place; prune sweeps one a killed
     // run left.
     let manifest_path = dirs.manifest_path(id);
@@ -330,7 +366,7 @@ pub fn publish(dirs: &MirrorDirs, id: &str, manifest: &Manifest) -> Result<(), S
             path: crate::atomic::temp_path(&manifest_path),
             source,
         })?;
-    manifest.write_into(&manifest_file)?;
+    write_manifest(&manifest_file)?;
     // One syncfs flushes every file and directory written into staging, far cheaper
     // on a slow disk than an fsync per file.
     sync_filesystem(&dirs.staging)?;
@@ -415,26 +451,30 @@ pub fn prune(dirs: &MirrorDirs, keep: usize) -> Result<Vec<String>, SnapshotErro
     Ok(removed)
 }
 
-/// Removes a tree whose files are read-only (the directories are not).
-/// Drops from staging what `manifest` does not hold, then publishes it as `id`; off
-/// the async workers, since both walk and sync the whole tree.
-pub async fn publish_staging(
-    dirs: &MirrorDirs,
-    id: &str,
-    manifest: Manifest,
-) -> anyhow::Result<()> {
-    use anyhow::Context;
-    let (dirs, id) = (dirs.clone(), id.to_string());
-    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        clean_staging(&dirs.staging, &|p| {
-            RelPath::new(p).is_ok_and(|p| manifest.files.contains_key(&p))
-        })
-        .context("cleaning staging")?;
-        publish(&dirs, &id, &manifest)?;
-        Ok(())
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!("publishing: {e}"))?
+/// The files in staging, as paths (not through the symlinks into the shared content:
+/// the files there are the content's, listed by the plan).
+pub fn staged_files(staging: &Path) -> Result<std::collections::HashSet<RelPath>, SnapshotError> {
+    let mut out = std::collections::HashSet::new();
+    for entry in walkdir::WalkDir::new(staging).min_depth(1) {
+        let entry = entry.map_err(|e| {
+            let path = e
+                .path()
+                .map_or_else(|| staging.to_path_buf(), Path::to_path_buf);
+            io_err("walking", &path)(io::Error::other(e.to_string()))
+        })?;
+        if entry.file_type().is_dir() || entry.path_is_symlink() {
+            continue;
+        }
+        if let Some(p) = entry
+            .path()
+            .strip_prefix(staging)
+            .ok()
+            .and_then(|p| RelPath::new(&p.to_string_lossy()).ok())
+        {
+            out.insert(p);
+        }
+    }
+    Ok(out)
 }
 
 /// Refuses to start downloads that cannot fit: an upstream claiming a 10 TB file, or

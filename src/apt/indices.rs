@@ -13,7 +13,8 @@ use super::suite::{MAX_RELEASE_BYTES, Suite};
 use crate::config::AptMirror;
 use crate::failures::{chain, failed};
 use crate::fetch::{Placed, StageError, file_url};
-use crate::manifest::{Entry, Manifest};
+use crate::manifest::Entry;
+use crate::merge::{Sorted, Spill};
 use crate::pipeline::{Run, StagingArea, Tally};
 use crate::plan::{self, Action, PlanSummary, Wanted, WantedSet};
 use crate::relpath::RelPath;
@@ -198,48 +199,65 @@ async fn judge_failures(
     Err(failed("fetching indices", errors))
 }
 
-/// The pool the staged Packages and Sources list: path -> entry, as the next
-/// manifest lists it, so it becomes that manifest instead of being copied into one
-/// (at Debian scale each copy is 10 MB).
+/// Pool entries sorted in memory before a run of them goes to disk: about 5 MB.
+const SPILL_CHUNK: usize = 32_768;
+
+/// The pool the staged Packages and Sources list, sorted by path through files in
+/// `work` (the same path twice is one file if the entries agree, an error if not):
+/// memory is a chunk of entries, whatever the size of the archive.
 pub(super) async fn pool(
-    published: &Manifest,
+    work: &std::path::Path,
     suites: &[Suite],
     located: &HashMap<RelPath, PathBuf>,
     indices: &WantedSet,
-) -> anyhow::Result<HashMap<RelPath, Entry>> {
-    let mut pool: HashMap<RelPath, Entry> = HashMap::new();
+) -> anyhow::Result<Sorted> {
+    let mut spill = Spill::new(work, SPILL_CHUNK)?;
     for s in suites {
         for (kind, path) in indices_to_parse(s, located) {
             let Some(file) = located.get(&path).cloned() else {
                 continue;
             };
             let index_name = format!("{} {}", s.name, path);
-            let files = tokio::task::spawn_blocking(move || {
-                let mut files = Vec::new();
-                packages::pool_files_of(&file, kind, &index_name, |f| files.push(f)).map(|_| files)
-            })
-            .await
-            .map_err(|e| anyhow!("index parser task: {e}"))??;
-            for f in files {
-                // The published manifest's copy of the path, when it has one: 65,000
-                // paths are then held once, not once per manifest.
-                let p = published
-                    .files
-                    .get_key_value(&f.path)
-                    .map_or(f.path, |(p, _)| p.clone());
-                plan::insert_entry(&mut pool, p, f.size, f.sha256)
-                    .with_context(|| format!("suite {}: {}", s.name, path))?;
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<packages::PoolFile>>(4);
+            let parser = tokio::task::spawn_blocking(move || {
+                let mut batch = Vec::with_capacity(1024);
+                let result = packages::pool_files_of(&file, kind, &index_name, |f| {
+                    batch.push(f);
+                    if batch.len() == 1024 {
+                        let _ = tx.blocking_send(std::mem::take(&mut batch));
+                    }
+                });
+                if !batch.is_empty() {
+                    let _ = tx.blocking_send(batch);
+                }
+                result
+            });
+            while let Some(batch) = rx.recv().await {
+                for f in batch {
+                    if let Some(have) = indices.get(&f.path)
+                        && (have.size != f.size || have.sha256 != f.sha256)
+                    {
+                        bail!(
+                            "{} is both an index and a pool file with other contents",
+                            f.path
+                        );
+                    }
+                    let entry = Entry {
+                        size: f.size,
+                        sha256: f.sha256,
+                        gone_since: None,
+                    };
+                    spill
+                        .push(f.path, entry)
+                        .with_context(|| format!("suite {}: {}", s.name, path))?;
+                }
             }
+            parser
+                .await
+                .map_err(|e| anyhow!("index parser task: {e}"))??;
         }
     }
-    for (path, e) in &pool {
-        if let Some(have) = indices.get(path)
-            && (have.size != e.size || have.sha256 != e.sha256)
-        {
-            bail!("{path} is both an index and a pool file with other contents");
-        }
-    }
-    Ok(pool)
+    Ok(spill.finish()?)
 }
 
 /// If the upstream's signed Release differs from the one this run started from,

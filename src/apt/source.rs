@@ -12,7 +12,7 @@ use super::signature::Keyring;
 use super::suite::{Suite, SuiteFetch};
 use crate::config::{AptMirror, Mirror};
 use crate::manifest::{Entry, Manifest};
-use crate::pipeline::{Changes, NewFile, Offer, Run, Source, Staged};
+use crate::pipeline::{Changes, Content, NewFile, Offer, Run, Source, Staged};
 use crate::relpath::RelPath;
 use crate::state::MirrorState;
 use crate::trace::{self, TraceInput, UpstreamTraces};
@@ -100,18 +100,9 @@ impl Source for AptSource<'_> {
         // The upstream's trace files go into the snapshot with ours.
         self.upstream_traces = trace::fetch_upstream(&run.upstream, &run.mirror.upstream).await;
         let phase = std::time::Instant::now();
-        let content = indices::pool(
-            run.published(),
-            &self.suites,
-            &staged.located,
-            &wanted.wanted,
-        )
-        .await?;
-        tracing::info!(
-            seconds = phase.elapsed().as_secs_f64(),
-            pool_files = content.len(),
-            "pool planned"
-        );
+        let content =
+            indices::pool(&area.work, &self.suites, &staged.located, &wanted.wanted).await?;
+        tracing::info!(seconds = phase.elapsed().as_secs_f64(), "pool read");
         let metadata = self
             .suites
             .iter()
@@ -127,7 +118,7 @@ impl Source for AptSource<'_> {
             .iter()
             .map(|w| (w.path.clone(), Entry::from(w)));
         Ok(Offer::Changed(Box::new(Changes {
-            content,
+            content: Content::Sorted(content),
             staged: Manifest {
                 files: files.collect(),
             },

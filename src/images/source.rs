@@ -18,7 +18,7 @@ use super::vouch::{self, Tree};
 use crate::apt::signature::Keyring;
 use crate::config::ImagesMirror;
 use crate::manifest::Entry;
-use crate::pipeline::{Changes, NewFile, Offer, Run, Source, Staged, Unverified};
+use crate::pipeline::{Changes, Content, NewFile, Offer, Run, Source, Staged, Unverified};
 use crate::relpath::RelPath;
 use crate::state::MirrorState;
 use crate::upstream::redact;
@@ -141,10 +141,12 @@ impl Source for ImagesSource<'_> {
         self.meta = std::mem::take(&mut tree.meta);
         let mut changes = Changes {
             base: Some(base),
-            content: wanted
-                .iter()
-                .map(|w| (w.path.clone(), Entry::from(w)))
-                .collect(),
+            content: Content::Map(
+                wanted
+                    .iter()
+                    .map(|w| (w.path.clone(), Entry::from(w)))
+                    .collect(),
+            ),
             kept_unverified,
             recheck,
             publish_only_on_change: true,
@@ -187,10 +189,12 @@ impl Source for ImagesSource<'_> {
             let fetched =
                 |p: &RelPath| staged.fetched.contains(p) || meta.get(p).is_some_and(|m| m.fetched);
             let verify_all = run.ctx.options.verify_all;
+            // An image tree is small: its manifest is looked at whole.
+            let manifest = staged.manifest.to_manifest()?;
             check_signatures(
                 keyring,
                 meta,
-                staged.manifest,
+                &manifest,
                 &fetched,
                 staged.staging,
                 verify_all,

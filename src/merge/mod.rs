@@ -9,6 +9,10 @@ mod spill;
 pub use join::{Joined, join};
 pub use spill::{Sorted, Spill};
 
+/// The name a spill's or a plan's temporary files start with: a run killed with them
+/// open leaves them behind, and the next run sweeps them.
+pub const SPILL_PREFIX: &str = ".mirrorsync-spill-";
+
 use crate::manifest::ManifestError;
 use crate::relpath::RelPath;
 

@@ -26,7 +26,7 @@ impl Spill {
     /// (on the mirror's disk: a tmpfs /tmp on a Pi is RAM).
     pub fn new(parent: &Path, chunk: usize) -> Result<Spill, MergeError> {
         let dir = tempfile::Builder::new()
-            .prefix(".mirrorsync-spill-")
+            .prefix(super::SPILL_PREFIX)
             .tempdir_in(parent)
             .map_err(|source| MergeError::Io {
                 action: "creating a spill directory in",

@@ -14,7 +14,7 @@ pub fn mass_delete<S: Source>(run: &Run<'_>, source: &S, plan: &Plan) -> anyhow:
     let counts = |p: &crate::relpath::RelPath| source.counts_for_guard(p);
     if let Some(why) = plan::deletes_too_much(
         &plan.removals,
-        run.published(),
+        plan.weighed,
         run.ctx.global.max_delete_ratio,
         &counts,
     ) && !run.ctx.options.allow_mass_delete

@@ -24,6 +24,7 @@
 
 mod context;
 mod guard;
+mod next;
 mod plan;
 mod run;
 mod source;
@@ -32,8 +33,9 @@ mod stage;
 use anyhow::Context;
 
 pub use context::{MirrorReport, RunContext, RunOutcome, SyncOptions};
+pub use next::NextManifest;
 pub use run::{Run, StagingArea};
-pub use source::{Changes, NewFile, Offer, Source, Staged, Tally, Unverified};
+pub use source::{Changes, Content, NewFile, Offer, Source, Staged, Tally, Unverified};
 
 use crate::config::Mirror;
 use crate::manifest::Manifest;
@@ -57,7 +59,9 @@ pub async fn run<S: Source>(
         }
         Offer::Changed(changes) => *changes,
     };
-    let mut plan = plan::plan(&run, &source, &changes);
+    let mut changes = changes;
+    let content = std::mem::take(&mut changes.content);
+    let mut plan = plan::plan(&run, &source, &changes, content)?;
     ctx.reporter.on_plan(&mirror.name, &plan.summary);
     guard::mass_delete(&run, &source, &plan)?;
     for notice in &changes.notices {
@@ -86,7 +90,7 @@ pub async fn run<S: Source>(
         });
     }
     let actions = std::mem::take(&mut plan.actions);
-    let published = stage_and_publish(&mut run, &mut source, changes, actions, &plan).await?;
+    let published = stage_and_publish(&mut run, &mut source, changes, actions, &mut plan).await?;
     let mut state = std::mem::take(&mut run.state);
     source.record(&run, Some(&mut state));
     state.save(&run.dirs.base).context("recording the run")?;
@@ -129,7 +133,7 @@ async fn stage_and_publish<S: Source>(
     source: &mut S,
     changes: Changes,
     actions: Vec<crate::plan::Action>,
-    plan: &plan::Plan,
+    plan: &mut plan::Plan,
 ) -> anyhow::Result<Published> {
     let area = run.area()?.clone();
     guard::free_space(&area, plan)?;
@@ -152,20 +156,16 @@ async fn stage_and_publish<S: Source>(
     )
     .await?;
     stage::keep_tolerated(run, &area, &staged)?;
-    // The published manifest has served (planning, tolerated failures); its table goes
-    // before the next one is completed. Its paths live on in the content.
-    if let Some(c) = &mut run.current {
-        c.manifest.files = std::collections::HashMap::new();
-    }
-    let mut manifest = next_manifest(changes.content, changes.staged, &staged);
+    let mut next = plan
+        .next
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("the plan's manifest was taken twice"))?;
+    complete_next(&mut next, changes.staged, &staged);
     stage::keep_for_grace(run, &area, plan).await?;
-    for (p, e) in &plan.removals.kept {
-        manifest.files.insert(p.clone(), e.clone());
-    }
-    stage::write_files(&area, &changes.metadata, &mut manifest)?;
-    let last = finish(run, source, &area, &manifest, &staged).await?;
-    stage::write_files(&area, &last, &mut manifest)?;
-    let (id, files_total, pruned) = publish(run, manifest).await?;
+    stage::write_files(&area, &changes.metadata, &mut next)?;
+    let last = finish(run, source, &area, &next, &staged).await?;
+    stage::write_files(&area, &last, &mut next)?;
+    let (id, files_total, pruned) = publish(run, next).await?;
     Ok(Published {
         id,
         tally: staged.tally,
@@ -180,7 +180,7 @@ async fn finish<S: Source>(
     run: &Run<'_>,
     source: &mut S,
     area: &StagingArea,
-    manifest: &Manifest,
+    manifest: &NextManifest,
     staged: &stage::Content,
 ) -> anyhow::Result<Vec<NewFile>> {
     let view = Staged {
@@ -195,12 +195,17 @@ async fn finish<S: Source>(
 }
 
 /// Publishes the staging tree as a new snapshot with one rename, then prunes.
-async fn publish(run: &Run<'_>, manifest: Manifest) -> anyhow::Result<(String, u64, Vec<String>)> {
+async fn publish(run: &Run<'_>, next: NextManifest) -> anyhow::Result<(String, u64, Vec<String>)> {
     let ctx = run.ctx;
     let id = run.dirs.new_id(ctx.now);
-    let files_total = manifest.files.len() as u64;
     let phase = std::time::Instant::now();
-    snapshot::publish_staging(&run.dirs, &id, manifest).await?;
+    let dirs = run.dirs.clone();
+    let files_total = tokio::task::spawn_blocking({
+        let id = id.clone();
+        move || publish_staging(&dirs, &id, &next)
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("publishing: {e}"))??;
     tracing::info!(seconds = phase.elapsed().as_secs_f64(), snapshot = %id, "published");
     let pruned = snapshot::prune(&run.dirs, ctx.global.keep_snapshots.get())?;
     let partial = &run.dirs.partial;
@@ -208,23 +213,41 @@ async fn publish(run: &Run<'_>, manifest: Manifest) -> anyhow::Result<(String, u
     Ok((id, files_total, pruned))
 }
 
-/// The next snapshot's manifest: the content as planned (it becomes the manifest,
-/// not copied into one), less what failed and was tolerated, plus what was kept of
-/// it, what the kind staged, and what was fetched by size.
-fn next_manifest(
-    mut content: std::collections::HashMap<crate::relpath::RelPath, crate::manifest::Entry>,
-    kind_staged: Manifest,
-    staged: &stage::Content,
-) -> Manifest {
+/// Drops from staging what `next` does not list, then publishes it as `id` with
+/// `next` as its manifest. Returns the number of files.
+fn publish_staging(
+    dirs: &snapshot::MirrorDirs,
+    id: &str,
+    next: &NextManifest,
+) -> anyhow::Result<u64> {
+    let staged = snapshot::staged_files(&dirs.staging).context("listing staging")?;
+    let listed = next.listed(&staged)?;
+    snapshot::clean_staging(&dirs.staging, &|p| {
+        crate::relpath::RelPath::new(p).is_ok_and(|p| listed.contains(&p))
+    })
+    .context("cleaning staging")?;
+    let count = std::cell::Cell::new(0);
+    snapshot::publish_with(dirs, id, &|pending| {
+        count.set(next.write_into(pending)?);
+        Ok(())
+    })?;
+    Ok(count.get())
+}
+
+/// The next snapshot's manifest beyond the plan's: less what failed and was
+/// tolerated (its published entry kept, if any), plus what the kind staged and what
+/// was fetched by size.
+fn complete_next(next: &mut NextManifest, kind_staged: Manifest, staged: &stage::Content) {
     for (path, previous) in &staged.tolerated {
-        content.remove(path);
-        if let Some(e) = previous {
-            content.insert(path.clone(), e.clone());
+        match previous {
+            Some(e) => next.set(path.clone(), e.clone()),
+            None => next.remove(path.clone()),
         }
     }
-    content.extend(kind_staged.files);
-    for (p, e, _) in &staged.unverified {
-        content.insert(p.clone(), e.clone());
+    for (p, e) in kind_staged.files {
+        next.set(p, e);
     }
-    Manifest { files: content }
+    for (p, e, _) in &staged.unverified {
+        next.set(p.clone(), e.clone());
+    }
 }

@@ -1,11 +1,18 @@
-//! The plan of one run (pure): what each file needs (link or fetch), what upstream
-//! no longer has (kept for grace or dropped), and the summary the operator sees.
+//! The plan of one run: the published manifest (read from disk in path order) joined
+//! in one pass with what the kind wants (sorted), deciding per file: nothing to do
+//! (unchanged in the shared content), link (an unchanged file the snapshot holds
+//! itself), fetch, keep for grace or drop. The next manifest's lines are written as
+//! the join goes. Memory is what changed, plus the indices and metadata the kind
+//! holds, whatever the size of the pool.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
+use super::next::{BaseWriter, NextManifest};
 use super::run::Run;
-use super::source::{Changes, Source};
-use crate::plan::{self, Action, PlanSummary, Removals, Wanted};
+use super::source::{Changes, Content, Source};
+use crate::manifest::{Entry, Reader};
+use crate::merge::{Joined, MergeError, join};
+use crate::plan::{Action, PlanSummary, Removals, Wanted};
 use crate::relpath::RelPath;
 
 pub struct Plan {
@@ -21,101 +28,228 @@ pub struct Plan {
     /// A file of each shared directory the next snapshot reaches without a link made
     /// for it: its symlink is made before publishing.
     pub shared_roots: Vec<RelPath>,
+    /// The published files and bytes that weigh for the mass-deletion guard.
+    pub weighed: (u64, u64),
+    /// The next manifest: the content and the files in grace, so far (taken by
+    /// staging).
+    pub next: Option<NextManifest>,
 }
 
-/// Plans `changes` against the published snapshot.
-pub fn plan<S: Source>(run: &Run<'_>, source: &S, changes: &Changes) -> Plan {
-    let published = run.published();
-    let wanted = changes.content.iter().map(|(p, e)| Wanted {
-        path: p.clone(),
-        size: e.size,
-        sha256: e.sha256,
-        source: p.clone(),
-    });
-    let mut actions = plan::plan_owned(wanted, published);
-    if !changes.recheck.is_empty() {
-        for a in &mut actions {
-            if let Action::Link { to, .. } = a
-                && changes.recheck.contains(&to.path)
-            {
-                *a = Action::Fetch(to.clone());
-            }
+/// What the join pass collects besides the next manifest's lines.
+#[derive(Default)]
+struct Pass {
+    actions: Vec<Action>,
+    misses: Vec<Wanted>,
+    removals: Removals,
+    rewritten: Vec<RelPath>,
+    shared_roots: Vec<RelPath>,
+    shares: HashMap<String, bool>,
+    weighed: (u64, u64),
+    kept: (u64, u64),
+}
+
+/// Plans `content` (taken out of `changes`) against the published snapshot.
+pub fn plan<S: Source>(
+    run: &Run<'_>,
+    source: &S,
+    changes: &Changes,
+    content: Content,
+) -> anyhow::Result<Plan> {
+    let area = run.area()?;
+    let mut base = BaseWriter::new(&area.work)?;
+    let mut pass = Pass::default();
+    let keep = paths_staged_otherwise(changes);
+    let published: Box<dyn Iterator<Item = Result<(RelPath, Entry), MergeError>>> =
+        match &run.current {
+            Some(c) => Box::new(Reader::open(&c.manifest_path)?.map(|r| r.map_err(Into::into))),
+            None => Box::new(std::iter::empty()),
+        };
+    for joined in join(published, content.into_sorted()) {
+        let j = joined?;
+        if let Some(p) = &j.published
+            && source.counts_for_guard(&j.path)
+        {
+            pass.weighed.0 += 1;
+            pass.weighed.1 += p.size;
+        }
+        if j.wanted.is_some() {
+            wanted_file(run, source, changes, &mut pass, &mut base, j)?;
+        } else if !keep.contains(&j.path) {
+            gone_file(run, source, &mut pass, &mut base, j)?;
         }
     }
+    let mut actions = pass.actions;
+    actions.extend(link_or_fetch(run, pass.misses)?);
+    actions.sort_unstable_by(|a, b| a.wanted().path.cmp(&b.wanted().path));
     let mut summary = changes.summary.clone();
+    summary.link_files += pass.kept.0;
+    summary.link_bytes += pass.kept.1;
     summary.add_actions(&actions);
-    let shared_roots = drop_shared_links(run, &mut actions);
     let unverified_bytes = changes.unverified.iter().map(|u| u.size).sum::<u64>();
     summary.fetch_files += changes.unverified.len() as u64;
     summary.fetch_bytes += unverified_bytes;
-    let removals = removals(run, source, changes);
-    summary.add_removals(&removals);
-    Plan {
-        rewritten: rewritten(run, source, &actions),
-        shared_roots,
-        fetch_bytes: plan::fetch_bytes(&actions) + unverified_bytes,
+    pass.removals.kept.sort_by(|a, b| a.0.cmp(&b.0));
+    summary.add_removals(&pass.removals);
+    Ok(Plan {
+        fetch_bytes: crate::plan::fetch_bytes(&actions) + unverified_bytes,
         actions,
-        removals,
+        removals: pass.removals,
         summary,
-    }
+        rewritten: pass.rewritten,
+        shared_roots: pass.shared_roots,
+        weighed: pass.weighed,
+        next: Some(base.finish()?),
+    })
 }
 
-/// Unchanged files in the shared content are where the next snapshot needs them
-/// already: no link to make, so a run's work is what changed. (A published snapshot
-/// of the previous layout holds its own tree: its files are linked into the content
-/// once, which is the migration.)
-fn drop_shared_links(run: &Run<'_>, actions: &mut Vec<Action>) -> Vec<RelPath> {
+/// Paths the next snapshot holds that the content does not: never "gone".
+fn paths_staged_otherwise(changes: &Changes) -> HashSet<&RelPath> {
+    let mut keep: HashSet<&RelPath> = changes.staged.files.keys().collect();
+    keep.extend(changes.unverified.iter().map(|u| &u.path));
+    keep.extend(changes.metadata.iter().map(|m| &m.path));
+    keep.extend(changes.written_last.iter());
+    keep
+}
+
+/// A file the next snapshot wants: listed in it, and kept as published, linked, or
+/// (with the rest of the misses) looked for elsewhere or fetched.
+fn wanted_file<S: Source>(
+    run: &Run<'_>,
+    source: &S,
+    changes: &Changes,
+    pass: &mut Pass,
+    base: &mut BaseWriter,
+    j: Joined,
+) -> anyhow::Result<()> {
+    let Some(w) = j.wanted else {
+        return Ok(());
+    };
+    base.push(&j.path, &w)?;
+    let wanted = Wanted {
+        path: j.path.clone(),
+        size: w.size,
+        sha256: w.sha256,
+        source: j.path,
+    };
+    let same = j
+        .published
+        .as_ref()
+        .is_some_and(|p| p.size == w.size && p.sha256 == w.sha256);
+    if same && !changes.recheck.contains(&wanted.path) {
+        if in_shared_content(run, pass, &wanted.path) {
+            pass.kept.0 += 1;
+            pass.kept.1 += w.size;
+        } else {
+            pass.actions.push(Action::Link {
+                from: wanted.path.clone(),
+                to: wanted,
+            });
+        }
+        return Ok(());
+    }
+    if same {
+        // Rechecked: the bytes must come from upstream, not from a copy.
+        pass.actions.push(Action::Fetch(wanted));
+        return Ok(());
+    }
+    if j.published.is_some() && source.fixed_content(&wanted.path) {
+        pass.rewritten.push(wanted.path.clone());
+    }
+    pass.misses.push(wanted);
+    Ok(())
+}
+
+/// Whether the published snapshot reaches `path` through the shared content, so the
+/// next one does too with nothing to do (a snapshot of the previous layout holds its
+/// own tree: its files are linked into the content once, which is the migration).
+fn in_shared_content(run: &Run<'_>, pass: &mut Pass, path: &RelPath) -> bool {
     // --verify-all re-hashes every published file on its way into the next snapshot.
     if run.ctx.options.verify_all {
-        return Vec::new();
+        return false;
     }
     let (Some(c), Ok(area)) = (&run.current, run.area()) else {
-        return Vec::new();
+        return false;
     };
-    let Some(shared) = &area.shared else {
-        return Vec::new();
+    let Some(root) = area
+        .shared
+        .as_ref()
+        .and_then(|s| s.rule.root_of(path.as_str()))
+    else {
+        return false;
     };
     // One look at the snapshot per shared directory, not one per file.
-    let mut shares: std::collections::HashMap<String, bool> = Default::default();
-    let mut roots = Vec::new();
-    actions.retain(|a| match a {
-        Action::Link { from, to } if *from == to.path => {
-            let Some(root) = shared.rule.root_of(from.as_str()) else {
-                return true;
-            };
-            if let Some(s) = shares.get(root) {
-                return !s;
-            }
-            let s = crate::shared::shares(&c.dir, root);
-            shares.insert(root.to_string(), s);
-            if s {
-                roots.push(from.clone());
-            }
-            !s
-        }
-        _ => true,
-    });
-    roots
+    if let Some(s) = pass.shares.get(root) {
+        return *s;
+    }
+    let s = crate::shared::shares(&c.dir, root);
+    pass.shares.insert(root.to_string(), s);
+    if s {
+        pass.shared_roots.push(path.clone());
+    }
+    s
 }
 
-/// Fixed-content files whose published copy differs from what upstream now offers.
-/// A file linked from its own path is unchanged by construction, so only the
-/// fetches and the links from elsewhere (a delta's few) are looked up.
-fn rewritten<S: Source>(run: &Run<'_>, source: &S, actions: &[Action]) -> Vec<RelPath> {
-    let published = run.published();
-    actions
-        .iter()
-        .filter(|a| !matches!(a, Action::Link { from, to } if *from == to.path))
-        .map(Action::wanted)
-        .filter(|w| {
-            published
-                .files
-                .get(&w.path)
-                .is_some_and(|old| old.sha256 != w.sha256 || old.size != w.size)
-                && source.fixed_content(&w.path)
+/// A published file the next snapshot does not want: kept for grace (listed, with
+/// since when it is gone) or dropped.
+fn gone_file<S: Source>(
+    run: &Run<'_>,
+    source: &S,
+    pass: &mut Pass,
+    base: &mut BaseWriter,
+    j: Joined,
+) -> anyhow::Result<()> {
+    let Some(entry) = j.published else {
+        return Ok(());
+    };
+    let now = run.ctx.now.as_second();
+    if entry.gone_since.is_none() {
+        pass.removals.newly_gone.push((j.path.clone(), entry.size));
+    }
+    let since = entry.gone_since.unwrap_or(now);
+    let within = now.saturating_sub(since) < run.ctx.global.grace.as_secs() as i64;
+    // Some files must never outlive upstream's copy: an old InRelease next to a new
+    // Release is exactly the mix that gives clients hash sum mismatches.
+    if within && !source.never_in_grace(&j.path) {
+        let kept = Entry {
+            gone_since: Some(since),
+            ..entry
+        };
+        base.push(&j.path, &kept)?;
+        pass.removals.kept.push((j.path, kept));
+    } else {
+        pass.removals.dropped.push((j.path, entry.size));
+    }
+    Ok(())
+}
+
+/// The files the published snapshot does not hold as they are: linked from another
+/// published path with the same content (a by-hash copy, a moved package), found in
+/// one more pass over the manifest, else fetched.
+fn link_or_fetch(run: &Run<'_>, misses: Vec<Wanted>) -> anyhow::Result<Vec<Action>> {
+    let Some(c) = &run.current else {
+        return Ok(misses.into_iter().map(Action::Fetch).collect());
+    };
+    if misses.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut elsewhere: HashMap<[u8; 32], Option<(RelPath, u64)>> =
+        misses.iter().map(|w| (w.sha256, None)).collect();
+    for item in Reader::open(&c.manifest_path)? {
+        let (p, e) = item?;
+        if let Some(slot @ None) = elsewhere.get_mut(&e.sha256) {
+            *slot = Some((p, e.size));
+        }
+    }
+    Ok(misses
+        .into_iter()
+        .map(|w| match elsewhere.get(&w.sha256) {
+            Some(Some((from, size))) if *size == w.size => Action::Link {
+                from: from.clone(),
+                to: w,
+            },
+            _ => Action::Fetch(w),
         })
-        .map(|w| w.path.clone())
-        .collect()
+        .collect())
 }
 
 /// The warning for files rewritten upstream, the first few named.
@@ -139,31 +273,4 @@ pub fn rewritten_warning(paths: &[RelPath]) -> Option<String> {
          index will get a hash sum mismatch for them",
         names.join(", ")
     ))
-}
-
-/// What the published snapshot holds that the next one does not.
-fn removals<S: Source>(run: &Run<'_>, source: &S, changes: &Changes) -> Removals {
-    let mut keep: HashSet<&RelPath> = changes.content.keys().collect();
-    keep.extend(changes.staged.files.keys());
-    keep.extend(changes.unverified.iter().map(|u| &u.path));
-    keep.extend(changes.metadata.iter().map(|m| &m.path));
-    keep.extend(changes.written_last.iter());
-    let ctx = run.ctx;
-    let mut removals = plan::plan_removals(
-        &keep,
-        run.published(),
-        ctx.now.as_second(),
-        ctx.global.grace,
-    );
-    // Some files must never outlive upstream's copy: an old InRelease next to a new
-    // Release is exactly the mix that gives clients hash sum mismatches.
-    let (stale, kept): (Vec<_>, Vec<_>) = removals
-        .kept
-        .into_iter()
-        .partition(|(p, _)| source.never_in_grace(p));
-    removals.kept = kept;
-    removals
-        .dropped
-        .extend(stale.into_iter().map(|(p, e)| (p, e.size)));
-    removals
 }

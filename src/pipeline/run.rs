@@ -23,6 +23,8 @@ pub struct StagingArea {
     pub partial: PathBuf,
     /// The content shared by the snapshots (none for a dry run's scratch tree).
     pub shared: Option<std::sync::Arc<Shared>>,
+    /// Where a plan's sorted files go: on the mirror's disk, not a tmpfs.
+    pub work: PathBuf,
     _scratch: Option<std::sync::Arc<tempfile::TempDir>>,
 }
 
@@ -71,7 +73,7 @@ impl<'a> Run<'a> {
     pub fn load(ctx: &'a RunContext<'a>, mirror: &'a Mirror) -> anyhow::Result<Run<'a>> {
         let dirs = MirrorDirs::new(&ctx.global.root, &mirror.name);
         Ok(Run {
-            current: dirs.current()?,
+            current: dirs.current_held(Rule::for_kind(&mirror.kind))?,
             state: MirrorState::load(&dirs.base)?,
             upstream: Upstream::new(&mirror.network)?,
             dirs,
@@ -83,7 +85,42 @@ impl<'a> Run<'a> {
         })
     }
 
-    /// The published manifest (empty before the first publish).
+    /// The published entries of `paths`, those held in memory and the rest in one
+    /// pass over the manifest on disk.
+    pub fn published_entries(
+        &self,
+        paths: &[crate::relpath::RelPath],
+    ) -> anyhow::Result<std::collections::HashMap<crate::relpath::RelPath, crate::manifest::Entry>>
+    {
+        let mut out = std::collections::HashMap::new();
+        let Some(c) = &self.current else {
+            return Ok(out);
+        };
+        let mut rest = std::collections::HashSet::new();
+        for p in paths {
+            match c.manifest.files.get(p) {
+                Some(e) => {
+                    out.insert(p.clone(), e.clone());
+                }
+                None => {
+                    rest.insert(p.clone());
+                }
+            }
+        }
+        if !rest.is_empty() {
+            for item in crate::manifest::Reader::open(&c.manifest_path)? {
+                let (p, e) = item?;
+                if rest.contains(&p) {
+                    out.insert(p, e);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The published manifest's files held in memory (empty before the first
+    /// publish): all of them, or for apt all but the pool (see
+    /// [`crate::shared::Rule::streams`]).
     pub fn published(&self) -> &Manifest {
         self.current.as_ref().map_or(&self.empty, |c| &c.manifest)
     }
@@ -120,6 +157,7 @@ impl<'a> Run<'a> {
                 staging: scratch.path().join("staging"),
                 partial: scratch.path().join("partial"),
                 shared: None,
+                work: scratch.path().to_path_buf(),
                 _scratch: Some(std::sync::Arc::new(scratch)),
             }
         } else {
@@ -132,6 +170,7 @@ impl<'a> Run<'a> {
                     &self.dirs.content,
                     &self.dirs.staging,
                 ))),
+                work: self.dirs.base.clone(),
                 _scratch: None,
             }
         };

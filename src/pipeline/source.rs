@@ -33,9 +33,8 @@ pub struct Changes {
     /// Where files are fetched from (an image tree's root may have redirected).
     pub base: Option<Url>,
     /// Files verified by their SHA256: linked from the published snapshot when it has
-    /// the content, else fetched. A map, so that it becomes the next manifest as it
-    /// is (at Debian scale a copy is megabytes).
-    pub content: HashMap<RelPath, Entry>,
+    /// the content, else fetched.
+    pub content: Content,
     /// Files the kind already staged (apt's indices, read to plan the pool).
     pub staged: Manifest,
     /// Files no checksum vouches for: fetched by size and counted as unverified.
@@ -62,6 +61,44 @@ pub struct Changes {
     pub publish_only_on_change: bool,
 }
 
+/// A kind's content: a map for a tree of a few thousand files, or sorted on disk
+/// for an archive (apt's pool), so the plan joins it with the published manifest in
+/// memory that does not grow with either.
+pub enum Content {
+    Map(HashMap<RelPath, Entry>),
+    Sorted(crate::merge::Sorted),
+}
+
+impl Default for Content {
+    fn default() -> Content {
+        Content::Map(HashMap::new())
+    }
+}
+
+impl Content {
+    /// The files in path order, each once.
+    pub fn into_sorted(
+        self,
+    ) -> Box<dyn Iterator<Item = Result<(RelPath, Entry), crate::merge::MergeError>> + Send> {
+        match self {
+            Content::Map(map) => {
+                let mut v: Vec<(RelPath, Entry)> = map.into_iter().collect();
+                v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                Box::new(v.into_iter().map(Ok))
+            }
+            Content::Sorted(s) => Box::new(s),
+        }
+    }
+
+    /// The paths, for a kind whose last checks look them up (a map's only).
+    pub fn paths(&self) -> Vec<RelPath> {
+        match self {
+            Content::Map(map) => map.keys().cloned().collect(),
+            Content::Sorted(_) => Vec::new(),
+        }
+    }
+}
+
 /// A file fetched by size alone.
 pub struct Unverified {
     pub path: RelPath,
@@ -83,7 +120,8 @@ pub struct Tally {
 
 /// What staging did, for the kind's last checks and records.
 pub struct Staged<'a> {
-    pub manifest: &'a Manifest,
+    /// The next snapshot's manifest so far (all but the files written last).
+    pub manifest: &'a super::next::NextManifest,
     pub staging: &'a std::path::Path,
     /// Paths fetched this run (collected only for kinds that ask, see
     /// [`Source::wants_fetched_paths`]).

@@ -8,12 +8,13 @@ use anyhow::anyhow;
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
+use super::next::NextManifest;
 use super::plan::Plan;
 use super::run::{Run, StagingArea};
 use super::source::{NewFile, Source, Tally, Unverified};
 use crate::failures::{chain, failed};
 use crate::fetch::{Placed, file_url};
-use crate::manifest::{Entry, Manifest};
+use crate::manifest::Entry;
 use crate::plan::Action;
 use crate::relpath::RelPath;
 use crate::snapshot;
@@ -209,12 +210,12 @@ pub async fn keep_for_grace(run: &Run<'_>, area: &StagingArea, plan: &Plan) -> a
 pub fn write_files(
     area: &StagingArea,
     files: &[NewFile],
-    manifest: &mut Manifest,
+    manifest: &mut NextManifest,
 ) -> anyhow::Result<()> {
     for f in files {
         area.prepare(&f.path)?;
         snapshot::write_file(&f.path.under(&area.staging), &f.bytes, f.mtime)?;
-        manifest.files.insert(
+        manifest.set(
             f.path.clone(),
             Entry {
                 size: f.bytes.len() as u64,

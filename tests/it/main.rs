@@ -7,6 +7,7 @@ mod images;
 mod live;
 mod live_images;
 mod logged_nginx;
+mod migration;
 mod operability;
 mod probe;
 mod properties;

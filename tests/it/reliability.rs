@@ -1336,3 +1336,84 @@ fn a_release_listing_a_million_files_is_handled_within_bounds() {
         ReleaseVerdict::RefusedOverTheCap,
     );
 }
+
+/// The power goes while a run clears from the shared pool what only a pruned snapshot
+/// listed (the files removed upstream, once grace is over and no kept snapshot names
+/// them). strace delivers the SIGKILL exactly as the run unlinks the third such pool
+/// file: the new tree is served whole, the snapshots kept for rollback are whole, and
+/// the next publish finishes the removal.
+#[test]
+fn a_run_killed_while_it_clears_the_shared_pool_leaves_every_kept_snapshot_whole() {
+    let mut env = Env::new(FixtureSpec::default().with_packages(60));
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(
+        &env.config,
+        text.replace("keep_snapshots = 2", "keep_snapshots = 2\ngrace = \"0s\""),
+    )
+    .unwrap();
+    assert_ok(&env.sync());
+    // Upstream removes packages: the snapshot kept for rollback still lists them.
+    let names: Vec<String> = env.repo.packages.keys().take(6).cloned().collect();
+    let mut garbage: Vec<String> = names
+        .iter()
+        .map(|n| env.repo.remove_package(n).unwrap().filename())
+        .collect();
+    garbage.sort();
+    env.publish();
+    assert_ok(&env.sync());
+    let content = env.root.join(".mirrorsync/debian/content");
+    for g in &garbage {
+        assert!(content.join(g).is_file(), "{g} is kept for rollback");
+    }
+    let snapshots_before = snapshot_entries(&env.root);
+
+    // The next publish prunes that snapshot, and with it those files; killed mid-way.
+    env.repo.add_package("zz-next");
+    env.publish();
+    let target = content.join(&garbage[2]);
+    let status = Command::new("strace")
+        .args(["-f", "-qq", "-o", "/dev/null", "-P"])
+        .arg(&target)
+        .args(["-e", "trace=/unlink", "-e", "inject=/unlink:signal=KILL"])
+        .arg(env!("CARGO_BIN_EXE_mirrorsync"))
+        .arg("-c")
+        .arg(&env.config)
+        .arg("sync")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("strace (apt-get install strace)");
+    assert_eq!(
+        status.signal().or(status.code().map(|c| c - 128)),
+        Some(9),
+        "{status}"
+    );
+    let left: Vec<bool> = garbage.iter().map(|g| content.join(g).exists()).collect();
+    assert_eq!(
+        left,
+        [false, false, true, true, true, true],
+        "killed as the third file went"
+    );
+
+    // What is served is the new tree, whole; what is kept is whole too.
+    let digests = env.served_digest();
+    let problems = client_view_problems(&env.served(), &digests, &env.repo.suite);
+    assert!(problems.is_empty(), "{problems:#?}");
+    assert!(digests.keys().any(|p| p.contains("zz-next")));
+    assert_exit(&env.run(&["verify"]), 0);
+    assert!(
+        snapshot_entries(&env.root).is_superset(&snapshots_before),
+        "the pruned snapshot stays until its shared files are gone"
+    );
+
+    // The next publish finishes it.
+    env.repo.add_package("zz-after");
+    env.publish();
+    assert_ok(&env.sync());
+    for g in &garbage {
+        assert!(!content.join(g).exists(), "{g} is gone");
+    }
+    assert_exit(&env.run(&["verify"]), 0);
+    assert!(temp_files(&env.root).is_empty());
+}
