@@ -7,7 +7,9 @@
 //! from there. Everything else is fetched. Published files upstream no longer lists are
 //! kept for `grace` after the run that first missed them, then dropped.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+#[cfg(test)]
+use std::collections::HashSet;
 use std::time::Duration;
 
 use crate::manifest::{Entry, Manifest};
@@ -182,38 +184,6 @@ pub fn plan_owned(wanted: impl IntoIterator<Item = Wanted>, published: &Manifest
     actions
 }
 
-/// Adds a file to a path -> entry map the way [`WantedSet::insert`] adds to a set: the
-/// same path twice is fine if it is the same file, a conflict if not. For a pool that
-/// becomes the next manifest as it is, instead of being copied into one.
-pub fn insert_entry(
-    files: &mut HashMap<RelPath, Entry>,
-    path: RelPath,
-    size: u64,
-    sha256: [u8; 32],
-) -> Result<bool, Conflict> {
-    if let Some(have) = files.get(&path) {
-        if have.size == size && have.sha256 == sha256 {
-            return Ok(false);
-        }
-        return Err(Conflict {
-            first_size: have.size,
-            first_sha256: hex::encode(have.sha256),
-            second_size: size,
-            second_sha256: hex::encode(sha256),
-            path,
-        });
-    }
-    files.insert(
-        path,
-        Entry {
-            size,
-            sha256,
-            gone_since: None,
-        },
-    );
-    Ok(true)
-}
-
 /// Published files upstream no longer lists: those still within grace, and the rest.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Removals {
@@ -267,39 +237,15 @@ pub fn fetch_bytes(actions: &[Action]) -> u64 {
         .sum()
 }
 
-/// Splits the published files that are no longer wanted into kept-for-grace and dropped.
-/// `keep` holds every path the next snapshot will have anyway.
-pub fn plan_removals(
-    keep: &HashSet<&RelPath>,
-    published: &Manifest,
-    now_unix: i64,
-    grace: Duration,
-) -> Removals {
-    let mut out = Removals::default();
-    for (path, entry) in &published.files {
-        if keep.contains(path) {
-            continue;
-        }
-        if entry.gone_since.is_none() {
-            out.newly_gone.push((path.clone(), entry.size));
-        }
-        let since = entry.gone_since.unwrap_or(now_unix);
-        if now_unix.saturating_sub(since) < grace.as_secs() as i64 {
-            out.kept.push((
-                path.clone(),
-                Entry {
-                    gone_since: Some(since),
-                    ..entry.clone()
-                },
-            ));
-        } else {
-            out.dropped.push((path.clone(), entry.size));
-        }
-    }
-    out.kept.sort_by(|a, b| a.0.cmp(&b.0));
-    out.dropped.sort();
-    out.newly_gone.sort();
-    out
+/// A published file upstream no longer lists, while `grace` lasts: the entry the
+/// next snapshot keeps it with (since when it is gone: now, the first time it is
+/// missed); None once grace is over.
+pub fn in_grace(entry: &Entry, now_unix: i64, grace: Duration) -> Option<Entry> {
+    let since = entry.gone_since.unwrap_or(now_unix);
+    (now_unix.saturating_sub(since) < grace.as_secs() as i64).then(|| Entry {
+        gone_since: Some(since),
+        ..entry.clone()
+    })
 }
 
 /// What a run will do, in numbers: the `--dry-run` output and the run summary.
@@ -406,6 +352,31 @@ mod tests {
         m
     }
 
+    /// The removals of a run that keeps `keep`, as the plan's join makes them.
+    fn plan_removals(
+        keep: &HashSet<&RelPath>,
+        published: &Manifest,
+        now_unix: i64,
+        grace: Duration,
+    ) -> Removals {
+        let mut out = Removals::default();
+        let mut paths: Vec<_> = published.files.iter().collect();
+        paths.sort_by(|a, b| a.0.cmp(b.0));
+        for (path, entry) in paths {
+            if keep.contains(path) {
+                continue;
+            }
+            if entry.gone_since.is_none() {
+                out.newly_gone.push((path.clone(), entry.size));
+            }
+            match in_grace(entry, now_unix, grace) {
+                Some(kept) => out.kept.push((path.clone(), kept)),
+                None => out.dropped.push((path.clone(), entry.size)),
+            }
+        }
+        out
+    }
+
     /// The published files and bytes that weigh, as the plan's join counts them.
     fn totals(m: &Manifest, weighs: &dyn Fn(&RelPath) -> bool) -> (u64, u64) {
         m.files
@@ -483,16 +454,6 @@ mod tests {
         ];
         let lean = plan_owned(wanted.clone(), &m);
         assert_eq!(lean, plan_files(&wanted, &m, &m.by_digest()));
-        let mut pool = HashMap::new();
-        assert_eq!(
-            insert_entry(&mut pool, RelPath::new("pool/a.deb").unwrap(), 1, [1; 32]),
-            Ok(true)
-        );
-        assert_eq!(
-            insert_entry(&mut pool, RelPath::new("pool/a.deb").unwrap(), 1, [1; 32]),
-            Ok(false)
-        );
-        assert!(insert_entry(&mut pool, RelPath::new("pool/a.deb").unwrap(), 2, [1; 32]).is_err());
     }
 
     #[test]

@@ -201,23 +201,18 @@ fn gone_file<S: Source>(
     let Some(entry) = j.published else {
         return Ok(());
     };
-    let now = run.ctx.now.as_second();
     if entry.gone_since.is_none() {
         pass.removals.newly_gone.push((j.path.clone(), entry.size));
     }
-    let since = entry.gone_since.unwrap_or(now);
-    let within = now.saturating_sub(since) < run.ctx.global.grace.as_secs() as i64;
-    // Some files must never outlive upstream's copy: an old InRelease next to a new
-    // Release is exactly the mix that gives clients hash sum mismatches.
-    if within && !source.never_in_grace(&j.path) {
-        let kept = Entry {
-            gone_since: Some(since),
-            ..entry
-        };
-        base.push(&j.path, &kept)?;
-        pass.removals.kept.push((j.path, kept));
-    } else {
-        pass.removals.dropped.push((j.path, entry.size));
+    let kept = crate::plan::in_grace(&entry, run.ctx.now.as_second(), run.ctx.global.grace);
+    match kept {
+        // Some files must never outlive upstream's copy: an old InRelease next to a
+        // new Release is exactly the mix that gives clients hash sum mismatches.
+        Some(kept) if !source.never_in_grace(&j.path) => {
+            base.push(&j.path, &kept)?;
+            pass.removals.kept.push((j.path, kept));
+        }
+        _ => pass.removals.dropped.push((j.path, entry.size)),
     }
     Ok(())
 }

@@ -44,6 +44,7 @@ pub async fn content<S: Source>(
 ) -> anyhow::Result<Content> {
     let mut out = Content::default();
     let mut errors = Vec::new();
+    let mut failures = Vec::new();
     let keep_paths = source.wants_fetched_paths();
     let phase = std::time::Instant::now();
     run.stager(area, base)
@@ -57,8 +58,7 @@ pub async fn content<S: Source>(
             }
             Ok(_) => {}
             Err(e) if source.tolerate().is_match(o.wanted.path.as_str()) => {
-                out.tolerated
-                    .push(tolerated(run, o.wanted.path, &e.to_string()));
+                failures.push((o.wanted.path, e.to_string()));
             }
             Err(e) => errors.push(format!("{}: {}", o.wanted.path, chain(&e))),
         })
@@ -75,12 +75,13 @@ pub async fn content<S: Source>(
                 out.unverified.push((path, entry, validators));
             }
             Err(e) if source.tolerate().is_match(path.as_str()) => {
-                out.tolerated.push(tolerated(run, path, &format!("{e:#}")));
+                failures.push((path, format!("{e:#}")));
             }
             Err(e) => errors.push(format!("{path}: {e:#}")),
         }
     }
     out.tally = tally;
+    out.tolerated = tolerated(run, failures)?;
     if !errors.is_empty() {
         return Err(failed(
             &format!("fetching {}", source.content_noun()),
@@ -90,18 +91,30 @@ pub async fn content<S: Source>(
     Ok(out)
 }
 
-/// A tolerated failure: the last good copy is kept if there is one, and said.
-fn tolerated(run: &Run<'_>, path: RelPath, error: &str) -> (RelPath, Option<Entry>) {
-    let previous = run.published().files.get(&path).cloned();
-    let kept = if previous.is_some() {
-        "the published copy is kept"
-    } else {
-        "left out"
-    };
-    let msg = format!("tolerated failure, {kept}: {path}: {error}");
-    tracing::warn!("{msg}");
-    run.warn(msg);
-    (path, previous)
+/// Tolerated failures: the last good copy of each is kept if there is one, and said.
+fn tolerated(
+    run: &Run<'_>,
+    failures: Vec<(RelPath, String)>,
+) -> anyhow::Result<Vec<(RelPath, Option<Entry>)>> {
+    if failures.is_empty() {
+        return Ok(Vec::new());
+    }
+    let paths: Vec<RelPath> = failures.iter().map(|(p, _)| p.clone()).collect();
+    let mut published = run.published_entries(&paths)?;
+    let mut out = Vec::with_capacity(failures.len());
+    for (path, error) in failures {
+        let previous = published.remove(&path);
+        let kept = if previous.is_some() {
+            "the published copy is kept"
+        } else {
+            "left out"
+        };
+        let msg = format!("tolerated failure, {kept}: {path}: {error}");
+        tracing::warn!("{msg}");
+        run.warn(msg);
+        out.push((path, previous));
+    }
+    Ok(out)
 }
 
 type BySize = anyhow::Result<(u64, Entry, Validators)>;

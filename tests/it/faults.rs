@@ -116,6 +116,13 @@ fn a_tolerated_file_keeps_its_last_good_copy() {
     env.server.fault(&format!("/{path}"), Fault::Corrupt, None);
     assert_ok(&env.sync());
     assert_eq!(std::fs::read(env.served().join(&path)).unwrap(), good);
+    // Still part of the served snapshot, as it was, not a file no manifest names.
+    let listed = env.served_digest();
+    assert_eq!(
+        listed.get(&path),
+        Some(&(good.len() as u64, hex::encode(Sha256::digest(&good))))
+    );
+    assert_exit(&env.run(&["verify"]), 0);
 }
 
 /// Bytes the cut-off download sends before its connection drops.
