@@ -88,9 +88,18 @@ pub struct Stager<'a> {
     /// Re-hash published files before linking them (`--verify-all`); a damaged one is
     /// fetched again instead.
     pub verify_links: bool,
+    /// Paths fetched from upstream even when their place already holds the bytes
+    /// the checksum wants (in the shared content it always does).
+    pub refetch: Option<&'a std::collections::HashSet<RelPath>>,
 }
 
-impl Stager<'_> {
+impl<'a> Stager<'a> {
+    /// Fetches `paths` from upstream whatever their place holds.
+    pub fn refetching(mut self, paths: &'a std::collections::HashSet<RelPath>) -> Stager<'a> {
+        self.refetch = Some(paths);
+        self
+    }
+
     /// Executes `actions`; one outcome per action, in no particular order.
     pub async fn run(&self, actions: Vec<Action>) -> Vec<Outcome> {
         let mut outcomes = Vec::new();
@@ -306,11 +315,20 @@ impl Stager<'_> {
             let progress = move |n: u64| reporter.on_progress(n);
             // A file staged by an earlier run that did not publish is reused when its
             // bytes still hash right; the download checks, in the step it starts with.
-            match self
+            // A refetch is downloaded whole and then put in place with one rename.
+            let refetch = self
+                .refetch
+                .is_some_and(|r| group.iter().any(|w| r.contains(&w.path)));
+            let install = (!refetch).then_some(dest.as_path());
+            let downloaded = self
                 .upstream
-                .download_into(&url, &tmp, Some(&dest), expected, &progress)
-                .await
-            {
+                .download_into(&url, &tmp, install, expected, &progress)
+                .await;
+            let downloaded = match downloaded {
+                Ok(d) if refetch => self.install(&tmp, &dest).await.map(|()| d),
+                other => other.map_err(StageError::from),
+            };
+            match downloaded {
                 Ok(d) if d.already_installed => {
                     self.reporter.on_fetch_done(first.path.as_str());
                     return Ok((dest, Placed::Reused));
@@ -325,12 +343,19 @@ impl Stager<'_> {
                     ));
                 }
                 Err(e) if e.is_not_found() => last = Some(e),
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e),
             }
         }
-        Err(last
-            .map(StageError::from)
-            .unwrap_or_else(|| StageError::Task("no source to fetch from".into())))
+        Err(last.unwrap_or_else(|| StageError::Task("no source to fetch from".into())))
+    }
+
+    /// Moves a verified download into place.
+    async fn install(&self, tmp: &Path, dest: &Path) -> Result<(), StageError> {
+        let (tmp, dest) = (tmp.to_path_buf(), dest.to_path_buf());
+        tokio::task::spawn_blocking(move || snapshot::install_file(&tmp, &dest))
+            .await
+            .map_err(|e| StageError::Task(e.to_string()))?
+            .map_err(StageError::from)
     }
 }
 

@@ -1,5 +1,5 @@
 //! Content shared by the snapshots: files whose bytes never change under their name
-//! (apt pool files, by-hash objects) live once, in `.mirrorsync/<name>/content/`, and
+//! (apt pool files, by-hash objects, dated image release directories) live once, in `.mirrorsync/<name>/content/`, and
 //! each snapshot holds a relative symlink at the top of each such directory (`pool`,
 //! `dists/<suite>/main/binary-arm64/by-hash`) instead of a hard link per file. A run
 //! then writes what changed, not what it keeps; the snapshot itself carries only what
@@ -47,18 +47,21 @@ fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) ->
 /// Which directories of a kind's tree hold content that never changes under its name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rule {
-    /// Nothing shared: every snapshot is a tree of hard links (image trees, whose few
-    /// large files cost a link each).
+    /// Nothing shared: every snapshot is a tree of hard links (what `verify`, S3 and
+    /// status read: the whole manifest).
     Nothing,
     /// apt: `pool/` and every `by-hash/` directory.
     Apt,
+    /// Image trees: each dated release directory (`raspios_lite_armhf-2024-11-19/`),
+    /// whose image, checksums and signature never change once published.
+    Images,
 }
 
 impl Rule {
     pub fn for_kind(kind: &crate::config::MirrorKind) -> Rule {
         match kind {
             crate::config::MirrorKind::Apt(_) => Rule::Apt,
-            crate::config::MirrorKind::Images(_) => Rule::Nothing,
+            crate::config::MirrorKind::Images(_) => Rule::Images,
         }
     }
 
@@ -74,6 +77,19 @@ impl Rule {
                 let at = path.find("/by-hash/")?;
                 Some(&path[..at + "/by-hash".len()])
             }
+            Rule::Images => {
+                // The first dated directory above the file.
+                let dir = &path[..path.rfind('/')?];
+                let mut end = 0;
+                for part in dir.split('/') {
+                    end += part.len();
+                    if dated(part).is_some() {
+                        return Some(&path[..end]);
+                    }
+                    end += 1;
+                }
+                None
+            }
         }
     }
 
@@ -81,7 +97,7 @@ impl Rule {
     /// than holding it: the pool, the part of the tree that grows with the archive.
     pub fn streams(self, path: &str) -> bool {
         match self {
-            Rule::Nothing => false,
+            Rule::Nothing | Rule::Images => false,
             Rule::Apt => path.starts_with("pool/"),
         }
     }
@@ -89,6 +105,26 @@ impl Rule {
     pub fn is_shared(self, path: &RelPath) -> bool {
         self.root_of(path.as_str()).is_some()
     }
+}
+
+/// (year, month, day), ordered as dates are.
+pub type Date = (u16, u8, u8);
+
+/// `name-YYYY-MM-DD` -> its date: a release directory of an image tree.
+pub fn dated(component: &str) -> Option<Date> {
+    let date = component.get(component.len().checked_sub(10)?..)?;
+    let before = component.get(..component.len() - 10)?;
+    if !before.ends_with('-') || before.len() < 2 {
+        return None;
+    }
+    let b = date.as_bytes();
+    if !date.is_ascii() || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let year = date[..4].parse().ok()?;
+    let month: u8 = date[5..7].parse().ok()?;
+    let day: u8 = date[8..10].parse().ok()?;
+    ((1..=12).contains(&month) && (1..=31).contains(&day)).then_some((year, month, day))
 }
 
 /// The symlink a snapshot holds at `root` (a path inside it): relative, so a root
@@ -254,6 +290,29 @@ mod tests {
         assert_eq!(r.root_of("pool"), None);
         assert_eq!(r.root_of("project/trace/master"), None);
         assert_eq!(Rule::Nothing.root_of("pool/a.deb"), None);
+    }
+
+    #[test]
+    fn only_real_dates_make_a_directory_dated() {
+        assert_eq!(dated("raspios-2024-11-19"), Some((2024, 11, 19)));
+        assert_eq!(dated("2024-11-19"), None);
+        assert_eq!(dated("x-2024-13-01"), None);
+        assert_eq!(dated("x-2024_11_19"), None);
+        assert_eq!(dated("x-ñ-2024-11-19"), Some((2024, 11, 19)));
+        assert_eq!(dated("ñ"), None);
+    }
+
+    #[test]
+    fn an_image_tree_shares_each_dated_release_directory() {
+        let r = Rule::Images;
+        let d = "raspios_lite_armhf/images/raspios_lite_armhf-2024-11-19";
+        assert_eq!(r.root_of(&format!("{d}/2024-11-19-lite.img.xz")), Some(d));
+        assert_eq!(r.root_of(&format!("{d}/sub/x.sha256")), Some(d));
+        // A dated file name is not a directory; undated trees share nothing.
+        assert_eq!(r.root_of("images/raspios-2024-11-19"), None);
+        assert_eq!(r.root_of("os_list_imagingutility_v4.json"), None);
+        assert_eq!(r.root_of("imager/imager_1.9.exe"), None);
+        assert_eq!(r.root_of("x-2024-13-01/a"), None);
     }
 
     #[test]

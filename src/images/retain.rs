@@ -8,25 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-/// (year, month, day), ordered as dates are.
-type Date = (u16, u8, u8);
-
-/// `name-YYYY-MM-DD` -> its date.
-fn dated(component: &str) -> Option<Date> {
-    let date = component.get(component.len().checked_sub(10)?..)?;
-    let before = component.get(..component.len() - 10)?;
-    if !before.ends_with('-') || before.len() < 2 {
-        return None;
-    }
-    let b = date.as_bytes();
-    if !date.is_ascii() || b[4] != b'-' || b[7] != b'-' {
-        return None;
-    }
-    let year = date[..4].parse().ok()?;
-    let month: u8 = date[5..7].parse().ok()?;
-    let day: u8 = date[8..10].parse().ok()?;
-    ((1..=12).contains(&month) && (1..=31).contains(&day)).then_some((year, month, day))
-}
+use crate::shared::{Date, dated};
 
 /// The dated directories to drop: for each family, all but the newest `keep`, minus
 /// those holding a file in `referenced`. Returns directory paths ("a/b/x-2024-01-01").
@@ -115,15 +97,5 @@ mod tests {
         assert!(under_any(TREE[3], &drop));
         assert!(!under_any(TREE[0], &drop));
         assert!(!under_any(TREE[6], &drop));
-    }
-
-    #[test]
-    fn only_real_dates_make_a_directory_dated() {
-        assert_eq!(dated("raspios-2024-11-19"), Some((2024, 11, 19)));
-        assert_eq!(dated("2024-11-19"), None);
-        assert_eq!(dated("x-2024-13-01"), None);
-        assert_eq!(dated("x-2024_11_19"), None);
-        assert_eq!(dated("x-ñ-2024-11-19"), Some((2024, 11, 19)));
-        assert_eq!(dated("ñ"), None);
     }
 }

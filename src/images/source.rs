@@ -225,6 +225,12 @@ impl Source for ImagesSource<'_> {
         "images"
     }
 
+    /// A dated release directory's files never change once published (a new
+    /// release is a new directory).
+    fn fixed_content(&self, p: &RelPath) -> bool {
+        crate::shared::Rule::Images.root_of(p.as_str()).is_some()
+    }
+
     fn wants_fetched_paths(&self) -> bool {
         self.keyring.is_some()
     }

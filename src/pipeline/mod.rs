@@ -145,16 +145,13 @@ async fn stage_and_publish<S: Source>(
         .clone()
         .unwrap_or_else(|| run.mirror.upstream.clone());
     let tally = changes.tally;
-    let staged = stage::content(
-        run,
-        source,
-        &area,
-        &base,
+    let work = stage::Work {
         actions,
-        changes.unverified,
+        unverified: changes.unverified,
+        recheck: changes.recheck,
         tally,
-    )
-    .await?;
+    };
+    let staged = stage::content(run, source, &area, &base, work).await?;
     stage::keep_tolerated(run, &area, &staged)?;
     let mut next = plan
         .next

@@ -263,9 +263,9 @@ pub fn rewritten_warning(paths: &[RelPath]) -> Option<String> {
     };
     Some(format!(
         "upstream rewrote files in place: {what} new content under the same name ({}{more}); \
-         staged again and verified against the index; the pool is shared by the kept \
-         snapshots, so they serve the new bytes too, and clients still using the previous \
-         index will get a hash sum mismatch for them",
+         staged again and verified; the kept snapshots share the file, so they serve \
+         the new bytes too, and clients still holding the previous index or checksums \
+         will get a hash sum mismatch for them",
         names.join(", ")
     ))
 }

@@ -191,6 +191,7 @@ impl<'a> Run<'a> {
             concurrency: self.mirror.network.concurrency.get(),
             reporter: self.ctx.reporter,
             verify_links: self.ctx.options.verify_all,
+            refetch: None,
         }
     }
 

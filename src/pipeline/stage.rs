@@ -20,6 +20,18 @@ use crate::relpath::RelPath;
 use crate::snapshot;
 use crate::upstream::{Expected, Validators};
 
+/// What staging the content is to do.
+pub struct Work {
+    pub actions: Vec<Action>,
+    /// Files no checksum vouches for, fetched by size.
+    pub unverified: Vec<Unverified>,
+    /// Files fetched from upstream even where a copy with the same checksum is at
+    /// hand (upstream changed them under an unchanged checksum file).
+    pub recheck: HashSet<RelPath>,
+    /// What the kind already fetched.
+    pub tally: Tally,
+}
+
 /// What staging the content did.
 #[derive(Default)]
 pub struct Content {
@@ -38,16 +50,21 @@ pub async fn content<S: Source>(
     source: &S,
     area: &StagingArea,
     base: &url::Url,
-    actions: Vec<Action>,
-    unverified: Vec<Unverified>,
-    mut tally: Tally,
+    work: Work,
 ) -> anyhow::Result<Content> {
+    let Work {
+        actions,
+        unverified,
+        recheck,
+        mut tally,
+    } = work;
     let mut out = Content::default();
     let mut errors = Vec::new();
     let mut failures = Vec::new();
     let keep_paths = source.wants_fetched_paths();
     let phase = std::time::Instant::now();
     run.stager(area, base)
+        .refetching(&recheck)
         .run_each(actions, &mut |o| match o.result {
             Ok(Placed::Fetched { received }) => {
                 tally.bytes += received;

@@ -283,6 +283,18 @@ fn every_image_the_real_shaped_os_list_points_at_is_verified_by_its_sidecar() {
         env.upstream(&|p| mirrored.iter().any(|m| m == p)),
         "byte for byte"
     );
+    // Each dated release directory is stored once, shared by the snapshots.
+    for image in &images {
+        let dir = env.root.join("raspios").join(image);
+        let dir = dir.parent().expect("a dated directory");
+        assert!(
+            std::fs::symlink_metadata(dir)
+                .expect("dated dir")
+                .is_symlink(),
+            "{} is reached through the shared content",
+            dir.display()
+        );
+    }
     // Each image is what the sidecar beside it says.
     for image in &images {
         let sidecar =
