@@ -9,7 +9,8 @@
 //! mirrorsync process (its write_bytes: /usr/bin/time's "File system outputs" are
 //! counted from it, in 512-byte blocks). Needs /usr/bin/time (`apt-get install time`).
 //!
-//! `cargo bench --bench scale` (or `scripts/bench.sh`). Leave a minute between two
+//! `cargo bench --bench scale` (or `scripts/bench.sh`); `BENCH_SCALE_PHASES=1` also
+//! prints each run's own log of how long its phases took. Leave a minute between two
 //! runs of it: on ext4 without a journal, inodes freed in the last minute slow the
 //! next run's creates.
 
@@ -108,9 +109,12 @@ fn timed_sync(config: &Path) -> anyhow::Result<Measured> {
     let _ = Command::new("sync").status();
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_mirrorsync"));
     let t = Instant::now();
+    // BENCH_SCALE_PHASES=1: the run's own log of its phases (seconds each), printed.
+    let phases = std::env::var_os("BENCH_SCALE_PHASES").is_some();
     let out = Command::new("/usr/bin/time")
         .arg("-v")
         .arg(&bin)
+        .args(if phases { &["-v"][..] } else { &[][..] })
         .arg("-c")
         .arg(config)
         .arg("sync")
@@ -120,6 +124,11 @@ fn timed_sync(config: &Path) -> anyhow::Result<Measured> {
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
         anyhow::bail!("sync failed: {stderr}");
+    }
+    if phases {
+        for line in stderr.lines().filter(|l| l.contains("seconds")) {
+            eprintln!("  {line}");
+        }
     }
     let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     let field = |name: &str| -> u64 {

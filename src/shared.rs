@@ -34,6 +34,8 @@ pub enum SharedError {
     NotALink { path: PathBuf },
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Merge(#[from] crate::merge::MergeError),
 }
 
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> SharedError + 'a {
@@ -232,6 +234,56 @@ pub fn collect_garbage(
     Ok(removed)
 }
 
+/// Removes from `content` every file no kept snapshot's manifest lists: what runs
+/// that failed after fetching left there and no later run wanted (upstream dropped
+/// it meanwhile). It walks the whole content, so it runs with `sync --verify-all`,
+/// which reads the whole tree anyway; the walk is sorted through files in `work`, so
+/// memory stays a chunk of paths. Returns the count.
+pub fn sweep_unlisted(content: &Path, kept: &[PathBuf], work: &Path) -> Result<u64, SharedError> {
+    let mut spill = crate::merge::Spill::new(work, 32_768)?;
+    for entry in walkdir::WalkDir::new(content).min_depth(1) {
+        let entry = entry.map_err(|e| SharedError::Io {
+            action: "walking",
+            path: e.path().unwrap_or(content).to_path_buf(),
+            source: io::Error::other(e.to_string()),
+        })?;
+        if entry.file_type().is_dir() {
+            continue;
+        }
+        let rel = entry.path().strip_prefix(content).ok();
+        // A name no manifest could hold is left for the operator to judge.
+        if let Some(p) = rel.and_then(|r| RelPath::new(&r.to_string_lossy()).ok()) {
+            let none = crate::manifest::Entry {
+                size: 0,
+                sha256: [0; 32],
+                gone_since: None,
+            };
+            spill.push(p, none)?;
+        }
+    }
+    let mut others: Vec<std::iter::Peekable<Reader>> = Vec::new();
+    for k in kept {
+        others.push(Reader::open(k)?.peekable());
+    }
+    let mut removed = 0;
+    for item in spill.finish()? {
+        let (path, _) = item?;
+        if still_listed(&mut others, &path)? {
+            continue;
+        }
+        let file = path.under(content);
+        match std::fs::remove_file(&file) {
+            Ok(()) => {
+                removed += 1;
+                remove_empty_parents(content, &file);
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("removing", &file)(e)),
+        }
+    }
+    Ok(removed)
+}
+
 /// Whether any of the sorted manifests lists `path`; each is advanced past what
 /// sorts before it.
 fn still_listed(
@@ -392,5 +444,18 @@ mod tests {
         }
         // Done again (a prune cut short), nothing more goes.
         assert_eq!(collect_garbage(&content, &pruned, &kept).unwrap(), 0);
+
+        // A file a failed run left, which no snapshot lists, goes with a full sweep;
+        // what the kept snapshots list stays.
+        std::fs::create_dir_all(content.join("pool/e")).unwrap();
+        std::fs::write(content.join("pool/e/e.deb"), b"left by a failed run").unwrap();
+        assert_eq!(sweep_unlisted(&content, &kept, dir.path()).unwrap(), 1);
+        assert!(!content.join("pool/e").exists());
+        for p in ["pool/b/b.deb", "pool/c/c.deb", "pool/d/d.deb"] {
+            assert!(
+                content.join(p).is_file(),
+                "{p} is listed by a kept snapshot"
+            );
+        }
     }
 }

@@ -291,6 +291,14 @@ fn ensure_parent(p: &Path) -> Result<(), SnapshotError> {
     Ok(())
 }
 
+/// A failed step of a walk of `staging`, naming the path.
+fn walk_error(staging: &Path, e: walkdir::Error) -> SnapshotError {
+    let path = e
+        .path()
+        .map_or_else(|| staging.to_path_buf(), Path::to_path_buf);
+    io_err("walking", &path)(io::Error::other(e.to_string()))
+}
+
 /// Removes from staging every file the next snapshot should not hold (left over from
 /// a failed run or linked from an older tree), and empty directories.
 pub fn clean_staging(staging: &Path, keep: &dyn Fn(&str) -> bool) -> Result<u64, SnapshotError> {
@@ -309,12 +317,7 @@ pub fn clean_staging(staging: &Path, keep: &dyn Fn(&str) -> bool) -> Result<u64,
         }
     };
     for entry in walkdir::WalkDir::new(staging).min_depth(1) {
-        let entry = entry.map_err(|e| {
-            let path = e
-                .path()
-                .map_or_else(|| staging.to_path_buf(), Path::to_path_buf);
-            io_err("walking", &path)(io::Error::other(e.to_string()))
-        })?;
+        let entry = entry.map_err(|e| walk_error(staging, e))?;
         // Depth-first: the directories deeper than this entry's parent are done.
         while open.len() >= entry.depth() {
             close(&mut open);
@@ -456,12 +459,7 @@ pub fn prune(dirs: &MirrorDirs, keep: usize) -> Result<Vec<String>, SnapshotErro
 pub fn staged_files(staging: &Path) -> Result<std::collections::HashSet<RelPath>, SnapshotError> {
     let mut out = std::collections::HashSet::new();
     for entry in walkdir::WalkDir::new(staging).min_depth(1) {
-        let entry = entry.map_err(|e| {
-            let path = e
-                .path()
-                .map_or_else(|| staging.to_path_buf(), Path::to_path_buf);
-            io_err("walking", &path)(io::Error::other(e.to_string()))
-        })?;
+        let entry = entry.map_err(|e| walk_error(staging, e))?;
         if entry.file_type().is_dir() || entry.path_is_symlink() {
             continue;
         }

@@ -205,9 +205,31 @@ async fn publish(run: &Run<'_>, next: NextManifest) -> anyhow::Result<(String, u
     .map_err(|e| anyhow::anyhow!("publishing: {e}"))??;
     tracing::info!(seconds = phase.elapsed().as_secs_f64(), snapshot = %id, "published");
     let pruned = snapshot::prune(&run.dirs, ctx.global.keep_snapshots.get())?;
+    if ctx.options.verify_all {
+        sweep_shared(&run.dirs)?;
+    }
     let partial = &run.dirs.partial;
     let _ = std::fs::remove_dir_all(partial).and_then(|()| std::fs::create_dir_all(partial));
     Ok((id, files_total, pruned))
+}
+
+/// With `--verify-all`, which reads the whole tree anyway: clears the shared content
+/// of files no kept snapshot lists (left by runs that failed after fetching them).
+fn sweep_shared(dirs: &snapshot::MirrorDirs) -> anyhow::Result<()> {
+    let kept: Vec<std::path::PathBuf> = dirs
+        .snapshot_ids()?
+        .iter()
+        .map(|id| dirs.manifest_path(id))
+        .collect();
+    if kept.iter().any(|m| !m.is_file()) {
+        return Ok(());
+    }
+    let swept = crate::shared::sweep_unlisted(&dirs.content, &kept, &dirs.base)
+        .context("clearing the shared content")?;
+    if swept > 0 {
+        tracing::info!(files = swept, "shared files no snapshot lists removed");
+    }
+    Ok(())
 }
 
 /// Drops from staging what `next` does not list, then publishes it as `id` with

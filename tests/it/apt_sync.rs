@@ -126,13 +126,7 @@ fn a_delta_fetches_only_the_changed_packages_and_keeps_removed_ones_for_grace() 
 #[test]
 fn removed_files_go_once_their_grace_is_over() {
     let mut env = Env::with_config(small(), "");
-    // grace = 0s: removed files go at the next publish.
-    let text = std::fs::read_to_string(&env.config).unwrap();
-    std::fs::write(
-        &env.config,
-        text.replace("keep_snapshots = 2", "keep_snapshots = 2\ngrace = \"0s\""),
-    )
-    .unwrap();
+    env.without_grace();
     assert_ok(&env.sync());
     let name = env.repo.packages.keys().next().cloned().unwrap();
     let gone = env.repo.remove_package(&name).unwrap().filename();

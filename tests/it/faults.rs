@@ -296,3 +296,37 @@ fn a_stanza_without_sha256_fails_naming_the_package() {
     );
     unchanged(&env, &was);
 }
+
+/// A run fails after fetching a new package into the shared pool, and upstream drops
+/// that package before the next run: no snapshot ever lists the file. Ordinary runs
+/// leave it (finding it would mean walking the whole pool); `sync --verify-all`, which
+/// reads everything anyway, clears it.
+#[test]
+fn a_file_a_failed_run_left_in_the_shared_pool_goes_with_verify_all() {
+    let mut env = synced("");
+    let orphan = env.repo.add_package("aaa-orphan").filename();
+    let broken = env.repo.add_package("aaa-broken").filename();
+    env.publish();
+    env.server
+        .fault(&format!("/{broken}"), Fault::Status(404), None);
+    assert_exit(&env.sync(), 1);
+    let left = env.root.join(".mirrorsync/debian/content").join(&orphan);
+    assert!(
+        left.is_file(),
+        "the failed run fetched it into the shared pool"
+    );
+
+    env.server.clear_faults();
+    env.repo.remove_package("aaa-orphan");
+    env.repo.remove_package("aaa-broken");
+    env.repo.add_package("aaa-next");
+    env.publish();
+    assert_ok(&env.sync());
+    assert!(left.is_file(), "an ordinary run does not walk the pool");
+    assert!(!env.served_digest().contains_key(&orphan));
+
+    assert_ok(&env.run(&["sync", "--verify-all"]));
+    assert!(!left.exists(), "no snapshot lists it: cleared");
+    assert_exit(&env.run(&["verify"]), 0);
+    assert!(temp_files(&env.root).is_empty());
+}

@@ -852,12 +852,7 @@ fn a_disk_filling_up_mid_download_fails_cleanly_and_the_next_run_publishes() {
         println!("SKIPPED: the mid-download ENOSPC is not tested");
         return;
     };
-    let text = std::fs::read_to_string(&env.config).unwrap();
-    std::fs::write(
-        &env.config,
-        text.replace("retry_delay = \"10ms\"", "retry_delay = \"3s\""),
-    )
-    .unwrap();
+    env.edit_config("retry_delay = \"10ms\"", "retry_delay = \"3s\"");
     assert_ok(&env.sync());
 
     env.repo.size_range = (400_000, 600_000);
@@ -1345,12 +1340,7 @@ fn a_release_listing_a_million_files_is_handled_within_bounds() {
 #[test]
 fn a_run_killed_while_it_clears_the_shared_pool_leaves_every_kept_snapshot_whole() {
     let mut env = Env::new(FixtureSpec::default().with_packages(60));
-    let text = std::fs::read_to_string(&env.config).unwrap();
-    std::fs::write(
-        &env.config,
-        text.replace("keep_snapshots = 2", "keep_snapshots = 2\ngrace = \"0s\""),
-    )
-    .unwrap();
+    env.without_grace();
     assert_ok(&env.sync());
     // Upstream removes packages: the snapshot kept for rollback still lists them.
     let names: Vec<String> = env.repo.packages.keys().take(6).cloned().collect();

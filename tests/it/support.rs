@@ -73,6 +73,18 @@ keyring = "{keyring}"
         std::fs::write(&self.config, text).expect("config");
     }
 
+    /// Replaces `from` in the config with `to` (a [global] setting, say).
+    pub fn edit_config(&self, from: &str, to: &str) {
+        let text = std::fs::read_to_string(&self.config).expect("config");
+        assert!(text.contains(from), "the config has no {from:?}");
+        std::fs::write(&self.config, text.replace(from, to)).expect("writing config");
+    }
+
+    /// Files removed upstream go at the next publish (`grace = "0s"`).
+    pub fn without_grace(&self) {
+        self.edit_config("keep_snapshots = 2", "keep_snapshots = 2\ngrace = \"0s\"");
+    }
+
     /// Runs `mirrorsync -c <config> <args>` without a terminal.
     pub fn run(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_mirrorsync"))
