@@ -111,6 +111,31 @@ pub fn write_line(w: &mut impl Write, p: &RelPath, e: &Entry) -> std::io::Result
     writeln!(w, "{}\t{}\t{}\t{}", hex::encode(e.sha256), e.size, gone, p)
 }
 
+/// The entries of the manifest at `path` whose SHA256 `wanted` picks, each other
+/// line read no further than its digest: the pass for the few files a plan looks
+/// for by content (a package moved to another path).
+pub fn entries_with_digest(
+    path: &Path,
+    wanted: &dyn Fn(&[u8; 32]) -> bool,
+) -> Result<Vec<(RelPath, Entry)>, ManifestError> {
+    let mut reader = Reader::open(path)?.any_order();
+    let mut out = Vec::new();
+    let mut sha256 = [0u8; 32];
+    while let Some(line) = reader.lines.next() {
+        reader.line += 1;
+        let line = line.map_err(|source| ManifestError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let hash = line.get(..64).ok_or_else(|| reader.syntax("bad SHA256"))?;
+        hex::decode_to_slice(hash, &mut sha256).map_err(|_| reader.syntax("bad SHA256"))?;
+        if wanted(&sha256) {
+            out.push(reader.parse(&line)?);
+        }
+    }
+    Ok(out)
+}
+
 /// A manifest read line by line as it lies on disk, in path order, holding one line
 /// in memory: for planning against a published tree of any size. A line out of order
 /// is an error, since the merges built on this rely on the order.
@@ -236,6 +261,36 @@ mod tests {
         let back = Manifest::load(&p).unwrap();
         assert_eq!(back.files, m.files);
         assert_eq!(back.total_bytes(), 10);
+    }
+
+    #[test]
+    fn a_look_up_by_content_finds_every_path_with_that_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = Manifest::default();
+        for (p, tag) in [
+            ("pool/a.deb", 1),
+            ("pool/b.deb", 2),
+            ("pool/moved/a.deb", 1),
+        ] {
+            m.files.insert(
+                RelPath::new(p).unwrap(),
+                Entry {
+                    size: 3,
+                    sha256: [tag; 32],
+                    gone_since: None,
+                },
+            );
+        }
+        let path = dir.path().join("m");
+        m.write(&path).unwrap();
+        let found = entries_with_digest(&path, &|d| d == &[1; 32]).unwrap();
+        let paths: Vec<&str> = found.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(paths, ["pool/a.deb", "pool/moved/a.deb"]);
+        std::fs::write(&path, "00\t1\t-\tpool/x\n").unwrap();
+        let err = entries_with_digest(&path, &|_| true)
+            .unwrap_err()
+            .to_string();
+        assert!(err.ends_with("m, line 1: bad SHA256"), "{err}");
     }
 
     #[test]

@@ -204,60 +204,86 @@ const SPILL_CHUNK: usize = 32_768;
 
 /// The pool the staged Packages and Sources list, sorted by path through files in
 /// `work` (the same path twice is one file if the entries agree, an error if not):
-/// memory is a chunk of entries, whatever the size of the archive.
+/// memory is a chunk of entries, whatever the size of the archive. The indices are
+/// read on two threads at most (each holds a decompressor: a Pi's memory, not its
+/// cores, is what runs out).
 pub(super) async fn pool(
     work: &std::path::Path,
     suites: &[Suite],
     located: &HashMap<RelPath, PathBuf>,
     indices: &WantedSet,
 ) -> anyhow::Result<Sorted> {
-    let mut spill = Spill::new(work, SPILL_CHUNK)?;
+    let mut jobs: Vec<(String, IndexKind, PathBuf)> = Vec::new();
     for s in suites {
         for (kind, path) in indices_to_parse(s, located) {
-            let Some(file) = located.get(&path).cloned() else {
-                continue;
-            };
-            let index_name = format!("{} {}", s.name, path);
-            let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<packages::PoolFile>>(4);
-            let parser = tokio::task::spawn_blocking(move || {
-                let mut batch = Vec::with_capacity(1024);
-                let result = packages::pool_files_of(&file, kind, &index_name, |f| {
-                    batch.push(f);
-                    if batch.len() == 1024 {
-                        let _ = tx.blocking_send(std::mem::take(&mut batch));
-                    }
-                });
-                if !batch.is_empty() {
-                    let _ = tx.blocking_send(batch);
-                }
-                result
-            });
-            while let Some(batch) = rx.recv().await {
-                for f in batch {
-                    if let Some(have) = indices.get(&f.path)
-                        && (have.size != f.size || have.sha256 != f.sha256)
-                    {
-                        bail!(
-                            "{} is both an index and a pool file with other contents",
-                            f.path
-                        );
-                    }
-                    let entry = Entry {
-                        size: f.size,
-                        sha256: f.sha256,
-                        gone_since: None,
-                    };
-                    spill
-                        .push(f.path, entry)
-                        .with_context(|| format!("suite {}: {}", s.name, path))?;
-                }
+            if let Some(file) = located.get(&path) {
+                jobs.push((format!("suite {}: {}", s.name, path), kind, file.clone()));
             }
-            parser
-                .await
-                .map_err(|e| anyhow!("index parser task: {e}"))??;
         }
     }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(usize, Vec<packages::PoolFile>)>(8);
+    let mut parsers = Vec::new();
+    for t in 0..threads {
+        let mine: Vec<(usize, (String, IndexKind, PathBuf))> = jobs
+            .iter()
+            .cloned()
+            .enumerate()
+            .filter(|(i, _)| i % threads == t)
+            .collect();
+        let tx = tx.clone();
+        parsers.push(tokio::task::spawn_blocking(move || {
+            parse_indices(mine, &tx)
+        }));
+    }
+    drop(tx);
+    let mut spill = Spill::new(work, SPILL_CHUNK)?;
+    while let Some((job, batch)) = rx.recv().await {
+        for f in batch {
+            if let Some(have) = indices.get(&f.path)
+                && (have.size != f.size || have.sha256 != f.sha256)
+            {
+                bail!(
+                    "{} is both an index and a pool file with other contents",
+                    f.path
+                );
+            }
+            let entry = Entry {
+                size: f.size,
+                sha256: f.sha256,
+                gone_since: None,
+            };
+            spill
+                .push(f.path, entry)
+                .with_context(|| jobs[job].0.clone())?;
+        }
+    }
+    for p in parsers {
+        p.await.map_err(|e| anyhow!("index parser task: {e}"))??;
+    }
     Ok(spill.finish()?)
+}
+
+/// Reads each index of `jobs` in turn, sending its pool files in batches.
+fn parse_indices(
+    jobs: Vec<(usize, (String, IndexKind, PathBuf))>,
+    tx: &tokio::sync::mpsc::Sender<(usize, Vec<packages::PoolFile>)>,
+) -> anyhow::Result<()> {
+    const BATCH: usize = 1024;
+    for (job, (name, kind, file)) in jobs {
+        let mut batch = Vec::with_capacity(BATCH);
+        packages::pool_files_of(&file, kind, &name, |f| {
+            batch.push(f);
+            if batch.len() == BATCH {
+                // A closed channel: the reader stopped at an error of its own.
+                let _ = tx.blocking_send((job, std::mem::take(&mut batch)));
+            }
+        })?;
+        if !batch.is_empty() {
+            let _ = tx.blocking_send((job, batch));
+        }
+    }
+    Ok(())
 }
 
 /// If the upstream's signed Release differs from the one this run started from,

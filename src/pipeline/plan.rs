@@ -229,8 +229,9 @@ fn link_or_fetch(run: &Run<'_>, misses: Vec<Wanted>) -> anyhow::Result<Vec<Actio
     }
     let mut elsewhere: HashMap<[u8; 32], Option<(RelPath, u64)>> =
         misses.iter().map(|w| (w.sha256, None)).collect();
-    for item in Reader::open(&c.manifest_path)? {
-        let (p, e) = item?;
+    let found =
+        crate::manifest::entries_with_digest(&c.manifest_path, &|d| elsewhere.contains_key(d))?;
+    for (p, e) in found {
         if let Some(slot @ None) = elsewhere.get_mut(&e.sha256) {
             *slot = Some((p, e.size));
         }
