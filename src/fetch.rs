@@ -80,7 +80,7 @@ pub struct Stager<'a> {
     pub staging: &'a Path,
     pub partial: &'a Path,
     /// Where pool and by-hash files live once for every snapshot.
-    pub shared: Option<&'a crate::shared::Shared>,
+    pub shared: Option<std::sync::Arc<crate::shared::Shared>>,
     /// The published snapshot's directory, source of links.
     pub published: Option<&'a Path>,
     pub concurrency: usize,
@@ -166,9 +166,18 @@ impl<'a> Stager<'a> {
 
     /// The symlink of `path`'s shared directory, made before a file goes there.
     fn prepare(&self, path: &RelPath) -> Result<(), StageError> {
-        match self.shared {
+        match &self.shared {
             Some(s) => Ok(s.prepare(path)?),
             None => Ok(()),
+        }
+    }
+
+    /// Where a file for `path` goes: staging, or held when it would replace a
+    /// shared file the published snapshot serves.
+    fn dest(&self, path: &RelPath) -> PathBuf {
+        match &self.shared {
+            Some(s) => s.dest(path),
+            None => path.under(self.staging),
         }
     }
 
@@ -209,6 +218,7 @@ impl<'a> Stager<'a> {
                 .collect();
         };
         let staging = self.staging.to_path_buf();
+        let shared = self.shared.clone();
         let prepared: Vec<Result<(), StageError>> =
             links.iter().map(|(_, w)| self.prepare(&w.path)).collect();
         let job = tokio::task::spawn_blocking(move || {
@@ -217,9 +227,12 @@ impl<'a> Stager<'a> {
                 .zip(prepared)
                 .map(|((from, w), prepared)| {
                     let result = prepared.and_then(|()| {
-                        snapshot::link_file(&from.under(&published), &w.path.under(&staging))
-                            .map(|()| Placed::Linked)
-                            .map_err(StageError::from)
+                        link_into(
+                            &from.under(&published),
+                            &w.path,
+                            &staging,
+                            shared.as_deref(),
+                        )
                     });
                     Outcome { wanted: w, result }
                 })
@@ -235,21 +248,20 @@ impl<'a> Stager<'a> {
     async fn fetch_group(&self, group: &[Wanted]) -> Vec<Outcome> {
         let first = &group[0];
         let prepared: Result<(), StageError> = group.iter().try_for_each(|w| self.prepare(&w.path));
+        // Decided before anything is placed: placing the first makes the file exist.
+        let dests: Vec<PathBuf> = group.iter().map(|w| self.dest(&w.path)).collect();
         let result = match prepared {
-            Ok(()) => self.obtain(group).await,
+            Ok(()) => self.obtain(group, &dests[0]).await,
             Err(e) => Err(e),
         };
         let mut out = Vec::with_capacity(group.len());
         match result {
             Ok((placed_at, how)) => {
-                for w in group {
-                    let dest = w.path.under(self.staging);
-                    let result = if dest == placed_at {
+                for (w, dest) in group.iter().zip(&dests) {
+                    let result = if *dest == placed_at {
                         Ok(how.clone())
                     } else {
-                        snapshot::link_file(&placed_at, &dest)
-                            .map(|()| Placed::Linked)
-                            .map_err(StageError::from)
+                        link_into(&placed_at, &w.path, self.staging, self.shared.as_deref())
                     };
                     out.push(Outcome {
                         wanted: w.clone(),
@@ -282,9 +294,18 @@ impl<'a> Stager<'a> {
     }
 
     /// Gets the group's content into staging at the first member's path.
-    async fn obtain(&self, group: &[Wanted]) -> Result<(PathBuf, Placed), StageError> {
+    async fn obtain(&self, group: &[Wanted], dest: &Path) -> Result<(PathBuf, Placed), StageError> {
         let first = &group[0];
-        let dest = first.path.under(self.staging);
+        let refetch = self
+            .refetch
+            .is_some_and(|r| group.iter().any(|w| r.contains(&w.path)));
+        let staged = first.path.under(self.staging);
+        // Held because the shared content has a file there: a run that failed after
+        // fetching it left exactly these bytes, which serve as they are.
+        if dest != staged && !refetch && self.already_there(&staged, first).await {
+            return Ok((staged, Placed::Reused));
+        }
+        let dest = dest.to_path_buf();
         let expected = Expected {
             size: first.size,
             sha256: Some(first.sha256),
@@ -316,9 +337,6 @@ impl<'a> Stager<'a> {
             // A file staged by an earlier run that did not publish is reused when its
             // bytes still hash right; the download checks, in the step it starts with.
             // A refetch is downloaded whole and then put in place with one rename.
-            let refetch = self
-                .refetch
-                .is_some_and(|r| group.iter().any(|w| r.contains(&w.path)));
             let install = (!refetch).then_some(dest.as_path());
             let downloaded = self
                 .upstream
@@ -349,6 +367,14 @@ impl<'a> Stager<'a> {
         Err(last.unwrap_or_else(|| StageError::Task("no source to fetch from".into())))
     }
 
+    /// Whether `path` already holds what `w` wants (hashed again).
+    async fn already_there(&self, path: &Path, w: &Wanted) -> bool {
+        let (path, size, sha256) = (path.to_path_buf(), w.size, w.sha256);
+        tokio::task::spawn_blocking(move || file_matches(&path, size, &sha256))
+            .await
+            .unwrap_or(false)
+    }
+
     /// Moves a verified download into place.
     async fn install(&self, tmp: &Path, dest: &Path) -> Result<(), StageError> {
         let (tmp, dest) = (tmp.to_path_buf(), dest.to_path_buf());
@@ -357,6 +383,28 @@ impl<'a> Stager<'a> {
             .map_err(|e| StageError::Task(e.to_string()))?
             .map_err(StageError::from)
     }
+}
+
+/// Hard-links `from` to where `path` goes: nothing to do when staging already
+/// reaches that very file (unchanged in the shared content), held aside when it
+/// would replace a shared file, else into staging.
+fn link_into(
+    from: &Path,
+    path: &RelPath,
+    staging: &Path,
+    shared: Option<&crate::shared::Shared>,
+) -> Result<Placed, StageError> {
+    use std::os::unix::fs::MetadataExt;
+    let staged = path.under(staging);
+    if let (Ok(a), Ok(b)) = (std::fs::metadata(from), std::fs::metadata(&staged))
+        && a.dev() == b.dev()
+        && a.ino() == b.ino()
+    {
+        return Ok(Placed::Linked);
+    }
+    let to = shared.map_or(staged, |s| s.dest(path));
+    snapshot::link_file(from, &to)?;
+    Ok(Placed::Linked)
 }
 
 /// Why a tree path has no URL below the upstream.

@@ -26,7 +26,8 @@
 //! - [`upstream`]: the HTTP client: retries, conditional GETs, verified, resumable
 //!   downloads; [`ratelimit`] caps its bandwidth.
 //! - [`relpath`]: every path from upstream is checked here before it touches the disk.
-//! - [`plan`]: pure; wanted files + the published manifest -> link/fetch/keep/delete.
+//! - [`plan`]: pure; wanted files + the published manifest -> link/fetch/keep/delete
+//!   (`pipeline::plan` does it as one merge of sorted streams for a run).
 //! - [`fetch`]: carries the plan out into the staging tree, `concurrency` at a time;
 //!   [`digest`]: whether a file on disk already holds the bytes a checksum wants.
 //! - [`snapshot`] and [`manifest`]: staging, hard links, the one-rename publish, prune;

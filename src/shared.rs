@@ -29,7 +29,7 @@ pub enum SharedError {
         source: io::Error,
     },
     #[error(
-        "{path} is a directory where the shared content's symlink belongs; remove it (a leftover of an interrupted run of an older version)"
+        "{path} is not the symlink into the shared content that belongs there; remove it (a leftover of an interrupted run of an older version, or not mirrorsync's)"
     )]
     NotALink { path: PathBuf },
     #[error(transparent)]
@@ -153,23 +153,50 @@ pub fn shares(dir: &Path, root: &str) -> bool {
 }
 
 /// The shared content of one mirror, as a staging tree uses it: each shared
-/// directory gets its symlink before the first file goes there.
+/// directory gets its symlink before the first file goes there, and a file that
+/// would replace one already in the content (served by the published snapshot) is
+/// held aside until the run has passed its last checks ([`Shared::dest`]).
 #[derive(Debug)]
 pub struct Shared {
     pub rule: Rule,
     pub content: PathBuf,
     staging: PathBuf,
+    held: PathBuf,
     made: Mutex<HashSet<String>>,
 }
 
 impl Shared {
-    pub fn new(rule: Rule, content: &Path, staging: &Path) -> Shared {
+    /// `held` is where replacements wait for the publish (on the same filesystem).
+    pub fn new(rule: Rule, content: &Path, staging: &Path, held: &Path) -> Shared {
         Shared {
             rule,
             content: content.to_path_buf(),
             staging: staging.to_path_buf(),
+            held: held.to_path_buf(),
             made: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// Where a file for `path` goes: into staging (through the symlink, so into the
+    /// content when it is a new shared file), or, when it would replace a file the
+    /// content already has, into the held area: the served snapshots keep reading
+    /// the old bytes until the run publishes.
+    pub fn dest(&self, path: &RelPath) -> PathBuf {
+        if self.rule.root_of(path.as_str()).is_some()
+            && std::fs::symlink_metadata(path.under(&self.content)).is_ok()
+        {
+            return path.under(&self.held);
+        }
+        path.under(&self.staging)
+    }
+
+    /// Where the run reads the file it placed for `path` (held, or in staging).
+    pub fn read_path(&self, path: &RelPath) -> PathBuf {
+        let held = path.under(&self.held);
+        if std::fs::symlink_metadata(&held).is_ok() {
+            return held;
+        }
+        path.under(&self.staging)
     }
 
     /// Makes sure staging reaches `path`'s shared directory, if it has one, through
@@ -186,7 +213,7 @@ impl Shared {
         std::fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
         let link = self.staging.join(root);
         match std::fs::symlink_metadata(&link) {
-            Ok(m) if m.file_type().is_symlink() => {}
+            Ok(m) if m.file_type().is_symlink() && is_our_link(&self.staging, root) => {}
             Ok(_) => return Err(SharedError::NotALink { path: link }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 if let Some(parent) = link.parent() {
@@ -200,6 +227,67 @@ impl Shared {
         made.insert(root.to_string());
         Ok(())
     }
+}
+
+/// Moves the held replacements the next manifest lists (`listed`) into the content,
+/// each with one rename, after recording them in `journal`: if the run dies before
+/// the switch, the next run fetches them again rather than trusting the content
+/// against the published manifest. Returns the paths moved; drops the rest.
+pub fn apply_held(
+    held: &Path,
+    content: &Path,
+    journal: &Path,
+    listed: &dyn Fn(&RelPath) -> bool,
+) -> Result<Vec<RelPath>, SharedError> {
+    let mut moved = Vec::new();
+    if !held.exists() {
+        return Ok(moved);
+    }
+    for entry in walkdir::WalkDir::new(held).min_depth(1) {
+        let entry = entry.map_err(|e| SharedError::Io {
+            action: "walking",
+            path: e.path().unwrap_or(held).to_path_buf(),
+            source: io::Error::other(e.to_string()),
+        })?;
+        if entry.file_type().is_file()
+            && let Ok(rel) = entry.path().strip_prefix(held)
+            && let Ok(rel) = RelPath::new(&rel.to_string_lossy())
+            && listed(&rel)
+        {
+            moved.push(rel);
+        }
+    }
+    if !moved.is_empty() {
+        let mut text = String::new();
+        for p in &moved {
+            text.push_str(p.as_str());
+            text.push('\n');
+        }
+        crate::atomic::write(journal, text.as_bytes()).map_err(io_err("recording", journal))?;
+        for p in &moved {
+            let to = p.under(content);
+            if let Some(parent) = to.parent() {
+                std::fs::create_dir_all(parent).map_err(io_err("creating", parent))?;
+            }
+            std::fs::rename(p.under(held), &to).map_err(io_err("moving into the content", &to))?;
+        }
+    }
+    match std::fs::remove_dir_all(held) {
+        Ok(()) => Ok(moved),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(moved),
+        Err(e) => Err(io_err("removing", held)(e)),
+    }
+}
+
+/// The paths a run that died between moving replacements into the content and
+/// publishing left in `journal`: their bytes in the content may not be what the
+/// published manifest says.
+pub fn suspects(journal: &Path) -> HashSet<RelPath> {
+    std::fs::read_to_string(journal)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| RelPath::new(l).ok())
+        .collect()
 }
 
 /// Removes from `content` the files the pruned snapshot's manifest lists that no

@@ -69,6 +69,10 @@ pub struct MirrorDirs {
     pub partial: PathBuf,
     /// Files shared by the snapshots ([`crate::shared`]).
     pub content: PathBuf,
+    /// Replacements of shared files, held until the publish.
+    pub held: PathBuf,
+    /// The held files being moved into the content by a publish under way.
+    pub replacing: PathBuf,
 }
 
 /// A published snapshot.
@@ -93,6 +97,8 @@ impl MirrorDirs {
             staging: base.join("snapshots").join(".staging"),
             partial: base.join("partial"),
             content: base.join("content"),
+            held: base.join("held"),
+            replacing: base.join("replacing"),
             base,
         }
     }
@@ -218,13 +224,29 @@ pub fn link_file(from: &Path, to: &Path) -> Result<(), SnapshotError> {
         // Replaced by a rename, never removed first: `to` may be in the shared content
         // a published snapshot serves, where a moment without the file is a 404.
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            let tmp = crate::atomic::temp_path(to);
-            let _ = std::fs::remove_file(&tmp);
+            // A fresh name (never one upstream may list beside it), linked with
+            // O_EXCL semantics: link(2) fails rather than replace.
+            let tmp = unique_beside(to);
             std::fs::hard_link(from, &tmp).map_err(io_err("hard-linking", &tmp))?;
             std::fs::rename(&tmp, to).map_err(io_err("renaming into place", to))
         }
         Err(e) => Err(io_err("hard-linking", to)(e)),
     }
+}
+
+/// A name beside `to` that nothing else uses: `.<name>.<random>.mirrorsync-tmp`.
+fn unique_beside(to: &Path) -> PathBuf {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    let mut name = std::ffi::OsString::from(".");
+    name.push(to.file_name().unwrap_or_default());
+    name.push(format!(".{:016x}.mirrorsync-tmp", h.finish()));
+    to.with_file_name(name)
 }
 
 /// Moves a verified download into place, read-only so nobody edits a file that
@@ -408,14 +430,8 @@ pub fn publish_with(
 /// rest with their manifests. Returns the ids removed.
 pub fn prune(dirs: &MirrorDirs, keep: usize) -> Result<Vec<String>, SnapshotError> {
     let current = dirs.current_id()?;
-    let ids = dirs.snapshot_ids()?;
-    let others: Vec<&String> = ids
-        .iter()
-        .filter(|id| Some(*id) != current.as_ref())
-        .collect();
-    let keep_others = keep.saturating_sub(usize::from(current.is_some()));
-    let drop_count = others.len().saturating_sub(keep_others);
-    // A run killed inside publish leaves its manifest's temporary file behind.
+    // A run killed inside publish leaves its manifest's temporary file behind, or a
+    // snapshot without its manifest (killed between the two renames): never served.
     if let Ok(entries) = std::fs::read_dir(&dirs.snapshots) {
         for e in entries.flatten() {
             let name = e.file_name();
@@ -425,29 +441,41 @@ pub fn prune(dirs: &MirrorDirs, keep: usize) -> Result<Vec<String>, SnapshotErro
             }
         }
     }
+    let mut ids = dirs.snapshot_ids()?;
+    for id in ids.iter().filter(|id| Some(*id) != current.as_ref()) {
+        if !dirs.manifest_path(id).is_file() {
+            remove_tree(&dirs.snapshots.join(id))?;
+        }
+    }
+    ids.retain(|id| Some(id) == current.as_ref() || dirs.manifest_path(id).is_file());
+    let others: Vec<&String> = ids
+        .iter()
+        .filter(|id| Some(*id) != current.as_ref())
+        .collect();
+    let keep_others = keep.saturating_sub(usize::from(current.is_some()));
+    let drop_count = others.len().saturating_sub(keep_others);
     let dropped: Vec<&String> = others.into_iter().take(drop_count).collect();
-    let kept: Vec<PathBuf> = ids
+    let mut listing: Vec<PathBuf> = ids
         .iter()
         .filter(|id| !dropped.contains(id))
         .map(|id| dirs.manifest_path(id))
         .collect();
-    if let Some(missing) = kept.iter().find(|m| !m.is_file()) {
+    if let Some(missing) = listing.iter().find(|m| !m.is_file()) {
         // Without every kept snapshot's list, the shared content cannot tell what is
         // still needed: keep everything rather than guess.
         tracing::warn!(manifest = %missing.display(), "a kept snapshot has no manifest; nothing pruned");
         return Ok(Vec::new());
     }
+    // Oldest first; while one is collected, the ones still to go count as kept, so a
+    // prune cut short never leaves a snapshot on disk with files taken from under it.
+    listing.extend(dropped.iter().map(|id| dirs.manifest_path(id)));
     let mut removed = Vec::new();
     for id in dropped {
         let manifest = dirs.manifest_path(id);
-        // The shared files first: a prune cut short leaves the snapshot (and its
-        // manifest) for the next prune to finish.
-        if manifest.is_file() {
-            let gone = crate::shared::collect_garbage(&dirs.content, &manifest, &kept)?;
-            tracing::debug!(snapshot = %id, files = gone, "shared files no snapshot lists removed");
-        }
-        let dir = dirs.snapshots.join(id);
-        remove_tree(&dir)?;
+        listing.retain(|m| *m != manifest);
+        let gone = crate::shared::collect_garbage(&dirs.content, &manifest, &listing)?;
+        tracing::debug!(snapshot = %id, files = gone, "shared files no snapshot lists removed");
+        remove_tree(&dirs.snapshots.join(id))?;
         let _ = std::fs::remove_file(&manifest);
         removed.push(id.clone());
     }
@@ -458,6 +486,9 @@ pub fn prune(dirs: &MirrorDirs, keep: usize) -> Result<Vec<String>, SnapshotErro
 /// the files there are the content's, listed by the plan).
 pub fn staged_files(staging: &Path) -> Result<std::collections::HashSet<RelPath>, SnapshotError> {
     let mut out = std::collections::HashSet::new();
+    if !staging.exists() {
+        return Ok(out);
+    }
     for entry in walkdir::WalkDir::new(staging).min_depth(1) {
         let entry = entry.map_err(|e| walk_error(staging, e))?;
         if entry.file_type().is_dir() || entry.path_is_symlink() {
@@ -522,7 +553,7 @@ fn start_writeback(file: &std::fs::File) {
     let _ = file;
 }
 
-fn sync_filesystem(path: &Path) -> Result<(), SnapshotError> {
+pub fn sync_filesystem(path: &Path) -> Result<(), SnapshotError> {
     let f = std::fs::File::open(path).map_err(io_err("opening", path))?;
     rustix::fs::syncfs(&f).map_err(|e| io_err("syncing the filesystem of", path)(e.into()))
 }

@@ -82,6 +82,7 @@ impl Source for AptSource<'_> {
     async fn offer(&mut self, run: &Run<'_>) -> anyhow::Result<Offer> {
         let shortcut_ok = !run.ctx.options.verify_all
             && run.current.is_some()
+            && run.suspect.is_empty()
             && run.state.config_fingerprint.as_deref() == Some(self.fingerprint.as_str());
         self.suites = self.fetch_suites(run, shortcut_ok).await?;
         if shortcut_ok && self.suites.iter().all(|s| s.unchanged) {

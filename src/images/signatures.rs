@@ -24,7 +24,7 @@ pub(super) async fn check_signatures(
     meta: &BTreeMap<RelPath, MetaFile>,
     manifest: &Manifest,
     fetched: &(dyn Fn(&RelPath) -> bool + Sync),
-    staging: &std::path::Path,
+    read_path: &(dyn Fn(&RelPath) -> std::path::PathBuf + Sync),
     verify_all: bool,
 ) -> anyhow::Result<()> {
     let mut errors = Vec::new();
@@ -45,7 +45,7 @@ pub(super) async fn check_signatures(
         if !verify_all && !fetched(&target) && !fetched(sig_path) {
             continue;
         }
-        let file = target.under(staging);
+        let file = read_path(&target);
         let bytes = sig.bytes.clone();
         let keyring = keyring.clone();
         let result = tokio::task::spawn_blocking(move || {

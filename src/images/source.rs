@@ -196,7 +196,7 @@ impl Source for ImagesSource<'_> {
                 meta,
                 &manifest,
                 &fetched,
-                staged.staging,
+                &|p: &RelPath| staged.area.read_path(p),
                 verify_all,
             )
             .await?;

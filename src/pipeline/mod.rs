@@ -145,10 +145,12 @@ async fn stage_and_publish<S: Source>(
         .clone()
         .unwrap_or_else(|| run.mirror.upstream.clone());
     let tally = changes.tally;
+    let mut recheck = changes.recheck;
+    recheck.extend(run.suspect.iter().cloned());
     let work = stage::Work {
         actions,
         unverified: changes.unverified,
-        recheck: changes.recheck,
+        recheck,
         tally,
     };
     let staged = stage::content(run, source, &area, &base, work).await?;
@@ -182,7 +184,7 @@ async fn finish<S: Source>(
 ) -> anyhow::Result<Vec<NewFile>> {
     let view = Staged {
         manifest,
-        staging: &area.staging,
+        area,
         fetched: &staged.fetched,
         unverified: &staged.unverified,
         tolerated: &staged.tolerated,
@@ -204,9 +206,19 @@ async fn publish(run: &Run<'_>, next: NextManifest) -> anyhow::Result<(String, u
     .await
     .map_err(|e| anyhow::anyhow!("publishing: {e}"))??;
     tracing::info!(seconds = phase.elapsed().as_secs_f64(), snapshot = %id, "published");
-    let pruned = snapshot::prune(&run.dirs, ctx.global.keep_snapshots.get())?;
-    if ctx.options.verify_all {
-        sweep_shared(&run.dirs)?;
+    // The new snapshot is served: what follows tidies up, and a failure of it is said,
+    // not taken for a failed run (the next run tries again).
+    let pruned = snapshot::prune(&run.dirs, ctx.global.keep_snapshots.get()).unwrap_or_else(|e| {
+        run.warn(format!(
+            "pruning old snapshots: {:#}",
+            anyhow::Error::from(e)
+        ));
+        Vec::new()
+    });
+    if ctx.options.verify_all
+        && let Err(e) = sweep_shared(&run.dirs)
+    {
+        run.warn(format!("{e:#}"));
     }
     let partial = &run.dirs.partial;
     let _ = std::fs::remove_dir_all(partial).and_then(|()| std::fs::create_dir_all(partial));
@@ -239,17 +251,29 @@ fn publish_staging(
     id: &str,
     next: &NextManifest,
 ) -> anyhow::Result<u64> {
-    let staged = snapshot::staged_files(&dirs.staging).context("listing staging")?;
+    let mut staged = snapshot::staged_files(&dirs.staging).context("listing staging")?;
+    staged.extend(snapshot::staged_files(&dirs.held).context("listing held files")?);
     let listed = next.listed(&staged)?;
     snapshot::clean_staging(&dirs.staging, &|p| {
         crate::relpath::RelPath::new(p).is_ok_and(|p| listed.contains(&p))
     })
     .context("cleaning staging")?;
+    // Replacements of served shared files go in only now, past every check, just
+    // before the switch, their data on disk first.
+    snapshot::sync_filesystem(&dirs.staging)?;
+    let moved = crate::shared::apply_held(&dirs.held, &dirs.content, &dirs.replacing, &|p| {
+        listed.contains(p)
+    })?;
+    if !moved.is_empty() {
+        tracing::info!(files = moved.len(), "replaced shared files");
+    }
     let count = std::cell::Cell::new(0);
     snapshot::publish_with(dirs, id, &|pending| {
         count.set(next.write_into(pending)?);
         Ok(())
     })?;
+    // Published: what the journal named is what the served manifest says.
+    let _ = std::fs::remove_file(&dirs.replacing);
     Ok(count.get())
 }
 

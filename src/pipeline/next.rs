@@ -19,6 +19,7 @@ pub struct NextManifest {
 pub struct BaseWriter {
     file: tempfile::NamedTempFile,
     out: BufWriter<std::fs::File>,
+    last: Option<RelPath>,
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> ManifestError + '_ {
@@ -37,12 +38,25 @@ impl BaseWriter {
             .tempfile_in(dir)
             .map_err(io(dir))?;
         let out = BufWriter::new(file.reopen().map_err(io(file.path()))?);
-        Ok(BaseWriter { file, out })
+        Ok(BaseWriter {
+            file,
+            out,
+            last: None,
+        })
     }
 
-    /// Adds a line; callers go in path order.
+    /// Adds a line; callers go in path order, each path once (a manifest out of
+    /// order would be refused by every later run, so it is refused here first).
     pub fn push(&mut self, path: &RelPath, entry: &Entry) -> Result<(), ManifestError> {
         let at = self.file.path().to_path_buf();
+        if self.last.as_ref().is_some_and(|last| last >= path) {
+            return Err(ManifestError::Syntax {
+                path: at,
+                line: 0,
+                detail: format!("{path} written out of order"),
+            });
+        }
+        self.last = Some(path.clone());
         write_line(&mut self.out, path, entry).map_err(io(&at))
     }
 

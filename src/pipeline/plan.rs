@@ -135,7 +135,8 @@ fn wanted_file<S: Source>(
         .published
         .as_ref()
         .is_some_and(|p| p.size == w.size && p.sha256 == w.sha256);
-    if same && !changes.recheck.contains(&wanted.path) {
+    let trusted = !changes.recheck.contains(&wanted.path) && !run.suspect.contains(&wanted.path);
+    if same && trusted {
         if in_shared_content(run, pass, &wanted.path) {
             pass.kept.0 += 1;
             pass.kept.1 += w.size;
@@ -264,9 +265,9 @@ pub fn rewritten_warning(paths: &[RelPath]) -> Option<String> {
     };
     Some(format!(
         "upstream rewrote files in place: {what} new content under the same name ({}{more}); \
-         staged again and verified; the kept snapshots share the file, so they serve \
-         the new bytes too, and clients still holding the previous index or checksums \
-         will get a hash sum mismatch for them",
+         fetched again and verified, and put in place as the new snapshot is published; \
+         the kept snapshots share the file, so they serve the new bytes too, and clients \
+         still holding the previous index or checksums will get a hash sum mismatch for them",
         names.join(", ")
     ))
 }

@@ -40,6 +40,22 @@ impl StagingArea {
         }
     }
 
+    /// Where a file for `path` goes (see [`Shared::dest`]).
+    pub fn dest(&self, path: &crate::relpath::RelPath) -> PathBuf {
+        match &self.shared {
+            Some(s) => s.dest(path),
+            None => path.under(&self.staging),
+        }
+    }
+
+    /// Where the run reads back the file it placed for `path`.
+    pub fn read_path(&self, path: &crate::relpath::RelPath) -> PathBuf {
+        match &self.shared {
+            Some(s) => s.read_path(path),
+            None => path.under(&self.staging),
+        }
+    }
+
     /// Whether `path` lives in the shared content, which the published snapshot
     /// `published` already reaches: nothing to link for it.
     pub fn already_shared(
@@ -63,6 +79,9 @@ pub struct Run<'a> {
     pub current: Option<Snapshot>,
     pub state: MirrorState,
     pub upstream: Upstream,
+    /// Shared files a run that died while publishing may have replaced: fetched
+    /// again, not trusted to be what the published manifest says.
+    pub suspect: std::collections::HashSet<crate::relpath::RelPath>,
     empty: Manifest,
     area: OnceLock<StagingArea>,
     warnings: Mutex<Vec<String>>,
@@ -75,6 +94,7 @@ impl<'a> Run<'a> {
         Ok(Run {
             current: dirs.current_held(Rule::for_kind(&mirror.kind))?,
             state: MirrorState::load(&dirs.base)?,
+            suspect: crate::shared::suspects(&dirs.replacing),
             upstream: Upstream::new(&mirror.network)?,
             dirs,
             ctx,
@@ -169,6 +189,7 @@ impl<'a> Run<'a> {
                     Rule::for_kind(&self.mirror.kind),
                     &self.dirs.content,
                     &self.dirs.staging,
+                    &self.dirs.held,
                 ))),
                 work: self.dirs.base.clone(),
                 _scratch: None,
@@ -186,7 +207,7 @@ impl<'a> Run<'a> {
             base_url: base,
             staging: &area.staging,
             partial: &area.partial,
-            shared: area.shared.as_deref(),
+            shared: area.shared.clone(),
             published: self.current.as_ref().map(|c| c.dir.as_path()),
             concurrency: self.mirror.network.concurrency.get(),
             reporter: self.ctx.reporter,

@@ -122,7 +122,8 @@ pub struct Tally {
 pub struct Staged<'a> {
     /// The next snapshot's manifest so far (all but the files written last).
     pub manifest: &'a super::next::NextManifest,
-    pub staging: &'a std::path::Path,
+    /// Where the run placed each file (staging, or held: see [`crate::shared::Shared::dest`]).
+    pub area: &'a super::run::StagingArea,
     /// Paths fetched this run (collected only for kinds that ask, see
     /// [`Source::wants_fetched_paths`]).
     pub fetched: &'a HashSet<RelPath>,

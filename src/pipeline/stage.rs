@@ -1,5 +1,7 @@
 //! Staging: the plan carried out into the staging tree, then the files in grace and
-//! the metadata the kind writes itself. Nothing here touches the published tree.
+//! the metadata the kind writes itself. No file the published tree lists is touched:
+//! new shared files go into the shared content (no served index names them), and
+//! replacements of shared files are held aside until the publish.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -183,7 +185,7 @@ async fn fetch_one_by_size(
         .download(&url, &tmp, expected, &progress)
         .await?;
     area.prepare(&u.path)?;
-    let dest = u.path.under(&area.staging);
+    let dest = area.dest(&u.path);
     tokio::task::spawn_blocking(move || snapshot::install_file(&tmp, &dest))
         .await
         .map_err(|e| anyhow!("staging task: {e}"))??;
@@ -244,7 +246,7 @@ pub fn write_files(
 ) -> anyhow::Result<()> {
     for f in files {
         area.prepare(&f.path)?;
-        snapshot::write_file(&f.path.under(&area.staging), &f.bytes, f.mtime)?;
+        snapshot::write_file(&area.dest(&f.path), &f.bytes, f.mtime)?;
         manifest.set(
             f.path.clone(),
             Entry {

@@ -1144,7 +1144,20 @@ fn a_pool_file_rewritten_upstream_is_fetched_again_and_said_out_loud() {
     let old = std::fs::read(env.served().join(&path)).unwrap();
     env.repo.packages.get_mut(&name).unwrap().seed += 1;
     std::fs::remove_file(env.repo.dir.join(&path)).unwrap();
+    // The same run fails on another file: the rewritten one must not reach the
+    // served tree before the run publishes.
+    let broken = env.repo.add_package("aaa-broken").filename();
     env.publish();
+    env.server
+        .fault(&format!("/{broken}"), Fault::Status(404), None);
+    assert_exit(&env.sync(), 1);
+    assert_eq!(
+        std::fs::read(env.served().join(&path)).unwrap(),
+        old,
+        "the served snapshot keeps its bytes while the run fails"
+    );
+    assert_exit(&env.run(&["verify"]), 0);
+    env.server.clear_faults();
 
     let out = env.run(&["sync", "--json"]);
     assert_ok(&out);

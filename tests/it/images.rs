@@ -427,6 +427,68 @@ fn a_tampered_signature_fails_the_run_when_a_keyring_is_set() {
     assert_eq!(env.served_digest(), before);
 }
 
+/// Dates an image and its `.sha256` and `.sig` `when`: the listing shows the new date
+/// (their sizes stay the same).
+fn touch(env: &ImageEnv, rel: &str, when: std::time::SystemTime) {
+    for f in [
+        rel.to_string(),
+        format!("{rel}.sha256"),
+        format!("{rel}.sig"),
+    ] {
+        let file = std::fs::File::options()
+            .write(true)
+            .open(env.tree.root.join(&f))
+            .unwrap();
+        file.set_modified(when).unwrap();
+    }
+}
+
+/// Upstream (or someone between) replaces a published image and its `.sha256` with
+/// other bytes, but cannot sign them. The dated directory is shared by the snapshots,
+/// so the new bytes wait aside until the signature check passes: it fails, the run
+/// fails, and clients go on getting the old image, run after run. Once upstream
+/// signs the new image, the mirror takes it.
+#[test]
+fn a_replaced_image_with_a_bad_signature_is_never_served() {
+    let env = ImageEnv::new(ListingStyle::Nginx, IMAGE_SIZE, "");
+    let keyring = env.tree.keyring.display().to_string();
+    env.write_config(&format!(
+        "include = [\"raspios_lite_armhf/images/**\"]\nkeyring = \"{keyring}\""
+    ));
+    assert_ok(&env.run(&["sync"]));
+    let rel = env
+        .tree
+        .image_path("raspios_lite_armhf", DATES[DATES.len() - 1]);
+    let old = std::fs::read(env.served().join(&rel)).unwrap();
+    let old_sig = std::fs::read(env.tree.root.join(format!("{rel}.sig"))).unwrap();
+    let new: Vec<u8> = old.iter().map(|b| b ^ 0x5a).collect();
+    env.tree.put_image(&rel, &new).unwrap();
+    std::fs::write(env.tree.root.join(format!("{rel}.sig")), &old_sig).unwrap();
+
+    let later = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_750_000_000);
+    touch(&env, &rel, later);
+    for _ in 0..2 {
+        let stderr = assert_exit(&env.run(&["sync"]), 1);
+        assert!(
+            stderr.contains(&rel) && stderr.contains("signature"),
+            "{stderr}"
+        );
+        assert_eq!(
+            std::fs::read(env.served().join(&rel)).unwrap(),
+            old,
+            "the unsigned bytes are not served"
+        );
+        assert_exit(&env.run(&["verify"]), 0);
+    }
+
+    env.tree.put_image(&rel, &new).unwrap();
+    touch(&env, &rel, later + std::time::Duration::from_secs(86_400));
+    assert_ok(&env.run(&["sync"]));
+    assert_eq!(std::fs::read(env.served().join(&rel)).unwrap(), new);
+    assert_exit(&env.run(&["verify"]), 0);
+    assert!(temp_files(&env.root).is_empty());
+}
+
 #[test]
 fn a_hostile_listing_is_walked_within_bounds() {
     let env = ImageEnv::new(ListingStyle::Nginx, 1024, "max_files = 1000");
