@@ -258,8 +258,14 @@ pub fn apply_held(
         }
     }
     if !moved.is_empty() {
+        // Added to what an earlier run that died here left: those stay suspect until a
+        // publish lists none of them unchecked.
+        let mut all = suspects(journal);
+        all.extend(moved.iter().cloned());
+        let mut all: Vec<RelPath> = all.into_iter().collect();
+        all.sort();
         let mut text = String::new();
-        for p in &moved {
+        for p in &all {
             text.push_str(p.as_str());
             text.push('\n');
         }

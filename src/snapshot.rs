@@ -107,6 +107,9 @@ impl MirrorDirs {
         // The previous layout staged in `<base>/staging`, a tree of hard links into
         // the published snapshot: nothing in it is needed any more.
         remove_tree(&self.base.join("staging"))?;
+        // Replacements a failed run held were checked against what upstream said
+        // then; this run decides afresh (and must never move a stale one in).
+        remove_tree(&self.held)?;
         // What a killed run was sorting or planning with.
         if let Ok(entries) = std::fs::read_dir(&self.base) {
             for e in entries.flatten() {

@@ -209,7 +209,8 @@ fn gone_file<S: Source>(
     match kept {
         // Some files must never outlive upstream's copy: an old InRelease next to a
         // new Release is exactly the mix that gives clients hash sum mismatches.
-        Some(kept) if !source.never_in_grace(&j.path) => {
+        // A suspect's bytes may not be what its entry says: not carried on unchecked.
+        Some(kept) if !source.never_in_grace(&j.path) && !run.suspect.contains(&j.path) => {
             base.push(&j.path, &kept)?;
             pass.removals.kept.push((j.path, kept));
         }
@@ -233,6 +234,10 @@ fn link_or_fetch(run: &Run<'_>, misses: Vec<Wanted>) -> anyhow::Result<Vec<Actio
     let found =
         crate::manifest::entries_with_digest(&c.manifest_path, &|d| elsewhere.contains_key(d))?;
     for (p, e) in found {
+        // A suspect's bytes may not be its entry's: never a source.
+        if run.suspect.contains(&p) {
+            continue;
+        }
         if let Some(slot @ None) = elsewhere.get_mut(&e.sha256) {
             *slot = Some((p, e.size));
         }

@@ -1407,3 +1407,63 @@ fn a_run_killed_while_it_clears_the_shared_pool_leaves_every_kept_snapshot_whole
     assert_exit(&env.run(&["verify"]), 0);
     assert!(temp_files(&env.root).is_empty());
 }
+
+/// The power goes at the very switch of a run that replaces a rewritten pool file:
+/// the new bytes are in the shared pool, the served snapshot still lists the old
+/// ones. strace kills the run as it renames the new served symlink into place. The
+/// next run, upstream meanwhile put back the old file, does not trust the pool: it
+/// fetches the file again, and what is served matches what is listed.
+#[test]
+fn a_run_killed_at_the_switch_after_replacing_a_pool_file_is_made_good_by_the_next() {
+    let mut env = Env::new(FixtureSpec::default().with_packages(20));
+    assert_ok(&env.sync());
+    let name = env.repo.packages.keys().next().cloned().unwrap();
+    let path = env.repo.packages[&name].filename();
+    let original = std::fs::read(env.repo.dir.join(&path)).unwrap();
+    env.repo.packages.get_mut(&name).unwrap().seed += 1;
+    std::fs::remove_file(env.repo.dir.join(&path)).unwrap();
+    env.publish();
+
+    let switch = env.root.join(".debian.new-link");
+    let status = Command::new("strace")
+        .args(["-f", "-qq", "-o", "/dev/null", "-P"])
+        .arg(&switch)
+        .args(["-e", "trace=/rename", "-e", "inject=/rename:signal=KILL"])
+        .arg(env!("CARGO_BIN_EXE_mirrorsync"))
+        .arg("-c")
+        .arg(&env.config)
+        .arg("sync")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("strace (apt-get install strace)");
+    assert_eq!(
+        status.signal().or(status.code().map(|c| c - 128)),
+        Some(9),
+        "{status}"
+    );
+    assert!(
+        env.root.join(".mirrorsync/debian/replacing").is_file(),
+        "the replacement was recorded before it went in"
+    );
+
+    // Upstream puts the original back (same name, same bytes as published).
+    env.repo.packages.get_mut(&name).unwrap().seed -= 1;
+    std::fs::remove_file(env.repo.dir.join(&path)).unwrap();
+    env.publish();
+    assert_eq!(std::fs::read(env.repo.dir.join(&path)).unwrap(), original);
+    env.server.clear_log();
+    assert_ok(&env.sync());
+    assert_eq!(
+        env.server.count(&format!("/{path}")),
+        1,
+        "fetched again, not trusted"
+    );
+    assert_eq!(std::fs::read(env.served().join(&path)).unwrap(), original);
+    assert!(!env.root.join(".mirrorsync/debian/replacing").exists());
+    assert_exit(&env.run(&["verify"]), 0);
+    let digests = env.served_digest();
+    let problems = client_view_problems(&env.served(), &digests, &env.repo.suite);
+    assert!(problems.is_empty(), "{problems:#?}");
+}
