@@ -50,6 +50,7 @@ impl Indices {
 pub(super) fn wanted(suites: &[Suite], apt: &AptMirror) -> anyhow::Result<Indices> {
     let mut out = Indices::default();
     for s in suites {
+        check_offered(s, apt)?;
         for w in &s.kept_files {
             out.wanted.insert(w.clone())?;
         }
@@ -97,6 +98,63 @@ pub(super) fn wanted(suites: &[Suite], apt: &AptMirror) -> anyhow::Result<Indice
         }
     }
     Ok(out)
+}
+
+/// A configured component or architecture the suite's Release does not offer is an
+/// error naming what it does offer (apt only warns, but a mirror must not publish an
+/// empty copy), and so is a suite of which no Packages or Sources index is wanted.
+fn check_offered(s: &Suite, apt: &AptMirror) -> anyhow::Result<()> {
+    let r = &s.release;
+    // A security archive's Release says "updates/main" where sources.list says "main".
+    let offers = |c: &str| {
+        r.components
+            .iter()
+            .any(|o| o == c || o.rsplit('/').next() == Some(c))
+    };
+    let missing: Vec<&str> = apt
+        .components
+        .iter()
+        .map(String::as_str)
+        .filter(|c| !r.components.is_empty() && !offers(c))
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "suite {}: its Release does not offer component {} (it offers: {})",
+            s.name,
+            missing.join(", "),
+            r.components.join(" ")
+        );
+    }
+    let missing: Vec<&str> = apt
+        .architectures
+        .iter()
+        .map(String::as_str)
+        .filter(|a| *a != "all" && !r.architectures.is_empty())
+        .filter(|a| !r.architectures.iter().any(|o| o == a))
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "suite {}: its Release does not offer architecture {} (it offers: {})",
+            s.name,
+            missing.join(", "),
+            r.architectures.join(" ")
+        );
+    }
+    let indices = r.wanted_indices(&apt.components, &apt.architectures, apt.sources);
+    let lists_pool = |f: &&super::release::IndexFile| {
+        let name = f.path.file_name();
+        name.starts_with("Packages") || name.starts_with("Sources")
+    };
+    if !indices.iter().any(lists_pool) {
+        bail!(
+            "suite {}: its Release lists no Packages index for components {} and architectures {}; \
+             nothing would be mirrored",
+            s.name,
+            apt.components.join(" "),
+            apt.architectures.join(" ")
+        );
+    }
+    Ok(())
 }
 
 /// Stages the wanted indices. A dry run reads linked indices where they are

@@ -62,6 +62,7 @@ pub async fn content<S: Source>(
     } = work;
     let mut out = Content::default();
     let mut errors = Vec::new();
+    let mut missing = Vec::new();
     let mut failures = Vec::new();
     let keep_paths = source.wants_fetched_paths();
     let phase = std::time::Instant::now();
@@ -79,7 +80,12 @@ pub async fn content<S: Source>(
             Err(e) if source.tolerate().is_match(o.wanted.path.as_str()) => {
                 failures.push((o.wanted.path, e.to_string()));
             }
-            Err(e) => errors.push(format!("{}: {}", o.wanted.path, chain(&e))),
+            Err(e) => {
+                if e.is_not_found() {
+                    missing.push(o.wanted.path.clone());
+                }
+                errors.push(format!("{}: {}", o.wanted.path, chain(&e)));
+            }
         })
         .await;
     tracing::info!(seconds = phase.elapsed().as_secs_f64(), "content staged");
@@ -102,12 +108,38 @@ pub async fn content<S: Source>(
     out.tally = tally;
     out.tolerated = tolerated(run, failures)?;
     if !errors.is_empty() {
-        return Err(failed(
-            &format!("fetching {}", source.content_noun()),
-            errors,
-        ));
+        let err = failed(&format!("fetching {}", source.content_noun()), errors);
+        return Err(match tolerate_hint(&missing) {
+            Some(hint) => anyhow!("{err}\n{hint}"),
+            None => err,
+        });
     }
     Ok(out)
+}
+
+/// For files the upstream itself answers 404 for although its signed index lists
+/// them: the way out, as the exact line the mirror's section needs.
+fn tolerate_hint(missing: &[RelPath]) -> Option<String> {
+    const SHOWN: usize = 20;
+    if missing.is_empty() {
+        return None;
+    }
+    let globs: Vec<String> = missing
+        .iter()
+        .take(SHOWN)
+        .map(|p| format!("{:?}", globset::escape(p.as_str())))
+        .collect();
+    let more = if missing.len() > SHOWN {
+        format!(" (the first {SHOWN} of {})", missing.len())
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "the upstream does not have {} file(s) its own index lists (404); to publish the rest \
+         without them, add to the mirror's section{more}:\n  tolerate = [{}]",
+        missing.len(),
+        globs.join(", ")
+    ))
 }
 
 /// Tolerated failures: the last good copy of each is kept if there is one, and said.

@@ -244,7 +244,18 @@ fn a_missing_pool_file_fails_the_mirror() {
     let (env, path) = synced_with_a_new_package();
     env.server
         .fault(&format!("/{path}"), Fault::Status(404), None);
-    assert_fails_cleanly(&env, "HTTP 404");
+    let stderr = assert_fails_cleanly(&env, "HTTP 404");
+    // The way out, as the exact line to paste: then the rest publishes.
+    let line = format!("tolerate = [\"{path}\"]");
+    assert!(
+        stderr.contains("the upstream does not have 1 file(s) its own index lists (404)")
+            && stderr.contains(&line),
+        "{stderr}"
+    );
+    env.write_config(&line);
+    assert_ok(&env.sync());
+    assert!(!env.served_digest().contains_key(&path));
+    assert_exit(&env.run(&["verify"]), 0);
 }
 
 #[test]
@@ -1240,4 +1251,40 @@ fn a_weak_signing_key_is_refused_until_the_operator_accepts_that_weakness() {
         "{}",
         String::from_utf8_lossy(&accepted.stdout)
     );
+}
+
+/// An operator mistypes a component, then an architecture. apt would only warn and
+/// the mirror would publish a copy with no packages at all; instead the run fails,
+/// naming what is missing and what the Release does offer, and publishes nothing.
+#[test]
+fn a_component_or_architecture_the_release_does_not_offer_is_refused_naming_what_it_does() {
+    let env = Env::new(small());
+    env.edit_config(
+        r#"components = ["main", "contrib"]"#,
+        r#"components = ["mian", "contrib"]"#,
+    );
+    let stderr = assert_exit(&env.sync(), 1);
+    assert!(
+        stderr.contains(
+            "suite bookworm: its Release does not offer component mian (it offers: main contrib)"
+        ),
+        "{stderr}"
+    );
+    assert!(!env.served().exists(), "nothing is published");
+
+    env.edit_config(
+        r#"components = ["mian", "contrib"]"#,
+        r#"components = ["main", "contrib"]"#,
+    );
+    env.edit_config(
+        r#"architectures = ["amd64", "arm64"]"#,
+        r#"architectures = ["amd46", "arm64"]"#,
+    );
+    let stderr = assert_exit(&env.sync(), 1);
+    assert!(
+        stderr
+            .contains("its Release does not offer architecture amd46 (it offers: all amd64 arm64)"),
+        "{stderr}"
+    );
+    assert!(!env.served().exists(), "nothing is published");
 }
