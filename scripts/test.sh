@@ -2,13 +2,14 @@
 # Installs what the tests need (gpgv and sqv to cross-check our signature verdicts, gpg
 # to make the keys and signatures they judge, nginx and apt for the real-client tests,
 # systemd-analyze to check the example units, strace to kill a run at an exact system
-# call, Garage for the S3 publish tests), then
+# call, zstd/bzip2/lzma to make indices in every compression apt reads, Garage for the
+# S3 publish tests), then
 # runs the whole test suite, lints included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for tool in gpgv:gpgv gpg:gnupg sqv:sqv nginx:nginx apt-get:apt systemd-analyze:systemd strace:strace; do
+for tool in gpgv:gpgv gpg:gnupg sqv:sqv nginx:nginx apt-get:apt systemd-analyze:systemd strace:strace zstd:zstd bzip2:bzip2 lzma:xz-utils; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool##*:}")
 done
 if ((${#need[@]})); then

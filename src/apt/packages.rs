@@ -64,6 +64,9 @@ pub enum Compression {
     None,
     Gzip,
     Xz,
+    Bzip2,
+    Lzma,
+    Zstd,
 }
 
 impl Compression {
@@ -73,10 +76,13 @@ impl Compression {
             Some(Compression::Xz)
         } else if name.ends_with(".gz") {
             Some(Compression::Gzip)
-        } else if [".bz2", ".lzma", ".zst", ".lz4"]
-            .iter()
-            .any(|ext| name.ends_with(ext))
-        {
+        } else if name.ends_with(".bz2") {
+            Some(Compression::Bzip2)
+        } else if name.ends_with(".lzma") {
+            Some(Compression::Lzma)
+        } else if name.ends_with(".zst") {
+            Some(Compression::Zstd)
+        } else if name.ends_with(".lz4") {
             None
         } else {
             Some(Compression::None)
@@ -87,8 +93,11 @@ impl Compression {
     pub fn preference(self) -> u8 {
         match self {
             Compression::None => 0,
-            Compression::Gzip => 1,
-            Compression::Xz => 2,
+            Compression::Zstd => 1,
+            Compression::Gzip => 2,
+            Compression::Xz => 3,
+            Compression::Lzma => 4,
+            Compression::Bzip2 => 5,
         }
     }
 }
@@ -104,16 +113,36 @@ pub fn open_index(file: &Path) -> Result<Box<dyn BufRead + Send>, IndexError> {
         source,
     })?;
     let raw = BufReader::with_capacity(64 * 1024, f);
+    let buffered = |r: Box<dyn std::io::Read + Send>| -> Box<dyn BufRead + Send> {
+        Box::new(BufReader::with_capacity(64 * 1024, r))
+    };
     let reader: Box<dyn BufRead + Send> = match Compression::of(&name) {
-        Some(Compression::Xz) => Box::new(BufReader::with_capacity(
-            64 * 1024,
+        Some(Compression::Xz) => buffered(Box::new(
             liblzma::bufread::XzDecoder::new_multi_decoder(raw),
         )),
-        Some(Compression::Gzip) => Box::new(BufReader::with_capacity(
-            64 * 1024,
-            flate2::bufread::MultiGzDecoder::new(raw),
-        )),
-        _ => Box::new(raw),
+        Some(Compression::Gzip) => buffered(Box::new(flate2::bufread::MultiGzDecoder::new(raw))),
+        Some(Compression::Bzip2) => buffered(Box::new(bzip2::bufread::MultiBzDecoder::new(raw))),
+        Some(Compression::Lzma) => {
+            // The legacy .lzma format; the limit bounds a hostile header's dictionary.
+            let stream = liblzma::stream::Stream::new_lzma_decoder(256 << 20).map_err(|e| {
+                IndexError::Io {
+                    path: file.to_path_buf(),
+                    source: std::io::Error::other(e),
+                }
+            })?;
+            buffered(Box::new(liblzma::bufread::XzDecoder::new_stream(
+                raw, stream,
+            )))
+        }
+        Some(Compression::Zstd) => {
+            let decoder =
+                ruzstd::decoding::StreamingDecoder::new(raw).map_err(|e| IndexError::Io {
+                    path: file.to_path_buf(),
+                    source: std::io::Error::other(e.to_string()),
+                })?;
+            buffered(Box::new(decoder))
+        }
+        Some(Compression::None) | None => Box::new(raw),
     };
     Ok(reader)
 }
@@ -473,6 +502,39 @@ mod tests {
             parse(IndexKind::Packages, &text),
             Err(IndexError::LineTooLong { .. })
         ));
+    }
+
+    /// Every compression apt reads, made by the real tools (zstd, bzip2, lzma from
+    /// xz-utils, gzip, xz), reads back to the same pool: a repository that offers
+    /// only one of them is mirrored.
+    #[test]
+    fn an_index_in_any_compression_apt_reads_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("Packages");
+        std::fs::write(&plain, HELLO).unwrap();
+        let want = parse(IndexKind::Packages, HELLO).unwrap();
+        for (tool, ext) in [
+            ("zstd", "zst"),
+            ("bzip2", "bz2"),
+            ("lzma", "lzma"),
+            ("gzip", "gz"),
+            ("xz", "xz"),
+        ] {
+            let out = dir.path().join(format!("Packages.{ext}"));
+            let status = std::process::Command::new(tool)
+                .args(["-c", "-q"])
+                .arg(&plain)
+                .stdout(std::fs::File::create(&out).unwrap())
+                .status()
+                .unwrap_or_else(|e| panic!("{tool} (scripts/test.sh installs it): {e}"));
+            assert!(status.success(), "{tool}");
+            assert!(Compression::of(&out.to_string_lossy()).is_some(), "{ext}");
+            let mut got = Vec::new();
+            pool_files_of(&out, IndexKind::Packages, ext, |f| got.push(f)).unwrap();
+            assert_eq!(got, want, "{ext}");
+        }
+        // lz4 apt reads too; a repository offering only it is said to be unreadable.
+        assert_eq!(Compression::of("Packages.lz4"), None);
     }
 
     #[test]

@@ -222,9 +222,19 @@ impl SuiteFetch<'_> {
         let release_path = RelPath::new(&format!("dists/{name}/Release"))?;
         let rel_url = self.url(&release_path)?;
         let rel_shown = redact(&rel_url);
-        let (body, validators, mtime) = match self
+        let published = self
+            .current
+            .and_then(|c| c.manifest.files.get(&release_path).map(|e| (c, e.sha256)));
+        // As for InRelease: validators count only with the content they came with.
+        let known = self.shortcut.and_then(|s| {
+            let (_, sha) = published?;
+            s.validators
+                .get(release_path.as_str())
+                .filter(|v| v.content_sha256.as_deref() == Some(hex::encode(sha).as_str()))
+        });
+        let mut fetched = match self
             .upstream
-            .get_meta(&rel_url, MAX_RELEASE_BYTES, None)
+            .get_meta(&rel_url, MAX_RELEASE_BYTES, known)
             .await
         {
             Ok(Meta::Body {
@@ -232,37 +242,41 @@ impl SuiteFetch<'_> {
                 validators,
                 last_modified,
                 ..
-            }) => (body, validators, last_modified),
-            Ok(Meta::NotModified) => {
-                bail!("{rel_shown}: 304 Not Modified to an unconditional request")
-            }
+            }) => Some((body, validators, last_modified)),
+            Ok(Meta::NotModified) => None,
             Err(e) => {
                 return Err(e).context("neither InRelease nor Release could be fetched");
             }
         };
-        if self.shortcut.is_some()
-            && let Some(c) = self.current
-            && c.manifest
-                .files
-                .get(&release_path)
-                .is_some_and(|e| e.sha256 == <[u8; 32]>::from(Sha256::digest(&body)))
-        {
-            // Unchanged. An InRelease published earlier is not carried over: upstream
-            // no longer has it, and apt would prefer it to the Release it goes with.
-            let carry = ["Release", "Release.gpg"];
-            match published_suite(name, c, &release_path, &carry, self.keyring) {
-                Ok(suite) => {
-                    check_still_valid(&suite.release, self.apt, self.now)
-                        .with_context(|| rel_shown.clone())?;
-                    return Ok(suite);
-                }
-                Err(e) => {
-                    notes.push(format!("suite {name}: {e:#}; verifying upstream's again"));
+        if let (Some((c, sha)), true) = (published, self.shortcut.is_some()) {
+            let same = match &fetched {
+                None => true,
+                Some((body, _, _)) => sha == <[u8; 32]>::from(Sha256::digest(body)),
+            };
+            if same {
+                // Unchanged. An InRelease published earlier is not carried over:
+                // upstream no longer has it, and apt would prefer it to its Release.
+                let carry = ["Release", "Release.gpg"];
+                match published_suite(name, c, &release_path, &carry, self.keyring) {
+                    Ok(mut suite) => {
+                        check_still_valid(&suite.release, self.apt, self.now)
+                            .with_context(|| rel_shown.clone())?;
+                        suite.validators = fetched.map(|(_, v, _)| v).or_else(|| known.cloned());
+                        return Ok(suite);
+                    }
+                    Err(e) => {
+                        notes.push(format!("suite {name}: {e:#}; verifying upstream's again"));
+                        if fetched.is_none() {
+                            fetched = Some(self.fetch_unconditionally(&rel_url).await?);
+                        }
+                    }
                 }
             }
         }
-        self.new_release(name, release_path, (body, validators, mtime), notes)
-            .await
+        let Some(got) = fetched else {
+            bail!("{rel_shown}: 304 Not Modified to an unconditional request");
+        };
+        self.new_release(name, release_path, got, notes).await
     }
 
     /// A Release upstream published since, verified with its Release.gpg.

@@ -959,11 +959,21 @@ fn a_release_only_upstream_costs_one_request_when_unchanged() {
         snapshot,
         "nothing changed, nothing published"
     );
-    let paths: Vec<String> = env.server.requests().into_iter().map(|r| r.path).collect();
+    let requests = env.server.requests();
+    let paths: Vec<&str> = requests.iter().map(|r| r.path.as_str()).collect();
     assert_eq!(
         paths,
         ["/dists/bookworm/InRelease", "/dists/bookworm/Release"]
     );
+    // The Release is asked for with its validators and not sent again.
+    assert!(requests[1].conditional, "{:?}", requests[1]);
+    assert_eq!(requests[1].status, Some(304), "{:?}", requests[1]);
+    // And when upstream publishes, the next run sees it.
+    let mut env = env;
+    env.repo.add_package("zz-next");
+    env.publish();
+    assert_ok(&env.sync());
+    assert_ne!(env.snapshot_id(), snapshot, "the new Release is taken");
 }
 
 #[test]
@@ -1287,4 +1297,24 @@ fn a_component_or_architecture_the_release_does_not_offer_is_refused_naming_what
         "{stderr}"
     );
     assert!(!env.served().exists(), "nothing is published");
+}
+
+/// Some repositories offer their Packages in one compression only, and not always
+/// gz or xz: zstd (Ubuntu since 21.10 for its debs, some vendors for indices), bzip2
+/// and lzma (old reprepro setups). Each mirrors whole: every pool file its index
+/// lists, the index itself, and a tree that verifies.
+#[test]
+fn a_repository_offering_its_indices_only_as_zst_bz2_or_lzma_is_mirrored() {
+    for ext in ["zst", "bz2", "lzma"] {
+        let env = Env::new(small().with_index_compressions(&[ext]));
+        assert_ok(&env.sync());
+        let upstream = digest_tree(&env.repo.dir);
+        let mirror = env.served_digest();
+        for (path, _) in env.repo.pool_files() {
+            assert_eq!(mirror.get(&path), upstream.get(&path), "{ext}: {path}");
+        }
+        let index = format!("dists/bookworm/main/binary-amd64/Packages.{ext}");
+        assert_eq!(mirror.get(&index), upstream.get(&index), "{ext}");
+        assert_exit(&env.run(&["verify"]), 0);
+    }
 }
