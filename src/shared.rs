@@ -305,13 +305,24 @@ pub fn collect_garbage(
     pruned: &Path,
     kept: &[PathBuf],
 ) -> Result<u64, SharedError> {
+    let candidates = Reader::open(pruned)?.map(|r| r.map(|(p, _)| p).map_err(Into::into));
+    remove_unlisted(content, candidates, kept)
+}
+
+/// Removes from `content` each of `candidates` (sorted by path) that none of the
+/// sorted manifests `kept` lists. Returns the count.
+fn remove_unlisted(
+    content: &Path,
+    candidates: impl Iterator<Item = Result<RelPath, SharedError>>,
+    kept: &[PathBuf],
+) -> Result<u64, SharedError> {
     let mut others: Vec<std::iter::Peekable<Reader>> = Vec::new();
     for k in kept {
         others.push(Reader::open(k)?.peekable());
     }
     let mut removed = 0;
-    for item in Reader::open(pruned)? {
-        let (path, _) = item?;
+    for path in candidates {
+        let path = path?;
         if still_listed(&mut others, &path)? {
             continue;
         }
@@ -355,27 +366,10 @@ pub fn sweep_unlisted(content: &Path, kept: &[PathBuf], work: &Path) -> Result<u
             spill.push(p, none)?;
         }
     }
-    let mut others: Vec<std::iter::Peekable<Reader>> = Vec::new();
-    for k in kept {
-        others.push(Reader::open(k)?.peekable());
-    }
-    let mut removed = 0;
-    for item in spill.finish()? {
-        let (path, _) = item?;
-        if still_listed(&mut others, &path)? {
-            continue;
-        }
-        let file = path.under(content);
-        match std::fs::remove_file(&file) {
-            Ok(()) => {
-                removed += 1;
-                remove_empty_parents(content, &file);
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err("removing", &file)(e)),
-        }
-    }
-    Ok(removed)
+    let candidates = spill
+        .finish()?
+        .map(|r| r.map(|(p, _)| p).map_err(Into::into));
+    remove_unlisted(content, candidates, kept)
 }
 
 /// Whether any of the sorted manifests lists `path`; each is advanced past what

@@ -1332,6 +1332,34 @@ fn a_release_listing_a_million_files_is_handled_within_bounds() {
     );
 }
 
+/// Runs a sync under strace, which delivers a SIGKILL exactly as the run makes its
+/// first `syscall` (a regex: "unlink" covers unlinkat) on `path`, before it takes
+/// effect; asserts the run died of it.
+fn sync_killed_at(env: &Env, path: &Path, syscall: &str) {
+    let status = Command::new("strace")
+        .args(["-f", "-qq", "-o", "/dev/null", "-P"])
+        .arg(path)
+        .arg("-e")
+        .arg(format!("trace=/{syscall}"))
+        .arg("-e")
+        .arg(format!("inject=/{syscall}:signal=KILL"))
+        .arg(env!("CARGO_BIN_EXE_mirrorsync"))
+        .arg("-c")
+        .arg(&env.config)
+        .arg("sync")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("strace (scripts/test.sh installs it)");
+    assert_eq!(
+        status.signal().or(status.code().map(|c| c - 128)),
+        Some(9),
+        "killed at {syscall} of {}: {status}",
+        path.display()
+    );
+}
+
 /// The power goes while a run clears from the shared pool what only a pruned snapshot
 /// listed (the files removed upstream, once grace is over and no kept snapshot names
 /// them). strace delivers the SIGKILL exactly as the run unlinks the third such pool
@@ -1360,25 +1388,7 @@ fn a_run_killed_while_it_clears_the_shared_pool_leaves_every_kept_snapshot_whole
     // The next publish prunes that snapshot, and with it those files; killed mid-way.
     env.repo.add_package("zz-next");
     env.publish();
-    let target = content.join(&garbage[2]);
-    let status = Command::new("strace")
-        .args(["-f", "-qq", "-o", "/dev/null", "-P"])
-        .arg(&target)
-        .args(["-e", "trace=/unlink", "-e", "inject=/unlink:signal=KILL"])
-        .arg(env!("CARGO_BIN_EXE_mirrorsync"))
-        .arg("-c")
-        .arg(&env.config)
-        .arg("sync")
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("strace (apt-get install strace)");
-    assert_eq!(
-        status.signal().or(status.code().map(|c| c - 128)),
-        Some(9),
-        "{status}"
-    );
+    sync_killed_at(&env, &content.join(&garbage[2]), "unlink");
     let left: Vec<bool> = garbage.iter().map(|g| content.join(g).exists()).collect();
     assert_eq!(
         left,
@@ -1424,25 +1434,7 @@ fn a_run_killed_at_the_switch_after_replacing_a_pool_file_is_made_good_by_the_ne
     std::fs::remove_file(env.repo.dir.join(&path)).unwrap();
     env.publish();
 
-    let switch = env.root.join(".debian.new-link");
-    let status = Command::new("strace")
-        .args(["-f", "-qq", "-o", "/dev/null", "-P"])
-        .arg(&switch)
-        .args(["-e", "trace=/rename", "-e", "inject=/rename:signal=KILL"])
-        .arg(env!("CARGO_BIN_EXE_mirrorsync"))
-        .arg("-c")
-        .arg(&env.config)
-        .arg("sync")
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("strace (apt-get install strace)");
-    assert_eq!(
-        status.signal().or(status.code().map(|c| c - 128)),
-        Some(9),
-        "{status}"
-    );
+    sync_killed_at(&env, &env.root.join(".debian.new-link"), "rename");
     assert!(
         env.root.join(".mirrorsync/debian/replacing").is_file(),
         "the replacement was recorded before it went in"
