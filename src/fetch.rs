@@ -80,7 +80,7 @@ pub struct Stager<'a> {
     pub staging: &'a Path,
     pub partial: &'a Path,
     /// Where pool and by-hash files live once for every snapshot.
-    pub shared: Option<std::sync::Arc<crate::shared::Shared>>,
+    pub shared: std::sync::Arc<crate::shared::Shared>,
     /// The published snapshot's directory, source of links.
     pub published: Option<&'a Path>,
     pub concurrency: usize,
@@ -166,19 +166,13 @@ impl<'a> Stager<'a> {
 
     /// The symlink of `path`'s shared directory, made before a file goes there.
     fn prepare(&self, path: &RelPath) -> Result<(), StageError> {
-        match &self.shared {
-            Some(s) => Ok(s.prepare(path)?),
-            None => Ok(()),
-        }
+        Ok(self.shared.prepare(path)?)
     }
 
     /// Where a file for `path` goes: staging, or held when it would replace a
     /// shared file the published snapshot serves.
     fn dest(&self, path: &RelPath) -> PathBuf {
-        match &self.shared {
-            Some(s) => s.dest(path),
-            None => path.under(self.staging),
-        }
+        self.shared.dest(path)
     }
 
     /// Splits links into those whose published source still hashes right and the
@@ -227,12 +221,7 @@ impl<'a> Stager<'a> {
                 .zip(prepared)
                 .map(|((from, w), prepared)| {
                     let result = prepared.and_then(|()| {
-                        link_into(
-                            &from.under(&published),
-                            &w.path,
-                            &staging,
-                            shared.as_deref(),
-                        )
+                        link_into(&from.under(&published), &w.path, &staging, &shared)
                     });
                     Outcome { wanted: w, result }
                 })
@@ -261,7 +250,7 @@ impl<'a> Stager<'a> {
                     let result = if *dest == placed_at {
                         Ok(how.clone())
                     } else {
-                        link_into(&placed_at, &w.path, self.staging, self.shared.as_deref())
+                        link_into(&placed_at, &w.path, self.staging, &self.shared)
                     };
                     out.push(Outcome {
                         wanted: w.clone(),
@@ -392,7 +381,7 @@ fn link_into(
     from: &Path,
     path: &RelPath,
     staging: &Path,
-    shared: Option<&crate::shared::Shared>,
+    shared: &crate::shared::Shared,
 ) -> Result<Placed, StageError> {
     use std::os::unix::fs::MetadataExt;
     let staged = path.under(staging);
@@ -402,7 +391,7 @@ fn link_into(
     {
         return Ok(Placed::Linked);
     }
-    let to = shared.map_or(staged, |s| s.dest(path));
+    let to = shared.dest(path);
     snapshot::link_file(from, &to)?;
     Ok(Placed::Linked)
 }

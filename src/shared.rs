@@ -103,10 +103,6 @@ impl Rule {
             Rule::Apt => path.starts_with("pool/"),
         }
     }
-
-    pub fn is_shared(self, path: &RelPath) -> bool {
-        self.root_of(path.as_str()).is_some()
-    }
 }
 
 /// (year, month, day), ordered as dates are.
@@ -190,6 +186,14 @@ impl Shared {
         path.under(&self.staging)
     }
 
+    /// Whether `path` lives in the shared content, which the published snapshot
+    /// `published` already reaches: nothing to link for it.
+    pub fn reached_by(&self, published: &Path, path: &RelPath) -> bool {
+        self.rule
+            .root_of(path.as_str())
+            .is_some_and(|root| shares(published, root))
+    }
+
     /// Where the run reads the file it placed for `path` (held, or in staging).
     pub fn read_path(&self, path: &RelPath) -> PathBuf {
         let held = path.under(&self.held);
@@ -229,34 +233,16 @@ impl Shared {
     }
 }
 
-/// Moves the held replacements the next manifest lists (`listed`) into the content,
-/// each with one rename, after recording them in `journal`: if the run dies before
-/// the switch, the next run fetches them again rather than trusting the content
-/// against the published manifest. Returns the paths moved; drops the rest.
+/// Moves the held replacements `moved` (those the next manifest lists) into the
+/// content, each with one rename, after recording them in `journal`: if the run dies
+/// before the switch, the next run fetches them again rather than trusting the
+/// content against the published manifest. Then drops the held area with the rest.
 pub fn apply_held(
     held: &Path,
     content: &Path,
     journal: &Path,
-    listed: &dyn Fn(&RelPath) -> bool,
-) -> Result<Vec<RelPath>, SharedError> {
-    let mut moved = Vec::new();
-    if !held.exists() {
-        return Ok(moved);
-    }
-    for entry in walkdir::WalkDir::new(held).min_depth(1) {
-        let entry = entry.map_err(|e| SharedError::Io {
-            action: "walking",
-            path: e.path().unwrap_or(held).to_path_buf(),
-            source: io::Error::other(e.to_string()),
-        })?;
-        if entry.file_type().is_file()
-            && let Ok(rel) = entry.path().strip_prefix(held)
-            && let Ok(rel) = RelPath::new(&rel.to_string_lossy())
-            && listed(&rel)
-        {
-            moved.push(rel);
-        }
-    }
+    moved: &[RelPath],
+) -> Result<(), SharedError> {
     if !moved.is_empty() {
         // Added to what an earlier run that died here left: those stay suspect until a
         // publish lists none of them unchecked.
@@ -270,7 +256,7 @@ pub fn apply_held(
             text.push('\n');
         }
         crate::atomic::write(journal, text.as_bytes()).map_err(io_err("recording", journal))?;
-        for p in &moved {
+        for p in moved {
             let to = p.under(content);
             if let Some(parent) = to.parent() {
                 std::fs::create_dir_all(parent).map_err(io_err("creating", parent))?;
@@ -279,8 +265,8 @@ pub fn apply_held(
         }
     }
     match std::fs::remove_dir_all(held) {
-        Ok(()) => Ok(moved),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(moved),
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(io_err("removing", held)(e)),
     }
 }

@@ -377,24 +377,30 @@ pub fn clean_staging(staging: &Path, keep: &dyn Fn(&str) -> bool) -> Result<u64,
 /// served symlink. Everything is on disk before the rename, and the rename is on disk
 /// before this returns: a power cut at any point leaves one of the two trees served.
 pub fn publish(dirs: &MirrorDirs, id: &str, manifest: &Manifest) -> Result<(), SnapshotError> {
-    publish_with(dirs, id, &|pending| manifest.write_into(pending))
+    let manifest_file = new_manifest(dirs, id)?;
+    manifest.write_into(&manifest_file)?;
+    publish_written(dirs, id, manifest_file)
 }
 
-/// [`publish`], the manifest written by `write_manifest` into its (fsynced) file.
-pub fn publish_with(
-    dirs: &MirrorDirs,
-    id: &str,
-    write_manifest: &dyn Fn(&crate::atomic::Pending) -> Result<(), ManifestError>,
-) -> Result<(), SnapshotError> {
-    // `.<id>.manifest.tmp` until the snapshot is in place; prune sweeps one a killed
-    // run left.
+/// The file snapshot `id`'s manifest is written into before [`publish_written`]:
+/// `.<id>.manifest.tmp` until the snapshot is in place (prune sweeps one a killed run
+/// left).
+pub fn new_manifest(dirs: &MirrorDirs, id: &str) -> Result<crate::atomic::Pending, SnapshotError> {
     let manifest_path = dirs.manifest_path(id);
-    let manifest_file =
+    let pending =
         crate::atomic::Pending::new(&manifest_path).map_err(|source| ManifestError::Io {
             path: crate::atomic::temp_path(&manifest_path),
             source,
         })?;
-    write_manifest(&manifest_file)?;
+    Ok(pending)
+}
+
+/// [`publish`] with the manifest already written (and fsynced) into `manifest_file`.
+pub fn publish_written(
+    dirs: &MirrorDirs,
+    id: &str,
+    manifest_file: crate::atomic::Pending,
+) -> Result<(), SnapshotError> {
     // One syncfs flushes every file and directory written into staging, far cheaper
     // on a slow disk than an fsync per file.
     sync_filesystem(&dirs.staging)?;

@@ -111,35 +111,32 @@ fn check_offered(s: &Suite, apt: &AptMirror) -> anyhow::Result<()> {
             .iter()
             .any(|o| o == c || o.rsplit('/').next() == Some(c))
     };
-    let missing: Vec<&str> = apt
-        .components
-        .iter()
-        .map(String::as_str)
-        .filter(|c| !r.components.is_empty() && !offers(c))
-        .collect();
-    if !missing.is_empty() {
-        bail!(
-            "suite {}: its Release does not offer component {} (it offers: {})",
-            s.name,
-            missing.join(", "),
-            r.components.join(" ")
-        );
-    }
-    let missing: Vec<&str> = apt
-        .architectures
-        .iter()
-        .map(String::as_str)
-        .filter(|a| *a != "all" && !r.architectures.is_empty())
-        .filter(|a| !r.architectures.iter().any(|o| o == a))
-        .collect();
-    if !missing.is_empty() {
-        bail!(
-            "suite {}: its Release does not offer architecture {} (it offers: {})",
-            s.name,
-            missing.join(", "),
-            r.architectures.join(" ")
-        );
-    }
+    // A Release without the field (a flat repository) is not judged by it.
+    let refuse =
+        |what: &str, configured: &[String], offered: &[String], ok: &dyn Fn(&str) -> bool| {
+            let missing: Vec<&str> = configured
+                .iter()
+                .map(String::as_str)
+                .filter(|c| !offered.is_empty() && !ok(c))
+                .collect();
+            if missing.is_empty() {
+                return Ok(());
+            }
+            Err(anyhow!(
+                "suite {}: its Release does not offer {what} {} (it offers: {})",
+                s.name,
+                missing.join(", "),
+                offered.join(" ")
+            ))
+        };
+    refuse("component", &apt.components, &r.components, &offers)?;
+    let arch_ok = |a: &str| a == "all" || r.architectures.iter().any(|o| o == a);
+    refuse(
+        "architecture",
+        &apt.architectures,
+        &r.architectures,
+        &arch_ok,
+    )?;
     let indices = r.wanted_indices(&apt.components, &apt.architectures, apt.sources);
     let lists_pool = |f: &&super::release::IndexFile| {
         let name = f.path.file_name();

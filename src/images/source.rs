@@ -196,7 +196,7 @@ impl Source for ImagesSource<'_> {
                 meta,
                 &manifest,
                 &fetched,
-                &|p: &RelPath| staged.area.read_path(p),
+                &|p: &RelPath| staged.area.shared.read_path(p),
                 verify_all,
             )
             .await?;

@@ -138,7 +138,7 @@ async fn stage_and_publish<S: Source>(
     let area = run.area()?.clone();
     guard::free_space(&area, plan)?;
     for path in &plan.shared_roots {
-        area.prepare(path)?;
+        area.shared.prepare(path)?;
     }
     let base = changes
         .base
@@ -252,8 +252,16 @@ fn publish_staging(
     next: &NextManifest,
 ) -> anyhow::Result<u64> {
     let mut staged = snapshot::staged_files(&dirs.staging).context("listing staging")?;
-    staged.extend(snapshot::staged_files(&dirs.held).context("listing held files")?);
-    let listed = next.listed(&staged)?;
+    let held = snapshot::staged_files(&dirs.held).context("listing held files")?;
+    staged.extend(held.iter().cloned());
+    // One pass writes the manifest and says which of the staged files it lists.
+    let manifest = snapshot::new_manifest(dirs, id)?;
+    let mut listed = std::collections::HashSet::new();
+    let count = next.write_into(&manifest, &mut |p| {
+        if staged.contains(p) {
+            listed.insert(p.clone());
+        }
+    })?;
     snapshot::clean_staging(&dirs.staging, &|p| {
         crate::relpath::RelPath::new(p).is_ok_and(|p| listed.contains(&p))
     })
@@ -261,20 +269,15 @@ fn publish_staging(
     // Replacements of served shared files go in only now, past every check, just
     // before the switch, their data on disk first.
     snapshot::sync_filesystem(&dirs.staging)?;
-    let moved = crate::shared::apply_held(&dirs.held, &dirs.content, &dirs.replacing, &|p| {
-        listed.contains(p)
-    })?;
+    let moved: Vec<_> = held.into_iter().filter(|p| listed.contains(p)).collect();
+    crate::shared::apply_held(&dirs.held, &dirs.content, &dirs.replacing, &moved)?;
     if !moved.is_empty() {
         tracing::info!(files = moved.len(), "replaced shared files");
     }
-    let count = std::cell::Cell::new(0);
-    snapshot::publish_with(dirs, id, &|pending| {
-        count.set(next.write_into(pending)?);
-        Ok(())
-    })?;
+    snapshot::publish_written(dirs, id, manifest)?;
     // Published: what the journal named is what the served manifest says.
     let _ = std::fs::remove_file(&dirs.replacing);
-    Ok(count.get())
+    Ok(count)
 }
 
 /// The next snapshot's manifest beyond the plan's: less what failed and was

@@ -81,10 +81,6 @@ impl NextManifest {
         self.overrides.insert(path, None);
     }
 
-    pub fn base_path(&self) -> &Path {
-        self.base.path()
-    }
-
     /// Every line, base and overrides merged, in path order.
     fn merged(&self) -> Result<Merged<'_>, ManifestError> {
         Ok(Merged {
@@ -93,14 +89,20 @@ impl NextManifest {
         })
     }
 
-    /// Writes the manifest into `out` and fsyncs it; returns the number of files.
-    pub fn write_into(&self, pending: &crate::atomic::Pending) -> Result<u64, ManifestError> {
+    /// Writes the manifest into `pending` and fsyncs it, showing each path to
+    /// `on_path` as it goes; returns the number of files.
+    pub fn write_into(
+        &self,
+        pending: &crate::atomic::Pending,
+        on_path: &mut dyn FnMut(&RelPath),
+    ) -> Result<u64, ManifestError> {
         let at: PathBuf = pending.path().to_path_buf();
         let mut w = BufWriter::new(pending.file());
         let mut count = 0;
         for item in self.merged()? {
             let (p, e) = item?;
             write_line(&mut w, &p, &e).map_err(io(&at))?;
+            on_path(&p);
             count += 1;
         }
         let f = w.into_inner().map_err(|e| io(&at)(e.into_error()))?;
@@ -117,22 +119,6 @@ impl NextManifest {
             m.files.insert(p, e);
         }
         Ok(m)
-    }
-
-    /// Whether the manifest lists each of `paths` (a staging tree's few files), in
-    /// one pass.
-    pub fn listed(
-        &self,
-        paths: &std::collections::HashSet<RelPath>,
-    ) -> Result<std::collections::HashSet<RelPath>, ManifestError> {
-        let mut out = std::collections::HashSet::new();
-        for item in self.merged()? {
-            let (p, _) = item?;
-            if paths.contains(&p) {
-                out.insert(p);
-            }
-        }
-        Ok(out)
     }
 }
 
@@ -212,7 +198,7 @@ mod tests {
         assert_eq!(got, want);
         let out = dir.path().join("m");
         let pending = crate::atomic::Pending::new(&out).unwrap();
-        assert_eq!(next.write_into(&pending).unwrap(), 4);
+        assert_eq!(next.write_into(&pending, &mut |_| {}).unwrap(), 4);
         pending.commit().unwrap();
         let order: Vec<String> = Reader::open(&out)
             .unwrap()

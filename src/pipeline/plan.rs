@@ -171,11 +171,7 @@ fn in_shared_content(run: &Run<'_>, pass: &mut Pass, path: &RelPath) -> bool {
     let (Some(c), Ok(area)) = (&run.current, run.area()) else {
         return false;
     };
-    let Some(root) = area
-        .shared
-        .as_ref()
-        .and_then(|s| s.rule.root_of(path.as_str()))
-    else {
+    let Some(root) = area.shared.rule.root_of(path.as_str()) else {
         return false;
     };
     // One look at the snapshot per shared directory, not one per file.

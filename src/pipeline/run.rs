@@ -21,54 +21,11 @@ use crate::upstream::Upstream;
 pub struct StagingArea {
     pub staging: PathBuf,
     pub partial: PathBuf,
-    /// The content shared by the snapshots (none for a dry run's scratch tree).
-    pub shared: Option<std::sync::Arc<Shared>>,
+    /// The content shared by the snapshots (a dry run's scratch tree shares none).
+    pub shared: std::sync::Arc<Shared>,
     /// Where a plan's sorted files go: on the mirror's disk, not a tmpfs.
     pub work: PathBuf,
     _scratch: Option<std::sync::Arc<tempfile::TempDir>>,
-}
-
-impl StagingArea {
-    /// Makes the symlink of `path`'s shared directory before a file goes there.
-    pub fn prepare(
-        &self,
-        path: &crate::relpath::RelPath,
-    ) -> Result<(), crate::shared::SharedError> {
-        match &self.shared {
-            Some(s) => s.prepare(path),
-            None => Ok(()),
-        }
-    }
-
-    /// Where a file for `path` goes (see [`Shared::dest`]).
-    pub fn dest(&self, path: &crate::relpath::RelPath) -> PathBuf {
-        match &self.shared {
-            Some(s) => s.dest(path),
-            None => path.under(&self.staging),
-        }
-    }
-
-    /// Where the run reads back the file it placed for `path`.
-    pub fn read_path(&self, path: &crate::relpath::RelPath) -> PathBuf {
-        match &self.shared {
-            Some(s) => s.read_path(path),
-            None => path.under(&self.staging),
-        }
-    }
-
-    /// Whether `path` lives in the shared content, which the published snapshot
-    /// `published` already reaches: nothing to link for it.
-    pub fn already_shared(
-        &self,
-        published: &std::path::Path,
-        path: &crate::relpath::RelPath,
-    ) -> bool {
-        self.shared.as_ref().is_some_and(|s| {
-            s.rule
-                .root_of(path.as_str())
-                .is_some_and(|root| crate::shared::shares(published, root))
-        })
-    }
 }
 
 /// The published state of one mirror, loaded once, and the run's client.
@@ -173,10 +130,16 @@ impl<'a> Run<'a> {
                 .prefix("mirrorsync-dry-run-")
                 .tempdir()
                 .context("creating a scratch directory for --dry-run")?;
+            let at = scratch.path();
             StagingArea {
-                staging: scratch.path().join("staging"),
-                partial: scratch.path().join("partial"),
-                shared: None,
+                staging: at.join("staging"),
+                partial: at.join("partial"),
+                shared: std::sync::Arc::new(Shared::new(
+                    Rule::Nothing,
+                    &at.join("content"),
+                    &at.join("staging"),
+                    &at.join("held"),
+                )),
                 work: scratch.path().to_path_buf(),
                 _scratch: Some(std::sync::Arc::new(scratch)),
             }
@@ -185,12 +148,12 @@ impl<'a> Run<'a> {
             StagingArea {
                 staging: self.dirs.staging.clone(),
                 partial: self.dirs.partial.clone(),
-                shared: Some(std::sync::Arc::new(Shared::new(
+                shared: std::sync::Arc::new(Shared::new(
                     Rule::for_kind(&self.mirror.kind),
                     &self.dirs.content,
                     &self.dirs.staging,
                     &self.dirs.held,
-                ))),
+                )),
                 work: self.dirs.base.clone(),
                 _scratch: None,
             }

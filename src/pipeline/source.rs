@@ -89,14 +89,6 @@ impl Content {
             Content::Sorted(s) => Box::new(s),
         }
     }
-
-    /// The paths, for a kind whose last checks look them up (a map's only).
-    pub fn paths(&self) -> Vec<RelPath> {
-        match self {
-            Content::Map(map) => map.keys().cloned().collect(),
-            Content::Sorted(_) => Vec::new(),
-        }
-    }
 }
 
 /// A file fetched by size alone.

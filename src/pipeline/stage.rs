@@ -219,8 +219,8 @@ async fn fetch_one_by_size(
         .upstream
         .download(&url, &tmp, expected, &progress)
         .await?;
-    area.prepare(&u.path)?;
-    let dest = area.dest(&u.path);
+    area.shared.prepare(&u.path)?;
+    let dest = area.shared.dest(&u.path);
     tokio::task::spawn_blocking(move || snapshot::install_file(&tmp, &dest))
         .await
         .map_err(|e| anyhow!("staging task: {e}"))??;
@@ -238,9 +238,9 @@ pub fn keep_tolerated(run: &Run<'_>, area: &StagingArea, content: &Content) -> a
     if let Some(c) = &run.current {
         for (path, previous) in &content.tolerated {
             if previous.is_some() {
-                area.prepare(path)?;
+                area.shared.prepare(path)?;
             }
-            if previous.is_some() && !area.already_shared(&c.dir, path) {
+            if previous.is_some() && !area.shared.reached_by(&c.dir, path) {
                 snapshot::link_file(&path.under(&c.dir), &path.under(&area.staging))?;
             }
         }
@@ -257,8 +257,8 @@ pub async fn keep_for_grace(run: &Run<'_>, area: &StagingArea, plan: &Plan) -> a
     // Those in the shared content stay where they are, with nothing to link.
     let mut kept = Vec::new();
     for (p, e) in &plan.removals.kept {
-        area.prepare(p)?;
-        if !area.already_shared(&dir, p) {
+        area.shared.prepare(p)?;
+        if !area.shared.reached_by(&dir, p) {
             kept.push((p.clone(), e.clone()));
         }
     }
@@ -280,8 +280,8 @@ pub fn write_files(
     manifest: &mut NextManifest,
 ) -> anyhow::Result<()> {
     for f in files {
-        area.prepare(&f.path)?;
-        snapshot::write_file(&area.dest(&f.path), &f.bytes, f.mtime)?;
+        area.shared.prepare(&f.path)?;
+        snapshot::write_file(&area.shared.dest(&f.path), &f.bytes, f.mtime)?;
         manifest.set(
             f.path.clone(),
             Entry {
