@@ -83,6 +83,22 @@ pub(super) struct SuiteFetch<'a> {
 
 type Got = (Bytes, Validators, Option<SystemTime>);
 
+/// A suite's signed file as published, and the validators it was fetched with.
+struct PublishedSigned<'a> {
+    published: Option<(&'a Snapshot, [u8; 32])>,
+    known: Option<&'a Validators>,
+}
+
+/// What carrying a suite over takes: its signed file, where upstream has it, the
+/// files that go with it, and what the note says when the published copy fails.
+struct Unchanged<'a> {
+    name: &'a str,
+    path: &'a RelPath,
+    url: &'a Url,
+    carry: &'a [&'a str],
+    again: &'a str,
+}
+
 impl SuiteFetch<'_> {
     fn url(&self, p: &RelPath) -> anyhow::Result<Url> {
         file_url(self.base, p)
@@ -91,22 +107,11 @@ impl SuiteFetch<'_> {
     /// Fetches and verifies one suite's Release files.
     pub async fn fetch(&self, name: &str, notes: &mut Vec<String>) -> anyhow::Result<Suite> {
         let inrelease = RelPath::new(&format!("dists/{name}/InRelease"))?;
-        let published = self
-            .current
-            .and_then(|c| c.manifest.files.get(&inrelease).map(|e| (c, e.sha256)));
-        // Validators count only for the content they were taken with: after a manual
-        // rollback of the served link, a 304 must not pin the older tree.
-        let known = self.shortcut.and_then(|s| {
-            let (_, sha) = published?;
-            s.validators
-                .get(inrelease.as_str())
-                .filter(|v| v.content_sha256.as_deref() == Some(hex::encode(sha).as_str()))
-        });
+        let signed = self.published_signed(&inrelease);
         let in_url = self.url(&inrelease)?;
-        let shown = redact(&in_url);
         let mut fetched = match self
             .upstream
-            .get_meta(&in_url, MAX_RELEASE_BYTES, known)
+            .get_meta(&in_url, MAX_RELEASE_BYTES, signed.known)
             .await
         {
             Ok(Meta::NotModified) => None,
@@ -119,37 +124,23 @@ impl SuiteFetch<'_> {
             Err(e) if e.is_not_found() => return self.fetch_release_gpg(name, notes).await,
             Err(e) => return Err(e).context("fetching InRelease"),
         };
-        if let (Some((c, sha)), true) = (published, self.shortcut.is_some()) {
-            let same = match &fetched {
-                None => true,
-                Some((body, _, _)) => sha == <[u8; 32]>::from(Sha256::digest(body)),
-            };
-            if same {
-                let carry = ["InRelease", "Release", "Release.gpg"];
-                match published_suite(name, c, &inrelease, &carry, self.keyring) {
-                    Ok(mut suite) => {
-                        check_still_valid(&suite.release, self.apt, self.now)
-                            .with_context(|| shown.clone())?;
-                        suite.validators = fetched.map(|(_, v, _)| v).or_else(|| known.cloned());
-                        return Ok(suite);
-                    }
-                    Err(e) => {
-                        // Only verified bytes feed a run: a published copy that no
-                        // longer verifies is not trusted for anything, upstream's is
-                        // fetched anew.
-                        notes.push(format!("suite {name}: {e:#}; fetching it again"));
-                        if fetched.is_none() {
-                            fetched = Some(self.fetch_unconditionally(&in_url).await?);
-                        }
-                    }
-                }
-            }
-        }
-        let Some(got) = fetched else {
-            // A 304 without a published copy cannot happen: we only ask conditionally
-            // when we hold one. Treat it as a server bug.
-            bail!("{shown}: 304 Not Modified to an unconditional request");
+        let carry = ["InRelease", "Release", "Release.gpg"];
+        let unchanged = Unchanged {
+            name,
+            path: &inrelease,
+            url: &in_url,
+            carry: &carry,
+            // Only verified bytes feed a run: a published copy that no longer
+            // verifies is not trusted for anything, upstream's is fetched anew.
+            again: "fetching it again",
         };
+        if let Some(suite) = self
+            .carried(&unchanged, &signed, &mut fetched, notes)
+            .await?
+        {
+            return Ok(suite);
+        }
+        let got = self.body_of(fetched, &in_url)?;
         self.new_inrelease(name, inrelease, got, notes).await
     }
 
@@ -221,20 +212,10 @@ impl SuiteFetch<'_> {
     ) -> anyhow::Result<Suite> {
         let release_path = RelPath::new(&format!("dists/{name}/Release"))?;
         let rel_url = self.url(&release_path)?;
-        let rel_shown = redact(&rel_url);
-        let published = self
-            .current
-            .and_then(|c| c.manifest.files.get(&release_path).map(|e| (c, e.sha256)));
-        // As for InRelease: validators count only with the content they came with.
-        let known = self.shortcut.and_then(|s| {
-            let (_, sha) = published?;
-            s.validators
-                .get(release_path.as_str())
-                .filter(|v| v.content_sha256.as_deref() == Some(hex::encode(sha).as_str()))
-        });
+        let signed = self.published_signed(&release_path);
         let mut fetched = match self
             .upstream
-            .get_meta(&rel_url, MAX_RELEASE_BYTES, known)
+            .get_meta(&rel_url, MAX_RELEASE_BYTES, signed.known)
             .await
         {
             Ok(Meta::Body {
@@ -248,34 +229,23 @@ impl SuiteFetch<'_> {
                 return Err(e).context("neither InRelease nor Release could be fetched");
             }
         };
-        if let (Some((c, sha)), true) = (published, self.shortcut.is_some()) {
-            let same = match &fetched {
-                None => true,
-                Some((body, _, _)) => sha == <[u8; 32]>::from(Sha256::digest(body)),
-            };
-            if same {
-                // Unchanged. An InRelease published earlier is not carried over:
-                // upstream no longer has it, and apt would prefer it to its Release.
-                let carry = ["Release", "Release.gpg"];
-                match published_suite(name, c, &release_path, &carry, self.keyring) {
-                    Ok(mut suite) => {
-                        check_still_valid(&suite.release, self.apt, self.now)
-                            .with_context(|| rel_shown.clone())?;
-                        suite.validators = fetched.map(|(_, v, _)| v).or_else(|| known.cloned());
-                        return Ok(suite);
-                    }
-                    Err(e) => {
-                        notes.push(format!("suite {name}: {e:#}; verifying upstream's again"));
-                        if fetched.is_none() {
-                            fetched = Some(self.fetch_unconditionally(&rel_url).await?);
-                        }
-                    }
-                }
-            }
-        }
-        let Some(got) = fetched else {
-            bail!("{rel_shown}: 304 Not Modified to an unconditional request");
+        // An InRelease published earlier is not carried over: upstream no longer has
+        // it, and apt would prefer it to the Release it goes with.
+        let carry = ["Release", "Release.gpg"];
+        let unchanged = Unchanged {
+            name,
+            path: &release_path,
+            url: &rel_url,
+            carry: &carry,
+            again: "verifying upstream's again",
         };
+        if let Some(suite) = self
+            .carried(&unchanged, &signed, &mut fetched, notes)
+            .await?
+        {
+            return Ok(suite);
+        }
+        let got = self.body_of(fetched, &rel_url)?;
         self.new_release(name, release_path, got, notes).await
     }
 
@@ -342,6 +312,74 @@ impl SuiteFetch<'_> {
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The published copy of the signed file `path` and the validators recorded with
+    /// it, when the no-op shortcut may be taken.
+    fn published_signed(&self, path: &RelPath) -> PublishedSigned<'_> {
+        let published = self
+            .current
+            .and_then(|c| c.manifest.files.get(path).map(|e| (c, e.sha256)));
+        // Validators count only for the content they were taken with: after a manual
+        // rollback of the served link, a 304 must not pin the older tree.
+        let known = self.shortcut.and_then(|s| {
+            let (_, sha) = published?;
+            s.validators
+                .get(path.as_str())
+                .filter(|v| v.content_sha256.as_deref() == Some(hex::encode(sha).as_str()))
+        });
+        PublishedSigned { published, known }
+    }
+
+    /// The published suite, carried over when upstream's signed file (`fetched`, or
+    /// a 304 for None) is the published one and the published copy still verifies;
+    /// else None, with upstream's bytes in `fetched` for the caller to verify.
+    async fn carried(
+        &self,
+        u: &Unchanged<'_>,
+        signed: &PublishedSigned<'_>,
+        fetched: &mut Option<Got>,
+        notes: &mut Vec<String>,
+    ) -> anyhow::Result<Option<Suite>> {
+        let (Some((c, sha)), true) = (signed.published, self.shortcut.is_some()) else {
+            return Ok(None);
+        };
+        let same = match fetched {
+            None => true,
+            Some((body, _, _)) => sha == <[u8; 32]>::from(Sha256::digest(body)),
+        };
+        if !same {
+            return Ok(None);
+        }
+        match published_suite(u.name, c, u.path, u.carry, self.keyring) {
+            Ok(mut suite) => {
+                check_still_valid(&suite.release, self.apt, self.now)
+                    .with_context(|| redact(u.url))?;
+                suite.validators = fetched
+                    .take()
+                    .map(|(_, v, _)| v)
+                    .or_else(|| signed.known.cloned());
+                Ok(Some(suite))
+            }
+            Err(e) => {
+                notes.push(format!("suite {}: {e:#}; {}", u.name, u.again));
+                if fetched.is_none() {
+                    *fetched = Some(self.fetch_unconditionally(u.url).await?);
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// Upstream's bytes; a 304 without a published copy cannot happen (we only ask
+    /// conditionally when we hold one), so it is taken for a server bug.
+    fn body_of(&self, fetched: Option<Got>, url: &Url) -> anyhow::Result<Got> {
+        fetched.ok_or_else(|| {
+            anyhow!(
+                "{}: 304 Not Modified to an unconditional request",
+                redact(url)
+            )
+        })
     }
 
     /// A GET without validators, for when a 304 answered for a published copy that
