@@ -3,13 +3,15 @@
 # to make the keys and signatures they judge, nginx and apt for the real-client tests,
 # systemd-analyze to check the example units, strace to kill a run at an exact system
 # call, zstd/bzip2/lzma to make indices in every compression apt reads, Garage for the
-# S3 publish tests), then
+# S3 publish tests, dpkg-dev, apt-utils, reprepro and aptly to make repositories the
+# way vendors do), then
 # runs the whole test suite, lints included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for tool in gpgv:gpgv gpg:gnupg sqv:sqv nginx:nginx apt-get:apt systemd-analyze:systemd strace:strace zstd:zstd bzip2:bzip2 lzma:xz-utils; do
+for tool in gpgv:gpgv gpg:gnupg sqv:sqv nginx:nginx apt-get:apt systemd-analyze:systemd strace:strace zstd:zstd bzip2:bzip2 lzma:xz-utils \
+    dpkg-scanpackages:dpkg-dev apt-ftparchive:apt-utils reprepro:reprepro aptly:aptly; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool##*:}")
 done
 if ((${#need[@]})); then

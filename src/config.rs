@@ -714,12 +714,22 @@ fn apt_mirror(m: RawMirror, trust: Trust, at: &str, problems: &mut Vec<String>) 
             problems.push(format!("{at}: {key} is for kind = \"images\" mirrors"));
         }
     }
+    if m.suites.is_empty() {
+        problems.push(format!("{at}: suites must list at least one entry"));
+    }
+    for suite in &m.suites {
+        if let Some(why) = crate::apt::layout::suite_problem(suite, valid_name) {
+            problems.push(format!("{at}: suites entry {suite:?} {why}"));
+        }
+    }
+    // A flat repository (suite "./", "subdir/") has no components, and its indices list
+    // every architecture; a suite name needs both said.
+    let all_flat = m.suites.iter().all(|s| s.ends_with('/'));
     for (key, list) in [
-        ("suites", &m.suites),
         ("components", &m.components),
         ("architectures", &m.architectures),
     ] {
-        if list.is_empty() {
+        if list.is_empty() && !all_flat {
             problems.push(format!("{at}: {key} must list at least one entry"));
         }
         if let Some(bad) = list.iter().find(|s| !valid_name(s)) {
@@ -913,6 +923,33 @@ check_signature = false
             panic!("apt")
         };
         assert_eq!(apt.architectures, vec!["arm64"]);
+    }
+
+    #[test]
+    fn a_flat_repository_is_a_suite_ending_in_a_slash_with_no_components() {
+        let flat = GOOD
+            .replace("suites = [\"bookworm\"]", "suites = [\"./\", \"vendor/\"]")
+            .replace("components = [\"main\"]\n", "")
+            .replace("architectures = [\"arm64\", \"all\"]\n", "");
+        let c = Config::from_toml(&flat, Path::new("m.toml")).unwrap();
+        let MirrorKind::Apt(apt) = &c.mirrors[0].kind else {
+            panic!("apt")
+        };
+        assert_eq!(apt.suites, ["./", "vendor/"]);
+        // A suite name still needs its components.
+        let mixed = flat.replace("\"vendor/\"", "\"bookworm\"");
+        let err = Config::from_toml(&mixed, Path::new("m.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("components must list at least one entry"), "{err}");
+        let escaping = flat.replace("\"vendor/\"", "\"../\"");
+        let err = Config::from_toml(&escaping, Path::new("m.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("suites entry \"../\" is not a flat repository's directory"),
+            "{err}"
+        );
     }
 
     #[test]

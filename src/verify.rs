@@ -14,6 +14,7 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::apt::layout::SuiteDir;
 use crate::apt::signature::{self, Keyring};
 use crate::config::{Global, Mirror, MirrorKind};
 use crate::relpath::RelPath;
@@ -161,7 +162,10 @@ pub async fn verify_served(
     {
         let keyring = Keyring::from_file(keyring_path)?.with_policy(apt.signature_policy.clone());
         for suite in &apt.suites {
-            let path = format!("dists/{suite}/InRelease");
+            let Ok(path) = SuiteDir::of(suite).file("InRelease") else {
+                continue;
+            };
+            let path = path.to_string();
             if let Some(problem) = served_release_problem(client, base, &path, &keyring).await {
                 report.damaged.push(Damage { path, problem });
             }
@@ -317,23 +321,29 @@ fn mismatch(read: u64, size: u64, hasher: Sha256, sha: &[u8; 32]) -> Option<Stri
 }
 
 fn check_signatures(dir: &Path, suite: &str, keyring: &Keyring, report: &mut VerifyReport) {
-    let base = dir.join("dists").join(suite);
-    let inrelease = base.join("InRelease");
-    if let Ok(bytes) = std::fs::read(&inrelease)
+    let suite = SuiteDir::of(suite);
+    let (Ok(inrelease), Ok(release), Ok(gpg)) = (
+        suite.file("InRelease"),
+        suite.file("Release"),
+        suite.file("Release.gpg"),
+    ) else {
+        return;
+    };
+    if let Ok(bytes) = std::fs::read(inrelease.under(dir))
         && let Err(e) = signature::verify_clearsigned(keyring, &bytes)
     {
         report.damaged.push(Damage {
-            path: format!("dists/{suite}/InRelease"),
+            path: inrelease.to_string(),
             problem: e.to_string(),
         });
     }
     if let (Ok(release), Ok(sig)) = (
-        std::fs::read(base.join("Release")),
-        std::fs::read(base.join("Release.gpg")),
+        std::fs::read(release.under(dir)),
+        std::fs::read(gpg.under(dir)),
     ) && let Err(e) = signature::verify_detached(keyring, &release, &sig)
     {
         report.damaged.push(Damage {
-            path: format!("dists/{suite}/Release.gpg"),
+            path: gpg.to_string(),
             problem: e.to_string(),
         });
     }

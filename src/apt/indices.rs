@@ -58,7 +58,7 @@ pub(super) fn wanted(suites: &[Suite], apt: &AptMirror) -> anyhow::Result<Indice
             .release
             .wanted_indices(&apt.components, &apt.architectures, apt.sources)
         {
-            let path = RelPath::new(&format!("dists/{}/{}", s.name, f.path))?;
+            let path = s.dir.file(f.path.as_str())?;
             let Some(sha256) = f.sha256 else {
                 bail!(
                     "suite {}: Release lists {} without a SHA256 checksum; MD5 and SHA1 are not trusted",
@@ -372,9 +372,10 @@ fn indices_to_parse(s: &Suite, located: &HashMap<RelPath, PathBuf>) -> Vec<(Inde
     for f in s.release.files.values() {
         let name = f.path.file_name();
         let dir = f.path.parent().unwrap_or("");
-        let kind = if name.starts_with("Packages") && dir.contains("binary-") {
+        // A flat repository's (or a hybrid suite's) indices sit beside its Release.
+        let kind = if name.starts_with("Packages") && (dir.contains("binary-") || dir.is_empty()) {
             IndexKind::Packages
-        } else if name.starts_with("Sources") && dir.ends_with("source") {
+        } else if name.starts_with("Sources") && (dir.ends_with("source") || dir.is_empty()) {
             IndexKind::Sources
         } else {
             continue;
@@ -382,7 +383,7 @@ fn indices_to_parse(s: &Suite, located: &HashMap<RelPath, PathBuf>) -> Vec<(Inde
         let Some(compression) = Compression::of(name) else {
             continue;
         };
-        let Ok(path) = RelPath::new(&format!("dists/{}/{}", s.name, f.path)) else {
+        let Ok(path) = s.dir.file(f.path.as_str()) else {
             continue;
         };
         if !located.contains_key(&path) {

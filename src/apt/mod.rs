@@ -9,6 +9,7 @@
 //! while the upstream is busy or moving (`retry`).
 mod dates;
 mod indices;
+pub mod layout;
 pub mod packages;
 mod published;
 pub mod release;

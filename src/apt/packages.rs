@@ -332,7 +332,7 @@ impl<'a> StanzaParser<'a> {
                 // Without SHA256 the file could only be checked by MD5 or SHA1, which
                 // an attacker can collide; refuse rather than mirror it unverified.
                 let sha256 = self.sha256.ok_or_else(|| self.err("no SHA256 field"))?;
-                let path = self.safe_path(&self.filename)?;
+                let path = self.safe_path(super::layout::pool_path(&self.filename))?;
                 on_file(PoolFile { path, size, sha256 });
             }
             IndexKind::Sources => {
@@ -346,7 +346,10 @@ impl<'a> StanzaParser<'a> {
                     if name.contains('/') {
                         return Err(self.unsafe_path(name, PathError::Traversal));
                     }
-                    let path = self.safe_path(&format!("{}/{}", self.directory, name))?;
+                    let path = match super::layout::pool_path(&self.directory) {
+                        "" => self.safe_path(name)?,
+                        dir => self.safe_path(&format!("{dir}/{name}"))?,
+                    };
                     on_file(PoolFile {
                         path,
                         size: *size,
@@ -493,6 +496,24 @@ mod tests {
             ]
         );
         assert_eq!(files[1].size, 725946);
+    }
+
+    /// dpkg-scanpackages and apt-ftparchive in a flat repository write `./x.deb` and
+    /// `Directory: .`; apt fetches them below the repository's URL.
+    #[test]
+    fn a_flat_repositorys_dot_slash_paths_are_below_the_upstream_url() {
+        let text = HELLO.replace("pool/main/h/hello/", "./");
+        let files = parse(IndexKind::Packages, &text).unwrap();
+        assert_eq!(files[0].path.as_str(), "hello_2.10-3_arm64.deb");
+        let text = "Package: hello\nDirectory: .\nChecksums-Sha256:\n 35b1508eeee9c1dfba798c4c04304ef0f266990f936a51f165571edf53325cbc 1183 hello_2.10-3.dsc\n";
+        let files = parse(IndexKind::Sources, text).unwrap();
+        assert_eq!(files[0].path.as_str(), "hello_2.10-3.dsc");
+        let text = HELLO.replace("pool/main/h/hello/", "./../");
+        let err = parse(IndexKind::Packages, &text).unwrap_err().to_string();
+        assert!(
+            err.contains("unsafe path \"../hello_2.10-3_arm64.deb\""),
+            "{err}"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
+use super::layout::SuiteDir;
 use super::release::Release;
 use super::signature::{self, Keyring};
 use crate::relpath::RelPath;
@@ -36,7 +37,7 @@ pub(super) fn read_published(
     let file = signed.under(&c.dir);
     let context = || format!("the published {} no longer verifies", file.display());
     let text = match keyring {
-        Some(k) if signed.as_str().ends_with("/InRelease") => {
+        Some(k) if signed.file_name() == "InRelease" => {
             signature::verify_clearsigned(k, &bytes)
                 .with_context(context)?
                 .text
@@ -59,14 +60,14 @@ pub(super) fn read_published(
 /// not open the way to a rollback.
 pub(super) fn published_floor(
     current: Option<&Snapshot>,
-    suite: &str,
+    suite: &SuiteDir,
     keyring: Option<&Keyring>,
     recorded: &BTreeMap<String, String>,
     notes: &mut Vec<String>,
 ) -> Option<jiff::Timestamp> {
     current
         .and_then(|c| published_date(c, suite, keyring, notes))
-        .or_else(|| recorded.get(suite).and_then(|d| d.parse().ok()))
+        .or_else(|| recorded.get(suite.name()).and_then(|d| d.parse().ok()))
 }
 
 /// The Date of the Release this mirror published, from verified bytes only. A copy
@@ -74,18 +75,19 @@ pub(super) fn published_floor(
 /// caller then uses the Date recorded at publishing), with a note saying so.
 fn published_date(
     c: &Snapshot,
-    suite: &str,
+    suite: &SuiteDir,
     keyring: Option<&Keyring>,
     notes: &mut Vec<String>,
 ) -> Option<jiff::Timestamp> {
     ["InRelease", "Release"].iter().find_map(|f| {
-        let path = RelPath::new(&format!("dists/{suite}/{f}")).ok()?;
+        let path = suite.file(f).ok()?;
         c.manifest.files.get(&path)?;
         match read_published(c, &path, keyring) {
             Ok((_, text)) => Release::parse(&text).ok()?.date,
             Err(e) => {
                 notes.push(format!(
-                    "suite {suite}: {e:#}; its Date is not used for the rollback check (the one recorded at publishing is)"
+                    "suite {}: {e:#}; its Date is not used for the rollback check (the one recorded at publishing is)",
+                    suite.name()
                 ));
                 None
             }

@@ -205,6 +205,14 @@ pub fn index_wanted(path: &str, components: &[String], arches: &[String], source
         return false;
     }
     let Some((component, rest)) = path.split_once('/') else {
+        // A flat repository's indices (and a hybrid suite's flat ones) sit beside its
+        // Release and list every architecture: mirrored whole, as apt reads them.
+        if path.starts_with("Packages") {
+            return true;
+        }
+        if path.starts_with("Sources") {
+            return sources;
+        }
         // Suite-level files (old layouts): Contents-<arch>.gz, Contents-source.gz.
         return contents_wanted(path, &arch_ok, sources);
     };
@@ -380,6 +388,11 @@ mod tests {
         ));
         assert!(index_wanted("Contents-armhf.gz", &c, &a, false));
         assert!(!index_wanted("Contents-source.gz", &c, &a, false));
+        // A flat repository's indices, whatever the configured architectures.
+        assert!(index_wanted("Packages.xz", &c, &a, false));
+        assert!(index_wanted("Packages", &[], &[], false));
+        assert!(index_wanted("Sources.gz", &[], &[], true));
+        assert!(!index_wanted("Sources.gz", &[], &[], false));
         assert!(index_wanted("main/i18n/Index", &c, &a, false));
     }
 

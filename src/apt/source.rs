@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use super::indices;
+use super::layout::SuiteDir;
 use super::retry::UpstreamBusy;
 use super::signature::Keyring;
 use super::suite::{Suite, SuiteFetch};
@@ -20,6 +21,8 @@ use crate::upstream::{Meta, Upstream};
 
 pub(super) struct AptSource<'a> {
     apt: &'a AptMirror,
+    /// Where each configured suite lives.
+    dirs: Vec<SuiteDir>,
     keyring: Option<Keyring>,
     fingerprint: String,
     suites: Vec<Suite>,
@@ -34,6 +37,7 @@ impl<'a> AptSource<'a> {
         };
         Ok(AptSource {
             apt,
+            dirs: apt.suites.iter().map(|s| SuiteDir::of(s)).collect(),
             keyring,
             fingerprint: config_fingerprint(mirror, apt),
             suites: Vec::new(),
@@ -186,7 +190,9 @@ impl Source for AptSource<'_> {
 
     /// Pool files weigh; indices and traces turn over with every publish.
     fn counts_for_guard(&self, p: &RelPath) -> bool {
-        !p.as_str().starts_with("dists/") && !p.as_str().starts_with("project/")
+        !p.as_str().starts_with("dists/")
+            && !p.as_str().starts_with("project/")
+            && !self.dirs.iter().any(|d| d.holds_index(p))
     }
 
     /// Pool files and by-hash objects are named for their content (a new version is
@@ -199,7 +205,7 @@ impl Source for AptSource<'_> {
     /// Release (upstream dropped InRelease) is exactly the mix that gives clients
     /// hash sum mismatches.
     fn never_in_grace(&self, p: &RelPath) -> bool {
-        is_signed_metadata(p)
+        self.dirs.iter().any(|d| d.holds_signed(p))
     }
 }
 
@@ -227,14 +233,6 @@ async fn update_in_progress(upstream: &Upstream, base: &Url) -> Option<String> {
             None
         }
     }
-}
-
-/// `dists/<suite>/InRelease`, `Release` or `Release.gpg`.
-fn is_signed_metadata(p: &RelPath) -> bool {
-    let parts: Vec<&str> = p.as_str().split('/').collect();
-    parts.len() == 3
-        && parts[0] == "dists"
-        && matches!(parts[2], "InRelease" | "Release" | "Release.gpg")
 }
 
 /// The architectures this tree really holds, for the trace file.

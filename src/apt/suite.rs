@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use super::dates::{check_dates, check_still_valid};
+use super::layout::SuiteDir;
 use super::published::{published_floor, read_published};
 use super::release::Release;
 use super::retry::UpstreamMoved;
@@ -32,6 +33,7 @@ pub(super) const MAX_RELEASE_BYTES: u64 = 16 << 20;
 /// A suite's signed metadata, as it goes into the next snapshot.
 pub(super) struct Suite {
     pub name: String,
+    pub dir: SuiteDir,
     pub release: Release,
     /// Files fetched in this run, written into staging last.
     pub new_files: Vec<(RelPath, Bytes, Option<SystemTime>)>,
@@ -47,7 +49,7 @@ pub(super) struct Suite {
 impl Suite {
     /// A suite whose signed file upstream published since the last run.
     fn fetched(
-        name: &str,
+        dir: &SuiteDir,
         release: Release,
         new_files: Vec<(RelPath, Bytes, Option<SystemTime>)>,
         signed_path: RelPath,
@@ -55,7 +57,8 @@ impl Suite {
         validators: Validators,
     ) -> Suite {
         Suite {
-            name: name.to_string(),
+            name: dir.name().to_string(),
+            dir: dir.clone(),
             release,
             new_files,
             kept_files: Vec::new(),
@@ -92,7 +95,7 @@ struct PublishedSigned<'a> {
 /// What carrying a suite over takes: its signed file, where upstream has it, the
 /// files that go with it, and what the note says when the published copy fails.
 struct Unchanged<'a> {
-    name: &'a str,
+    dir: &'a SuiteDir,
     path: &'a RelPath,
     url: &'a Url,
     carry: &'a [&'a str],
@@ -106,7 +109,8 @@ impl SuiteFetch<'_> {
 
     /// Fetches and verifies one suite's Release files.
     pub async fn fetch(&self, name: &str, notes: &mut Vec<String>) -> anyhow::Result<Suite> {
-        let inrelease = RelPath::new(&format!("dists/{name}/InRelease"))?;
+        let dir = SuiteDir::of(name);
+        let inrelease = dir.file("InRelease")?;
         let signed = self.published_signed(&inrelease);
         let in_url = self.url(&inrelease)?;
         let mut fetched = match self
@@ -121,12 +125,12 @@ impl SuiteFetch<'_> {
                 last_modified,
                 ..
             }) => Some((body, validators, last_modified)),
-            Err(e) if e.is_not_found() => return self.fetch_release_gpg(name, notes).await,
+            Err(e) if e.is_not_found() => return self.fetch_release_gpg(&dir, notes).await,
             Err(e) => return Err(e).context("fetching InRelease"),
         };
         let carry = ["InRelease", "Release", "Release.gpg"];
         let unchanged = Unchanged {
-            name,
+            dir: &dir,
             path: &inrelease,
             url: &in_url,
             carry: &carry,
@@ -141,14 +145,14 @@ impl SuiteFetch<'_> {
             return Ok(suite);
         }
         let got = self.body_of(fetched, &in_url)?;
-        self.new_inrelease(name, inrelease, got, notes).await
+        self.new_inrelease(&dir, inrelease, got, notes).await
     }
 
     /// An InRelease upstream published since: verified, dated, and its Release
     /// companions fetched.
     async fn new_inrelease(
         &self,
-        name: &str,
+        dir: &SuiteDir,
         inrelease: RelPath,
         (body, validators, last_modified): Got,
         notes: &mut Vec<String>,
@@ -164,11 +168,11 @@ impl SuiteFetch<'_> {
             }
             None => signature::unsigned_text(&body).with_context(|| format!("reading {shown}"))?,
         };
-        let release = self.dated(name, &text, &shown, notes)?;
+        let release = self.dated(dir, &text, &shown, notes)?;
         let mut new_files = vec![(inrelease.clone(), body.clone(), last_modified)];
-        new_files.extend(self.companions(name, &text).await?);
+        new_files.extend(self.companions(dir, &text).await?);
         Ok(Suite::fetched(
-            name, release, new_files, inrelease, body, validators,
+            dir, release, new_files, inrelease, body, validators,
         ))
     }
 
@@ -176,11 +180,11 @@ impl SuiteFetch<'_> {
     /// InRelease; they must say the same thing or upstream is mid-update.
     async fn companions(
         &self,
-        name: &str,
+        dir: &SuiteDir,
         text: &str,
     ) -> anyhow::Result<Vec<(RelPath, Bytes, Option<SystemTime>)>> {
-        let release_path = RelPath::new(&format!("dists/{name}/Release"))?;
-        let gpg_path = RelPath::new(&format!("dists/{name}/Release.gpg"))?;
+        let release_path = dir.file("Release")?;
+        let gpg_path = dir.file("Release.gpg")?;
         let rel = self.optional(&self.url(&release_path)?).await?;
         let gpg = self.optional(&self.url(&gpg_path)?).await?;
         let gpg_shown = redact(&self.url(&gpg_path)?);
@@ -207,10 +211,10 @@ impl SuiteFetch<'_> {
     /// The old layout: Release signed by a detached Release.gpg.
     async fn fetch_release_gpg(
         &self,
-        name: &str,
+        dir: &SuiteDir,
         notes: &mut Vec<String>,
     ) -> anyhow::Result<Suite> {
-        let release_path = RelPath::new(&format!("dists/{name}/Release"))?;
+        let release_path = dir.file("Release")?;
         let rel_url = self.url(&release_path)?;
         let signed = self.published_signed(&release_path);
         let mut fetched = match self
@@ -233,7 +237,7 @@ impl SuiteFetch<'_> {
         // it, and apt would prefer it to the Release it goes with.
         let carry = ["Release", "Release.gpg"];
         let unchanged = Unchanged {
-            name,
+            dir,
             path: &release_path,
             url: &rel_url,
             carry: &carry,
@@ -246,18 +250,18 @@ impl SuiteFetch<'_> {
             return Ok(suite);
         }
         let got = self.body_of(fetched, &rel_url)?;
-        self.new_release(name, release_path, got, notes).await
+        self.new_release(dir, release_path, got, notes).await
     }
 
     /// A Release upstream published since, verified with its Release.gpg.
     async fn new_release(
         &self,
-        name: &str,
+        dir: &SuiteDir,
         release_path: RelPath,
         (body, validators, mtime): Got,
         notes: &mut Vec<String>,
     ) -> anyhow::Result<Suite> {
-        let gpg_path = RelPath::new(&format!("dists/{name}/Release.gpg"))?;
+        let gpg_path = dir.file("Release.gpg")?;
         let gpg_url = self.url(&gpg_path)?;
         let (rel_shown, gpg_shown) = (redact(&self.url(&release_path)?), redact(&gpg_url));
         let mut new_files = vec![(release_path.clone(), body.clone(), mtime)];
@@ -274,9 +278,9 @@ impl SuiteFetch<'_> {
             None => String::from_utf8(body.to_vec())
                 .map_err(|_| anyhow!("{rel_shown}: Release is not UTF-8"))?,
         };
-        let release = self.dated(name, &text, &rel_shown, notes)?;
+        let release = self.dated(dir, &text, &rel_shown, notes)?;
         Ok(Suite::fetched(
-            name,
+            dir,
             release,
             new_files,
             release_path,
@@ -289,13 +293,13 @@ impl SuiteFetch<'_> {
     /// published (the rollback floor).
     fn dated(
         &self,
-        name: &str,
+        dir: &SuiteDir,
         text: &str,
         shown: &str,
         notes: &mut Vec<String>,
     ) -> anyhow::Result<Release> {
         let release = Release::parse(text).with_context(|| format!("parsing {shown}"))?;
-        let floor = published_floor(self.current, name, self.keyring, self.recorded, notes);
+        let floor = published_floor(self.current, dir, self.keyring, self.recorded, notes);
         check_dates(&release, self.apt, floor, self.now).with_context(|| shown.to_string())?;
         Ok(release)
     }
@@ -351,7 +355,7 @@ impl SuiteFetch<'_> {
         if !same {
             return Ok(None);
         }
-        match published_suite(u.name, c, u.path, u.carry, self.keyring) {
+        match published_suite(u.dir, c, u.path, u.carry, self.keyring) {
             Ok(mut suite) => {
                 check_still_valid(&suite.release, self.apt, self.now)
                     .with_context(|| redact(u.url))?;
@@ -362,7 +366,7 @@ impl SuiteFetch<'_> {
                 Ok(Some(suite))
             }
             Err(e) => {
-                notes.push(format!("suite {}: {e:#}; {}", u.name, u.again));
+                notes.push(format!("suite {}: {e:#}; {}", u.dir.name(), u.again));
                 if fetched.is_none() {
                     *fetched = Some(self.fetch_unconditionally(u.url).await?);
                 }
@@ -404,7 +408,7 @@ impl SuiteFetch<'_> {
 /// published copy is read back only if it still matches the manifest and still
 /// verifies, so a file edited after publishing feeds nothing.
 fn published_suite(
-    name: &str,
+    dir: &SuiteDir,
     c: &Snapshot,
     signed: &RelPath,
     carry: &[&str],
@@ -415,7 +419,7 @@ fn published_suite(
     let release = Release::parse(&text).with_context(|| format!("parsing {}", file.display()))?;
     let mut kept = Vec::new();
     for f in carry {
-        let p = RelPath::new(&format!("dists/{name}/{f}"))?;
+        let p = dir.file(f)?;
         if let Some(e) = c.manifest.files.get(&p) {
             kept.push(Wanted {
                 path: p.clone(),
@@ -426,7 +430,8 @@ fn published_suite(
         }
     }
     Ok(Suite {
-        name: name.to_string(),
+        name: dir.name().to_string(),
+        dir: dir.clone(),
         release,
         new_files: Vec::new(),
         kept_files: kept,

@@ -3,7 +3,9 @@
 mod apt_sync;
 mod cli;
 mod faults;
+mod generators;
 mod images;
+mod layouts;
 mod live;
 mod live_images;
 mod logged_nginx;

@@ -1,0 +1,304 @@
+//! An operator mirrors the repositories vendors really publish: flat ones made by
+//! dpkg-scanpackages and apt-ftparchive, `dists/` ones made by reprepro and aptly, a
+//! hybrid suite, a .zst-only one. Each is served by nginx, mirrored, read back by
+//! stock apt-get through nginx, and synced again unchanged, counting what the no-op
+//! asks of the upstream.
+
+use std::path::{Path, PathBuf};
+
+use crate::generators::{self, Gpg};
+use crate::live::{Apt, Nginx as MirrorNginx};
+use crate::logged_nginx::{Hit, Nginx};
+use crate::support::*;
+
+/// An upstream tree behind a logging nginx, and a mirror of it.
+struct Layout {
+    work: tempfile::TempDir,
+    gpg: Gpg,
+    upstream: Option<Nginx>,
+    root: PathBuf,
+    config: PathBuf,
+}
+
+impl Layout {
+    fn new() -> Layout {
+        let work = tempfile::tempdir().unwrap();
+        let root = work.path().join("mirror");
+        let config = work.path().join("mirrors.toml");
+        Layout {
+            work,
+            gpg: Gpg::new(),
+            upstream: None,
+            root,
+            config,
+        }
+    }
+
+    fn dir(&self) -> PathBuf {
+        self.work.path().join("upstream")
+    }
+
+    /// Serves `tree` and configures a mirror of it: `apt_lines` say the suites (and
+    /// components and architectures, where the layout has them).
+    fn serve(&mut self, tree: &Path, apt_lines: &str) {
+        let nginx = Nginx::serve(tree, false, false);
+        let text = format!(
+            r#"[global]
+root = "{root}"
+hostname = "mirror.test.invalid"
+timeout = "5s"
+retries = 0
+
+[[mirror]]
+name = "vendor"
+kind = "apt"
+upstream = "{url}"
+keyring = "{keyring}"
+{apt_lines}
+"#,
+            root = self.root.display(),
+            url = nginx.url(),
+            keyring = self.gpg.keyring.display(),
+        );
+        std::fs::write(&self.config, text).unwrap();
+        self.upstream = Some(nginx);
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mirrorsync"))
+            .arg("-c")
+            .arg(&self.config)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    }
+
+    fn upstream(&self) -> &Nginx {
+        self.upstream.as_ref().expect("an upstream is served")
+    }
+
+    /// Syncs a mirror that is already published and returns what the run asked of
+    /// the upstream.
+    fn noop(&self) -> Vec<Hit> {
+        let before = self.upstream().hits().len();
+        let out = self.run(&["sync"]);
+        assert_ok(&out);
+        let hits = self.upstream().hits_since(before, 1);
+        eprintln!("the no-op asked: {hits:?}");
+        hits
+    }
+
+    /// Stock apt-get, reading the mirror through nginx with `line` (`deb [signed-by]
+    /// URL <line>`), updates cleanly and downloads every vendor package
+    /// byte for byte as upstream has it.
+    fn apt_reads(&self, line: &str, debs: &[(&str, PathBuf)]) {
+        self.apt_reads_allowing(line, debs, &[]);
+    }
+
+    /// As `apt_reads`, but apt may warn of `allowed` (as it does of the upstream).
+    fn apt_reads_allowing(&self, line: &str, debs: &[(&str, PathBuf)], allowed: &[&str]) {
+        let nginx = MirrorNginx::serve(&self.root);
+        let apt = Apt::new(&format!(
+            "deb [signed-by={}] {} {line}",
+            self.gpg.keyring.display(),
+            nginx.url("vendor")
+        ));
+        apt.must_allowing(&["update"], allowed);
+        let mut args = vec!["download"];
+        args.extend(debs.iter().map(|(name, _)| *name));
+        apt.must(&args);
+        for (_, upstream_file) in debs {
+            let name = upstream_file.file_name().unwrap().to_string_lossy();
+            assert_eq!(
+                apt.downloaded(&name),
+                std::fs::read(upstream_file).unwrap(),
+                "{name}"
+            );
+        }
+    }
+
+    /// `mirrorsync verify` finds the served tree whole.
+    fn verifies(&self) {
+        let out = self.run(&["verify"]);
+        assert_ok(&out);
+    }
+}
+
+/// Every request of a no-op is for signed metadata and answered 304 (nginx's
+/// validators): the one conditional GET per suite that tells it nothing changed.
+fn only_conditional_release_requests(hits: &[Hit], signed: &[&str]) {
+    assert_eq!(hits.len(), signed.len(), "{hits:?}");
+    for (hit, path) in hits.iter().zip(signed) {
+        assert!(hit.get_of(path), "{hit:?} is not a GET of {path}");
+        assert_eq!(hit.status, 304, "{hit:?}");
+    }
+}
+
+#[test]
+fn a_flat_repository_made_by_dpkg_scanpackages_is_mirrored_for_deb_url_dot_slash() {
+    let mut l = Layout::new();
+    let dir = l.dir();
+    generators::scanpackages_flat(&dir, &l.gpg);
+    let packages = std::fs::read_to_string(dir.join("Packages")).unwrap();
+    assert!(
+        packages.contains("Filename: ./vendor-tool_1.0-1_amd64.deb"),
+        "{packages}"
+    );
+    l.serve(&dir, r#"suites = ["./"]"#);
+    assert_ok(&l.run(&["sync"]));
+    l.apt_reads(
+        "./",
+        &[
+            ("vendor-tool", dir.join("vendor-tool_1.0-1_amd64.deb")),
+            ("vendor-data", dir.join("vendor-data_2.3_all.deb")),
+        ],
+    );
+    l.verifies();
+    only_conditional_release_requests(&l.noop(), &["InRelease"]);
+}
+
+#[test]
+fn a_flat_repository_in_a_subdirectory_made_by_apt_ftparchive_is_mirrored() {
+    let mut l = Layout::new();
+    let dir = l.dir();
+    generators::ftparchive_flat(&dir, "debian", &["gz", "xz"], &l.gpg);
+    l.serve(&dir, r#"suites = ["debian/"]"#);
+    assert_ok(&l.run(&["sync"]));
+    let served = l.root.join("vendor");
+    assert!(served.join("debian/InRelease").is_file());
+    assert!(served.join("debian/Packages.xz").is_file());
+    l.apt_reads(
+        "debian/",
+        &[
+            (
+                "vendor-tool",
+                dir.join("debian/vendor-tool_1.0-1_amd64.deb"),
+            ),
+            ("vendor-data", dir.join("debian/vendor-data_2.3_all.deb")),
+        ],
+    );
+    l.verifies();
+    only_conditional_release_requests(&l.noop(), &["debian/InRelease"]);
+}
+
+#[test]
+fn a_flat_repository_offering_its_packages_only_as_zst_is_mirrored() {
+    let mut l = Layout::new();
+    let dir = l.dir();
+    generators::ftparchive_flat(&dir, "zst", &["zst"], &l.gpg);
+    let served: Vec<_> = std::fs::read_dir(dir.join("zst"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("Packages"))
+        .collect();
+    assert_eq!(served, ["Packages.zst"]);
+    l.serve(&dir, r#"suites = ["zst/"]"#);
+    assert_ok(&l.run(&["sync"]));
+    assert!(
+        l.root
+            .join("vendor/zst/vendor-tool_1.0-1_amd64.deb")
+            .is_file()
+    );
+    l.apt_reads(
+        "zst/",
+        &[("vendor-data", dir.join("zst/vendor-data_2.3_all.deb"))],
+    );
+}
+
+#[test]
+fn a_dists_repository_published_by_reprepro_is_mirrored() {
+    let mut l = Layout::new();
+    let dir = l.dir();
+    generators::reprepro_dists(&dir, &l.gpg);
+    l.serve(
+        &dir,
+        "suites = [\"stable\"]\ncomponents = [\"main\"]\narchitectures = [\"amd64\"]",
+    );
+    assert_ok(&l.run(&["sync"]));
+    l.apt_reads(
+        "stable main",
+        &[
+            (
+                "vendor-tool",
+                dir.join("pool/main/v/vendor-tool/vendor-tool_1.0-1_amd64.deb"),
+            ),
+            (
+                "vendor-data",
+                dir.join("pool/main/v/vendor-data/vendor-data_2.3_all.deb"),
+            ),
+        ],
+    );
+    l.verifies();
+    only_conditional_release_requests(&l.noop(), &["dists/stable/InRelease"]);
+}
+
+#[test]
+fn a_dists_repository_published_by_aptly_with_by_hash_is_mirrored() {
+    let mut l = Layout::new();
+    let public = generators::aptly_dists(l.work.path(), &l.gpg);
+    l.serve(
+        &public,
+        "suites = [\"stable\"]\ncomponents = [\"main\"]\narchitectures = [\"amd64\"]",
+    );
+    assert_ok(&l.run(&["sync"]));
+    let by_hash = l
+        .root
+        .join("vendor/dists/stable/main/binary-amd64/by-hash/SHA256");
+    assert!(
+        std::fs::read_dir(&by_hash).unwrap().count() > 0,
+        "aptly's by-hash indices are mirrored"
+    );
+    l.apt_reads(
+        "stable main",
+        &[
+            (
+                "vendor-tool",
+                public.join("pool/main/v/vendor-tool/vendor-tool_1.0-1_amd64.deb"),
+            ),
+            (
+                "vendor-data",
+                public.join("pool/main/v/vendor-data/vendor-data_2.3_all.deb"),
+            ),
+        ],
+    );
+    l.verifies();
+    only_conditional_release_requests(&l.noop(), &["dists/stable/InRelease"]);
+}
+
+#[test]
+fn a_hybrid_suite_with_flat_and_component_indices_is_mirrored_whole() {
+    let mut l = Layout::new();
+    let dir = l.dir();
+    generators::hybrid_suite(&dir, &l.gpg);
+    l.serve(
+        &dir,
+        "suites = [\"stable\"]\ncomponents = [\"main\"]\narchitectures = [\"amd64\"]",
+    );
+    assert_ok(&l.run(&["sync"]));
+    let flat = dir.join("pool/flat/vendor-flat_1.0_all.deb");
+    let tool = dir.join("pool/main/vendor-tool_1.0-1_amd64.deb");
+    // Both of apt's readings of the suite: by component, and flat.
+    l.apt_reads("stable main", &[("vendor-tool", tool)]);
+    // Read flat, the suite's Suite field is "stable", not "dists/stable/": apt warns,
+    // of the upstream as of the mirror.
+    l.apt_reads_allowing(
+        "dists/stable/",
+        &[("vendor-flat", flat)],
+        &["Conflicting distribution"],
+    );
+    l.verifies();
+    only_conditional_release_requests(&l.noop(), &["dists/stable/InRelease"]);
+}
+
+#[test]
+fn a_flat_suite_that_is_not_there_fails_naming_the_url_and_publishes_nothing() {
+    let mut l = Layout::new();
+    let dir = l.dir();
+    generators::scanpackages_flat(&dir, &l.gpg);
+    l.serve(&dir, r#"suites = ["nosuch/"]"#);
+    let err = assert_exit(&l.run(&["sync"]), 1);
+    assert!(err.contains("suite nosuch/"), "{err}");
+    assert!(err.contains("nosuch/Release"), "{err}");
+    assert!(!l.root.join("vendor").exists());
+}
