@@ -96,6 +96,9 @@ pub struct Mirror {
     pub kind: MirrorKind,
     /// Also publish each snapshot into this bucket.
     pub publish: Option<S3Target>,
+    /// Logins for the upstream (apt's auth.conf format): the mirror's own
+    /// `auth_conf`, else `[global]`'s.
+    pub auth: Option<std::sync::Arc<crate::auth::AuthConf>>,
 }
 
 #[derive(Debug, Clone)]
@@ -189,6 +192,8 @@ struct RawGlobal {
     s3_region: Option<String>,
     s3_credentials: Option<PathBuf>,
     s3_profile: Option<String>,
+    /// Logins for upstreams, in apt's auth.conf format (mode 0600).
+    auth_conf: Option<PathBuf>,
 }
 
 /// How to reach the bucket; in `[global]`, overridable per mirror.
@@ -233,6 +238,7 @@ struct RawMirror {
     retries: Option<u32>,
     ip: Option<IpFamily>,
     bind_address: Option<IpAddr>,
+    auth_conf: Option<PathBuf>,
     // apt
     #[serde(default)]
     suites: Vec<String>,
@@ -489,6 +495,11 @@ fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, ConfigErr
         network: global_network(&g),
         publish: g.publish.clone(),
         s3: RawS3::of_global(&g),
+        auth: g.auth_conf.as_ref().and_then(|p| {
+            load_auth(p, path.parent().unwrap_or(Path::new(".")))
+                .map_err(|e| problems.push(format!("[global] {e}")))
+                .ok()
+        }),
         base_dir: path.parent().unwrap_or(Path::new(".")),
     };
     let mut names = BTreeSet::new();
@@ -574,6 +585,8 @@ struct MirrorDefaults<'a> {
     /// The base each mirror publishes under, as `<publish>/<name>`.
     publish: Option<String>,
     s3: RawS3,
+    /// `[global] auth_conf`, read once for every mirror that does not name its own.
+    auth: Option<std::sync::Arc<crate::auth::AuthConf>>,
     /// Relative keyring and credentials paths are relative to the config file.
     base_dir: &'a Path,
 }
@@ -608,6 +621,12 @@ fn validate_mirror(
         problems.push(format!("{at}: keyring {} does not exist", k.display()));
     }
     let publish = publish_target(&m, at, defaults, problems);
+    let auth = match &m.auth_conf {
+        Some(p) => load_auth(p, defaults.base_dir)
+            .map_err(|e| problems.push(format!("{at}: {e}")))
+            .ok(),
+        None => defaults.auth.clone(),
+    };
     let tolerate = tolerate_globs(&m.tolerate, at, problems);
     let signature_policy =
         signature_policy(&m.allow_weak_signatures, keyring.is_some(), at, problems);
@@ -627,7 +646,21 @@ fn validate_mirror(
         network,
         kind,
         publish,
+        auth,
     }
+}
+
+/// An auth.conf file, relative paths relative to the config file's directory.
+fn load_auth(
+    path: &Path,
+    base_dir: &Path,
+) -> Result<std::sync::Arc<crate::auth::AuthConf>, crate::auth::AuthError> {
+    let path = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base_dir.join(path)
+    };
+    crate::auth::AuthConf::load(&path).map(std::sync::Arc::new)
 }
 
 /// The global network settings with the mirror's overrides.
@@ -941,7 +974,10 @@ check_signature = false
         let err = Config::from_toml(&mixed, Path::new("m.toml"))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("components must list at least one entry"), "{err}");
+        assert!(
+            err.contains("components must list at least one entry"),
+            "{err}"
+        );
         let escaping = flat.replace("\"vendor/\"", "\"../\"");
         let err = Config::from_toml(&escaping, Path::new("m.toml"))
             .unwrap_err()

@@ -49,6 +49,7 @@
 
 pub mod apt;
 pub mod atomic;
+pub mod auth;
 pub mod cli;
 pub mod config;
 #[cfg(feature = "demo")]

@@ -19,6 +19,7 @@ use reqwest::header::{self, HeaderMap};
 use sha2::{Digest, Sha256};
 use url::Url;
 
+use crate::auth::AuthConf;
 use crate::config::{IpFamily, Network};
 use crate::ratelimit::RateLimiter;
 
@@ -35,6 +36,18 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 pub enum FetchError {
     #[error("{url}: HTTP {code}")]
     Status { url: String, code: u16 },
+    /// 401, or 403 to a request that carried a login.
+    #[error("{url}: HTTP {code}: {}", match .sent {
+        Some(m) => format!("the upstream refused the login of {m}"),
+        None => "the upstream wants a login: name a file in apt's auth.conf format with \
+                 auth_conf, holding a machine entry for this URL".to_string(),
+    })]
+    Unauthorized {
+        url: String,
+        code: u16,
+        /// The auth.conf entry whose login was sent, if any.
+        sent: Option<String>,
+    },
     #[error("{url}: {detail}")]
     Transport {
         url: String,
@@ -190,6 +203,8 @@ pub struct Upstream {
     retry_delay: Duration,
     limiter: Option<Arc<RateLimiter>>,
     pub counters: Arc<Counters>,
+    /// Logins for URLs that want one.
+    auth: Option<Arc<AuthConf>>,
 }
 
 impl Upstream {
@@ -217,7 +232,47 @@ impl Upstream {
             retry_delay: net.retry_delay,
             limiter: net.bandwidth_limit.map(|r| Arc::new(RateLimiter::new(r))),
             counters: Arc::default(),
+            auth: None,
         })
+    }
+
+    /// Sends the login of the first `auth` machine matching a request's URL with it.
+    pub fn with_auth(mut self, auth: Option<Arc<AuthConf>>) -> Upstream {
+        self.auth = auth;
+        self
+    }
+
+    /// A request of `method` for `url`, with its login if auth.conf has one for it.
+    /// reqwest drops the header when a redirect leaves the host, as apt does.
+    fn request(&self, method: reqwest::Method, url: &Url) -> reqwest::RequestBuilder {
+        let req = self.client.request(method, url.clone());
+        match self.auth.as_ref().and_then(|a| a.for_url(url)) {
+            Some(m) => req.basic_auth(m.login(), Some(m.password())),
+            None => req,
+        }
+    }
+
+    /// A refusal, with the auth.conf entry whose login was sent (or none).
+    fn explain(&self, e: FetchError, url: &Url) -> FetchError {
+        match e {
+            FetchError::Unauthorized {
+                url: shown, code, ..
+            } => {
+                let sent = self
+                    .auth
+                    .as_ref()
+                    .and_then(|a| a.for_url(url).map(|m| m.describe(&a.file)));
+                if code == 403 && sent.is_none() {
+                    return FetchError::Status { url: shown, code };
+                }
+                FetchError::Unauthorized {
+                    url: shown,
+                    code,
+                    sent,
+                }
+            }
+            other => other,
+        }
     }
 
     /// Requests made so far through this client.
@@ -240,7 +295,7 @@ impl Upstream {
     }
 
     /// Runs `attempt` until it succeeds, fails permanently, or retries run out.
-    async fn retrying<T, F, Fut>(&self, mut attempt: F) -> Result<T, FetchError>
+    async fn retrying<T, F, Fut>(&self, url: &Url, mut attempt: F) -> Result<T, FetchError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, (FetchError, Option<Duration>)>>,
@@ -251,7 +306,7 @@ impl Upstream {
                 Ok(v) => return Ok(v),
                 Err((e, retry_after)) => {
                     if !e.is_transient() || tries >= self.retries {
-                        return Err(e);
+                        return Err(self.explain(e, url));
                     }
                     let delay = retry_after.unwrap_or_else(|| backoff(self.retry_delay, tries));
                     tracing::warn!(error = %e, retry_in = ?delay, "transient failure, retrying");
@@ -273,8 +328,8 @@ impl Upstream {
         max: u64,
         known: Option<&Validators>,
     ) -> Result<Meta, FetchError> {
-        self.retrying(|| async {
-            let mut req = self.client.get(url.clone());
+        self.retrying(url, || async {
+            let mut req = self.request(reqwest::Method::GET, url);
             if let Some(v) = known {
                 if let Some(etag) = &v.etag {
                     req = req.header(header::IF_NONE_MATCH, etag);
@@ -350,11 +405,10 @@ impl Upstream {
     /// HEADs a file: its size and validators, without its body. A `text/html` answer
     /// for a file that is not HTML is a soft 404.
     pub async fn head(&self, url: &Url) -> Result<Head, FetchError> {
-        self.retrying(|| async {
+        self.retrying(url, || async {
             self.count_request();
             let resp = self
-                .client
-                .head(url.clone())
+                .request(reqwest::Method::HEAD, url)
                 .send()
                 .await
                 .map_err(|e| (transport(url, e), None))?;
@@ -379,11 +433,10 @@ impl Upstream {
 
     /// HEADs `url`: true for 200, false for 404/410. Used for marker files.
     pub async fn exists(&self, url: &Url) -> Result<bool, FetchError> {
-        self.retrying(|| async {
+        self.retrying(url, || async {
             self.count_request();
             let resp = self
-                .client
-                .head(url.clone())
+                .request(reqwest::Method::HEAD, url)
                 .send()
                 .await
                 .map_err(|e| (transport(url, e), None))?;
@@ -436,7 +489,9 @@ impl Upstream {
         let mut restarted = !kept;
         loop {
             let result = self
-                .retrying(|| self.download_once(url, partial, install, expected, on_progress))
+                .retrying(url, || {
+                    self.download_once(url, partial, install, expected, on_progress)
+                })
                 .await;
             match result {
                 Err(FetchError::ChecksumMismatch { .. }) if !restarted => {
@@ -516,7 +571,7 @@ impl Upstream {
         have: u64,
         resume_from: Option<&String>,
     ) -> Attempted<reqwest::Response> {
-        let mut req = self.client.get(url.clone());
+        let mut req = self.request(reqwest::Method::GET, url);
         if have > 0 {
             req = req.header(header::RANGE, format!("bytes={have}-"));
             if let Some(v) = resume_from {
@@ -1182,6 +1237,14 @@ fn check_status(
 ) -> Result<(), (FetchError, Option<Duration>)> {
     if status.is_success() {
         return Ok(());
+    }
+    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        let e = FetchError::Unauthorized {
+            url: redact(url),
+            code: status.as_u16(),
+            sent: None,
+        };
+        return Err((e, None));
     }
     let retry_after = headers
         .get(header::RETRY_AFTER)

@@ -129,7 +129,8 @@ pub enum Command {
         #[arg(long)]
         prometheus: bool,
     },
-    /// Validate the config and exit (0, or 2 with the errors)
+    /// Validate the config and exit (0, or 2 with the errors); says what it read (each
+    /// mirror, and the auth.conf entry its login comes from) on a terminal or with -v
     CheckConfig,
     /// Print shell completions (bash, zsh, fish, elvish, powershell)
     Completions { shell: clap_complete::Shell },

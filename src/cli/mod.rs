@@ -31,7 +31,7 @@ use args::{Cli, Command};
 pub fn run(cli: Cli) -> anyhow::Result<u8> {
     let config = cli.config.as_deref();
     match cli.command {
-        Command::CheckConfig => Ok(check_config::check_config(config)),
+        Command::CheckConfig => Ok(check_config::check_config(config, cli.verbose > 0)),
         Command::Sync {
             names,
             dry_run,

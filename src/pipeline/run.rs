@@ -52,7 +52,7 @@ impl<'a> Run<'a> {
             current: dirs.current_held(Rule::for_kind(&mirror.kind))?,
             state: MirrorState::load(&dirs.base)?,
             suspect: crate::shared::suspects(&dirs.replacing),
-            upstream: Upstream::new(&mirror.network)?,
+            upstream: Upstream::new(&mirror.network)?.with_auth(mirror.auth.clone()),
             dirs,
             ctx,
             mirror,

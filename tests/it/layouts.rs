@@ -41,7 +41,11 @@ impl Layout {
     /// Serves `tree` and configures a mirror of it: `apt_lines` say the suites (and
     /// components and architectures, where the layout has them).
     fn serve(&mut self, tree: &Path, apt_lines: &str) {
-        let nginx = Nginx::serve(tree, false, false);
+        self.mirror_of(Nginx::serve(tree, false, false), apt_lines);
+    }
+
+    /// Configures a mirror of what `nginx` serves.
+    fn mirror_of(&mut self, nginx: Nginx, apt_lines: &str) {
         let text = format!(
             r#"[global]
 root = "{root}"
@@ -301,4 +305,130 @@ fn a_flat_suite_that_is_not_there_fails_naming_the_url_and_publishes_nothing() {
     assert!(err.contains("suite nosuch/"), "{err}");
     assert!(err.contains("nosuch/Release"), "{err}");
     assert!(!l.root.join("vendor").exists());
+}
+
+/// A vendor's private repository behind HTTP basic authentication: the login comes
+/// from a file in apt's auth.conf format, is sent, and is found nowhere else.
+#[test]
+fn a_private_repository_is_mirrored_with_a_login_from_an_auth_conf_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut l = Layout::new();
+    let dir = l.dir();
+    generators::scanpackages_flat(&dir, &l.gpg);
+    let nginx = Nginx::serve_protected(&dir, "alice:{PLAIN}correct-horse-battery\n");
+    let url = nginx.url();
+    let auth = l.work.path().join("auth.conf");
+    let write_auth = |password: &str| {
+        std::fs::write(
+            &auth,
+            format!("# the vendor's portal\nmachine {url} login alice password {password}\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&auth, std::fs::Permissions::from_mode(0o600)).unwrap();
+    };
+    write_auth("correct-horse-battery");
+    l.mirror_of(
+        nginx,
+        &format!("suites = [\"./\"]\nauth_conf = \"{}\"", auth.display()),
+    );
+
+    // check-config names the entry the login comes from, and not the login.
+    let out = l.run(&["check-config", "-v"]);
+    assert_ok(&out);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains(&format!(
+            "login from machine {url} ({}, line 2)",
+            auth.display()
+        )),
+        "{said}"
+    );
+    assert!(!said.contains("correct-horse"), "{said}");
+
+    let out = l.run(&["sync"]);
+    assert_ok(&out);
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!printed.contains("correct-horse"), "{printed}");
+    l.apt_reads(
+        "./",
+        &[("vendor-tool", dir.join("vendor-tool_1.0-1_amd64.deb"))],
+    );
+    // Nothing the mirror wrote (state.json, traces, manifests, logs) holds the password.
+    assert_eq!(
+        files_containing(&l.root, b"correct-horse"),
+        Vec::<String>::new()
+    );
+    let served = digest_tree(&l.root.join("vendor"));
+    let hits = l.upstream().hits();
+    assert!(hits.iter().all(|h| h.status != 401), "{hits:?}");
+
+    // A wrong password is a clear error naming the entry; the mirror stays as it was.
+    write_auth("not-the-password-9");
+    let err = assert_exit(&l.run(&["sync"]), 1);
+    assert!(
+        err.contains(&format!(
+            "HTTP 401: the upstream refused the login of machine {url} ({}, line 2)",
+            auth.display()
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("not-the-password"), "{err}");
+    assert_eq!(digest_tree(&l.root.join("vendor")), served);
+
+    // Without the file's entry, the error says a login is wanted and where it goes.
+    std::fs::write(
+        &auth,
+        "machine https://elsewhere.invalid login a password b\n",
+    )
+    .unwrap();
+    let err = assert_exit(&l.run(&["sync"]), 1);
+    assert!(
+        err.contains("HTTP 401: the upstream wants a login"),
+        "{err}"
+    );
+    assert!(err.contains("auth_conf"), "{err}");
+
+    // A file others can read is refused before anything is asked of the upstream.
+    std::fs::set_permissions(&auth, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = assert_exit(&l.run(&["check-config"]), 2);
+    assert!(
+        err.contains(&format!(
+            "auth_conf {}: mode 0644 lets other users read its passwords",
+            auth.display()
+        )),
+        "{err}"
+    );
+}
+
+/// The files under `dir` whose bytes contain `needle`.
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in walk(dir) {
+        if let Ok(bytes) = std::fs::read(&entry)
+            && bytes.windows(needle.len()).any(|w| w == needle)
+        {
+            out.push(entry.display().to_string());
+        }
+    }
+    out
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        match e.file_type() {
+            Ok(t) if t.is_dir() => out.extend(walk(&p)),
+            Ok(t) if t.is_file() => out.push(p),
+            _ => {}
+        }
+    }
+    out
 }

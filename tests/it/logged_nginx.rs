@@ -80,6 +80,28 @@ impl Nginx {
         }
     }
 
+    /// Serves `root` behind HTTP basic authentication: `users` is nginx's user file
+    /// (`name:{PLAIN}password` lines).
+    pub fn serve_protected(root: &Path, users: &str) -> Nginx {
+        let binary = nginx_binary();
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let d = dir.path().display();
+        std::fs::write(dir.path().join("users"), users).unwrap();
+        let log = format!(
+            "log_format hits '$server_port $request_method $request_uri $status';\n    access_log {d}/access.log hits;"
+        );
+        let auth = format!("auth_basic \"vendor\";\n        auth_basic_user_file {d}/users;");
+        write_conf(dir.path(), port, root, &log, &auth, "");
+        let child = start_nginx(&binary, dir.path(), &[port]);
+        Nginx {
+            child,
+            port,
+            redirect_port: None,
+            dir,
+        }
+    }
+
     /// `http://127.0.0.1:<port>/`
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}/", self.port)
