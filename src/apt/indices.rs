@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, anyhow, bail};
 use url::Url;
 
-use super::packages::{self, Compression, IndexKind};
+use super::packages::{self, Compression, IndexKind, Listed};
 use super::retry::UpstreamMoved;
 use super::suite::{MAX_RELEASE_BYTES, Suite};
 use crate::config::AptMirror;
@@ -15,7 +15,7 @@ use crate::failures::{chain, failed};
 use crate::fetch::{Placed, StageError, file_url};
 use crate::manifest::Entry;
 use crate::merge::{Sorted, Spill};
-use crate::pipeline::{Run, StagingArea, Tally};
+use crate::pipeline::{Run, StagingArea, Tally, Unverified, fetch_by_size};
 use crate::plan::{self, Action, PlanSummary, Wanted, WantedSet};
 use crate::relpath::RelPath;
 use crate::upstream::{FetchError, Meta, Upstream, redact};
@@ -26,6 +26,9 @@ use crate::upstream::{FetchError, Meta, Upstream, redact};
 pub(super) struct Indices {
     pub wanted: WantedSet,
     variant_of: HashMap<RelPath, String>,
+    /// An unsigned repository's indices its Release lists without SHA256: fetched by
+    /// size alone, and counted as unverified.
+    size_only: Vec<Unverified>,
 }
 
 /// The indices after staging.
@@ -34,6 +37,18 @@ pub(super) struct StagedIndices {
     pub located: HashMap<RelPath, PathBuf>,
     pub summary: PlanSummary,
     pub tally: Tally,
+    /// Indices fetched by size alone.
+    pub unverified: u64,
+}
+
+/// The pool the indices list.
+pub(super) struct Pool {
+    pub sorted: Sorted,
+    /// Pool files an unsigned repository lists without SHA256 and the mirror does not
+    /// hold at that size: fetched by size.
+    pub unverified: Vec<Unverified>,
+    /// Those it holds at the listed size (names are versioned): kept.
+    pub kept_unverified: u64,
 }
 
 impl Indices {
@@ -59,14 +74,21 @@ pub(super) fn wanted(suites: &[Suite], apt: &AptMirror) -> anyhow::Result<Indice
             .wanted_indices(&apt.components, &apt.architectures, apt.sources)
         {
             let path = s.dir.file(f.path.as_str())?;
+            let key = variant_key(path.as_str());
             let Some(sha256) = f.sha256 else {
+                if apt.keyring.is_none() {
+                    // An unsigned Release vouches for nothing anyway; apt takes it
+                    // with a warning, and so does the mirror (counted unverified).
+                    out.variant_of.insert(path.clone(), key);
+                    out.size_only.push(Unverified { path, size: f.size });
+                    continue;
+                }
                 bail!(
                     "suite {}: Release lists {} without a SHA256 checksum; MD5 and SHA1 are not trusted",
                     s.name,
                     f.path
                 );
             };
-            let key = variant_key(path.as_str());
             let file = |p: &RelPath| Wanted {
                 path: p.clone(),
                 size: f.size,
@@ -206,12 +228,75 @@ pub(super) async fn stage(
             Err(e) => failures.push((o.wanted, e)),
         }
     }
+    let fetched_by_size = indices.size_only.len() as u64;
+    let size_only = SizeOnly {
+        located: &mut located,
+        ok_variants: &mut ok_variants,
+        tally: &mut tally,
+    };
+    stage_size_only(run, area, indices, size_only).await?;
     judge_failures(run, suites, indices, &ok_variants, failures).await?;
     Ok(StagedIndices {
         located,
         summary,
         tally,
+        unverified: fetched_by_size,
     })
+}
+
+/// Where staging an unsigned repository's size-only indices records what it did.
+struct SizeOnly<'a> {
+    located: &'a mut HashMap<RelPath, PathBuf>,
+    ok_variants: &'a mut HashSet<String>,
+    tally: &'a mut Tally,
+}
+
+/// An unsigned repository's indices without SHA256: fetched by size, then listed
+/// with the digest of what arrived. A variant upstream does not serve is dropped
+/// while another variant of the index is there, as for checked ones.
+async fn stage_size_only(
+    run: &Run<'_>,
+    area: &StagingArea,
+    indices: &mut Indices,
+    out: SizeOnly<'_>,
+) -> anyhow::Result<()> {
+    let files = std::mem::take(&mut indices.size_only);
+    let mut failed_paths = Vec::new();
+    for (path, result) in fetch_by_size(run, area, &run.mirror.upstream, files).await {
+        match result {
+            Ok((received, entry, _)) => {
+                out.tally.bytes += received;
+                out.tally.files += 1;
+                if let Some(k) = indices.variant_of.get(&path) {
+                    out.ok_variants.insert(k.clone());
+                }
+                out.located
+                    .insert(path.clone(), area.shared.read_path(&path));
+                indices.wanted.insert(Wanted {
+                    path: path.clone(),
+                    size: entry.size,
+                    sha256: entry.sha256,
+                    source: path,
+                })?;
+            }
+            Err(e) => failed_paths.push((path, e)),
+        }
+    }
+    let mut errors = Vec::new();
+    for (path, e) in failed_paths {
+        let not_found = e
+            .downcast_ref::<FetchError>()
+            .is_some_and(FetchError::is_not_found);
+        let other = indices.variant_of.get(&path);
+        if not_found && other.is_some_and(|k| out.ok_variants.contains(k)) {
+            continue;
+        }
+        errors.push(format!("{path}: {e:#}"));
+    }
+    if errors.is_empty() {
+        return Ok(());
+    }
+    Err(failed("fetching indices", errors))
 }
 
 /// Index failures fail the run, except a listed variant upstream does not serve
@@ -263,11 +348,13 @@ const SPILL_CHUNK: usize = 32_768;
 /// read on two threads at most (each holds a decompressor: a Pi's memory, not its
 /// cores, is what runs out).
 pub(super) async fn pool(
+    run: &Run<'_>,
     work: &std::path::Path,
     suites: &[Suite],
     located: &HashMap<RelPath, PathBuf>,
     indices: &WantedSet,
-) -> anyhow::Result<Sorted> {
+    size_only_ok: bool,
+) -> anyhow::Result<Pool> {
     let mut jobs: Vec<(String, IndexKind, PathBuf)> = Vec::new();
     for s in suites {
         for (kind, path) in indices_to_parse(s, located) {
@@ -277,7 +364,7 @@ pub(super) async fn pool(
         }
     }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<(usize, Vec<packages::PoolFile>)>(8);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(usize, Vec<Listed>)>(8);
     let mut parsers = Vec::new();
     for t in 0..threads {
         let mine: Vec<(usize, (String, IndexKind, PathBuf))> = jobs
@@ -288,13 +375,21 @@ pub(super) async fn pool(
             .collect();
         let tx = tx.clone();
         parsers.push(tokio::task::spawn_blocking(move || {
-            parse_indices(mine, &tx)
+            parse_indices(mine, size_only_ok, &tx)
         }));
     }
     drop(tx);
     let mut spill = Spill::new(work, SPILL_CHUNK)?;
+    let mut size_only: HashMap<RelPath, u64> = HashMap::new();
     while let Some((job, batch)) = rx.recv().await {
-        for f in batch {
+        for listed in batch {
+            let f = match listed {
+                Listed::Checked(f) => f,
+                Listed::SizeOnly { path, size } => {
+                    size_only.insert(path, size);
+                    continue;
+                }
+            };
             if let Some(have) = indices.get(&f.path)
                 && (have.size != f.size || have.sha256 != f.sha256)
             {
@@ -316,18 +411,52 @@ pub(super) async fn pool(
     for p in parsers {
         p.await.map_err(|e| anyhow!("index parser task: {e}"))??;
     }
-    Ok(spill.finish()?)
+    let (unverified, kept_unverified) = keep_size_only(run, &mut spill, size_only)?;
+    Ok(Pool {
+        sorted: spill.finish()?,
+        unverified,
+        kept_unverified,
+    })
+}
+
+/// Pool files listed by size alone: the published copy of that size is kept (a
+/// pool file's name says its version), the rest is fetched by size.
+fn keep_size_only(
+    run: &Run<'_>,
+    spill: &mut Spill,
+    size_only: HashMap<RelPath, u64>,
+) -> anyhow::Result<(Vec<Unverified>, u64)> {
+    let paths: Vec<RelPath> = size_only.keys().cloned().collect();
+    let published = run.published_entries(&paths)?;
+    let mut fetch = Vec::new();
+    let mut kept = 0;
+    for (path, size) in size_only {
+        match published.get(&path) {
+            Some(e) if e.size == size => {
+                let entry = Entry {
+                    gone_since: None,
+                    ..e.clone()
+                };
+                spill.push(path, entry)?;
+                kept += 1;
+            }
+            _ => fetch.push(Unverified { path, size }),
+        }
+    }
+    fetch.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok((fetch, kept))
 }
 
 /// Reads each index of `jobs` in turn, sending its pool files in batches.
 fn parse_indices(
     jobs: Vec<(usize, (String, IndexKind, PathBuf))>,
-    tx: &tokio::sync::mpsc::Sender<(usize, Vec<packages::PoolFile>)>,
+    size_only_ok: bool,
+    tx: &tokio::sync::mpsc::Sender<(usize, Vec<Listed>)>,
 ) -> anyhow::Result<()> {
     const BATCH: usize = 1024;
     for (job, (name, kind, file)) in jobs {
         let mut batch = Vec::with_capacity(BATCH);
-        packages::pool_files_of(&file, kind, &name, |f| {
+        packages::listing_of(&file, kind, &name, size_only_ok, |f| {
             batch.push(f);
             if batch.len() == BATCH {
                 // A closed channel: the reader stopped at an error of its own.

@@ -51,6 +51,14 @@ pub struct PoolFile {
     pub sha256: [u8; 32],
 }
 
+/// A pool file as an index lists it: with its SHA256, or (in an unsigned repository
+/// whose index has only MD5sum, read with `size_only_ok`) by size alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listed {
+    Checked(PoolFile),
+    SizeOnly { path: RelPath, size: u64 },
+}
+
 /// Which kind of index: the fields that name files differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IndexKind {
@@ -157,7 +165,26 @@ pub fn read_index(
     path: &Path,
     mut on_file: impl FnMut(PoolFile),
 ) -> Result<u64, IndexError> {
+    let mut on_listed = |l: Listed| {
+        if let Listed::Checked(f) = l {
+            on_file(f);
+        }
+    };
+    read_listing(reader, kind, index, path, false, &mut on_listed)
+}
+
+/// [`read_index`], but with `size_only_ok` a Packages stanza without SHA256 is a
+/// [`Listed::SizeOnly`] instead of an error.
+pub fn read_listing(
+    reader: impl BufRead,
+    kind: IndexKind,
+    index: &str,
+    path: &Path,
+    size_only_ok: bool,
+    mut on_file: impl FnMut(Listed),
+) -> Result<u64, IndexError> {
     let mut parser = StanzaParser::new(kind, index);
+    parser.size_only_ok = size_only_ok;
     let mut reader = LimitedLines::new(reader);
     let mut line = Vec::with_capacity(256);
     loop {
@@ -209,6 +236,8 @@ struct StanzaParser<'a> {
     checksums: Vec<(String, u64, [u8; 32])>,
     /// Which multi-line field continuation lines belong to.
     in_checksums: bool,
+    /// A stanza without SHA256 is listed by size instead of refused.
+    size_only_ok: bool,
 }
 
 impl<'a> StanzaParser<'a> {
@@ -227,6 +256,7 @@ impl<'a> StanzaParser<'a> {
             directory: String::new(),
             checksums: Vec::new(),
             in_checksums: false,
+            size_only_ok: false,
         }
     }
 
@@ -318,7 +348,7 @@ impl<'a> StanzaParser<'a> {
         Ok(())
     }
 
-    fn end_stanza(&mut self, on_file: &mut impl FnMut(PoolFile)) -> Result<(), IndexError> {
+    fn end_stanza(&mut self, on_file: &mut impl FnMut(Listed)) -> Result<(), IndexError> {
         if !self.in_stanza {
             return Ok(());
         }
@@ -329,11 +359,15 @@ impl<'a> StanzaParser<'a> {
                     return Err(self.err("no Filename field"));
                 }
                 let size = self.size.ok_or_else(|| self.err("no Size field"))?;
-                // Without SHA256 the file could only be checked by MD5 or SHA1, which
-                // an attacker can collide; refuse rather than mirror it unverified.
-                let sha256 = self.sha256.ok_or_else(|| self.err("no SHA256 field"))?;
                 let path = self.safe_path(super::layout::pool_path(&self.filename))?;
-                on_file(PoolFile { path, size, sha256 });
+                match self.sha256 {
+                    Some(sha256) => on_file(Listed::Checked(PoolFile { path, size, sha256 })),
+                    // Only an unsigned repository's: there is nothing stronger to
+                    // check by, and the file is counted as unverified.
+                    None if self.size_only_ok => on_file(Listed::SizeOnly { path, size }),
+                    // MD5 and SHA1 can be collided: refused rather than trusted.
+                    None => return Err(self.err("no SHA256 field")),
+                }
             }
             IndexKind::Sources => {
                 if self.directory.is_empty() {
@@ -350,11 +384,11 @@ impl<'a> StanzaParser<'a> {
                         "" => self.safe_path(name)?,
                         dir => self.safe_path(&format!("{dir}/{name}"))?,
                     };
-                    on_file(PoolFile {
+                    on_file(Listed::Checked(PoolFile {
                         path,
                         size: *size,
                         sha256: *sha256,
-                    });
+                    }));
                 }
             }
         }
@@ -438,6 +472,18 @@ pub fn pool_files_of(
     read_index(reader, kind, index, file, &mut on_file)
 }
 
+/// [`pool_files_of`] with [`read_listing`]'s `size_only_ok`.
+pub fn listing_of(
+    file: &Path,
+    kind: IndexKind,
+    index: &str,
+    size_only_ok: bool,
+    on_file: impl FnMut(Listed),
+) -> Result<u64, IndexError> {
+    let reader = open_index(file)?;
+    read_listing(reader, kind, index, file, size_only_ok, on_file)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -469,6 +515,28 @@ mod tests {
         let text = "Package: old\nFilename: pool/o.deb\nSize: 3\nMD5sum: 00\n";
         let err = parse(IndexKind::Packages, text).unwrap_err().to_string();
         assert_eq!(err, "test, line 1, package \"old\": no SHA256 field");
+    }
+
+    #[test]
+    fn an_unsigned_repositorys_stanza_without_sha256_is_listed_by_size_when_allowed() {
+        let text = "Package: old\nFilename: ./o.deb\nSize: 3\nMD5sum: 00\n";
+        let mut listed = Vec::new();
+        read_listing(
+            text.as_bytes(),
+            IndexKind::Packages,
+            "t",
+            Path::new("t"),
+            true,
+            |l| listed.push(l),
+        )
+        .unwrap();
+        assert_eq!(
+            listed,
+            [Listed::SizeOnly {
+                path: RelPath::new("o.deb").unwrap(),
+                size: 3
+            }]
+        );
     }
 
     #[test]

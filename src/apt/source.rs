@@ -105,8 +105,16 @@ impl Source for AptSource<'_> {
         // The upstream's trace files go into the snapshot with ours.
         self.upstream_traces = trace::fetch_upstream(&run.upstream, &run.mirror.upstream).await;
         let phase = std::time::Instant::now();
-        let content =
-            indices::pool(&area.work, &self.suites, &staged.located, &wanted.wanted).await?;
+        let unsigned = self.keyring.is_none();
+        let pool = indices::pool(
+            run,
+            &area.work,
+            &self.suites,
+            &staged.located,
+            &wanted.wanted,
+            unsigned,
+        )
+        .await?;
         tracing::info!(seconds = phase.elapsed().as_secs_f64(), "pool read");
         let metadata = self
             .suites
@@ -122,8 +130,19 @@ impl Source for AptSource<'_> {
             .wanted
             .iter()
             .map(|w| (w.path.clone(), Entry::from(w)));
+        let mut notices = Vec::new();
+        let by_size = pool.unverified.len() as u64 + staged.unverified;
+        if by_size > 0 {
+            notices.push(format!(
+                "{by_size} file(s) the unsigned repository lists without a SHA256 checksum, \
+                 fetched and checked by size only (unverified)"
+            ));
+        }
         Ok(Offer::Changed(Box::new(Changes {
-            content: Content::Sorted(content),
+            content: Content::Sorted(pool.sorted),
+            unverified: pool.unverified,
+            kept_unverified: pool.kept_unverified + staged.unverified,
+            notices,
             staged: Manifest {
                 files: files.collect(),
             },

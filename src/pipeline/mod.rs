@@ -36,6 +36,7 @@ pub use context::{MirrorReport, RunContext, RunOutcome, SyncOptions};
 pub use next::NextManifest;
 pub use run::{Run, StagingArea};
 pub use source::{Changes, Content, NewFile, Offer, Source, Staged, Tally, Unverified};
+pub use stage::fetch_by_size;
 
 use crate::config::Mirror;
 use crate::manifest::Manifest;

@@ -39,7 +39,8 @@ pub struct Changes {
     pub staged: Manifest,
     /// Files no checksum vouches for: fetched by size and counted as unverified.
     pub unverified: Vec<Unverified>,
-    /// Unverified files kept because upstream shows them unchanged.
+    /// Unverified files the pipeline does not fetch: kept because upstream shows them
+    /// unchanged, or fetched by the kind itself (an unsigned repository's indices).
     pub kept_unverified: u64,
     /// Content fetched again although the published copy matches (upstream changed
     /// the file while its checksum did not: the new bytes must be checked).

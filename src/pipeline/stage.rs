@@ -175,7 +175,7 @@ type BySize = anyhow::Result<(u64, Entry, Validators)>;
 
 /// Downloads files no checksum vouches for, `concurrency` at a time; partial files
 /// are named by path and resumed only when If-Range vouches for them.
-async fn fetch_by_size(
+pub async fn fetch_by_size(
     run: &Run<'_>,
     area: &StagingArea,
     base: &url::Url,

@@ -309,3 +309,29 @@ pub fn hybrid_suite(upstream: &Path, gpg: &Gpg) {
     );
     gpg.sign_release(&suite);
 }
+
+/// apt-ftparchive's options that leave only MD5 (what old scripts and tools write).
+const MD5_ONLY: [&str; 3] = [
+    "APT::FTPArchive::SHA1=false",
+    "APT::FTPArchive::SHA256=false",
+    "APT::FTPArchive::SHA512=false",
+];
+
+/// An unsigned flat repository at the root of `upstream` whose Release lists MD5
+/// sums only (apt-ftparchive told not to write stronger ones), as old scripts make
+/// them; with `packages_md5_only` its Packages too. apt takes the Release only as
+/// `deb [trusted=yes]`, and a package only with a SHA256 in Packages.
+pub fn unsigned_md5_only_flat(upstream: &Path, packages_md5_only: bool) {
+    vendor_debs(upstream);
+    let mut cmd = Command::new("apt-ftparchive");
+    cmd.current_dir(upstream);
+    if packages_md5_only {
+        for o in MD5_ONLY {
+            cmd.args(["-o", o]);
+        }
+    }
+    let packages = run(cmd.args(["packages", "."]));
+    std::fs::write(upstream.join("Packages"), packages).unwrap();
+    compress(&upstream.join("Packages"), "gzip");
+    ftparchive_release(upstream, &MD5_ONLY);
+}

@@ -307,6 +307,82 @@ fn a_flat_suite_that_is_not_there_fails_naming_the_url_and_publishes_nothing() {
     assert!(!l.root.join("vendor").exists());
 }
 
+/// An unsigned repository whose Release carries MD5 sums only (apt takes it as
+/// `[trusted=yes]`, with a warning): its indices are mirrored by size, counted as
+/// unverified and said so, never silently; its packages are checked by the SHA256
+/// its Packages gives. Where Packages has none either, they too go by size.
+#[test]
+fn an_unsigned_repository_without_sha256_sums_is_mirrored_by_size_and_counted_unverified() {
+    let mut l = Layout::new();
+    let dir = l.dir();
+    generators::unsigned_md5_only_flat(&dir, false);
+    let release = std::fs::read_to_string(dir.join("Release")).unwrap();
+    assert!(
+        release.contains("MD5Sum:") && !release.contains("SHA256:"),
+        "{release}"
+    );
+    l.serve(&dir, "suites = [\"./\"]\ncheck_signature = false");
+    let text = std::fs::read_to_string(&l.config)
+        .unwrap()
+        .lines()
+        .filter(|line| !line.starts_with("keyring"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&l.config, text).unwrap();
+
+    let sync = |expected_unverified: u64| {
+        let out = l.run(&["sync", "--json"]);
+        assert_ok(&out);
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let mirror = report[0].clone();
+        assert_eq!(mirror["files_unverified"], expected_unverified, "{mirror}");
+        let warned = mirror["warnings"].to_string();
+        assert!(
+            warned.contains("checked by size only (unverified)"),
+            "{warned}"
+        );
+    };
+    // Packages and Packages.gz by size; the .debs by Packages' SHA256.
+    sync(2);
+    l.verifies();
+    // apt takes such a repository only when told to trust it, and then from the
+    // mirror as from the upstream.
+    let nginx = MirrorNginx::serve(&l.root);
+    let apt = Apt::new(&format!("deb [trusted=yes] {} ./", nginx.url("vendor")));
+    apt.must_allowing(&["update"], &["weak", "insecure", "Release"]);
+    apt.must(&["download", "vendor-data"]);
+    assert_eq!(
+        apt.downloaded("vendor-data_2.3_all.deb"),
+        std::fs::read(dir.join("vendor-data_2.3_all.deb")).unwrap()
+    );
+    // The no-op is one conditional request for InRelease (404) and one for Release.
+    let before = std::fs::read_link(l.root.join("vendor")).unwrap();
+    let hits = l.noop();
+    assert_eq!(hits.len(), 2, "{hits:?}");
+    assert!(
+        hits[0].get_of("InRelease") && hits[0].status == 404,
+        "{hits:?}"
+    );
+    assert!(
+        hits[1].get_of("Release") && hits[1].status == 304,
+        "{hits:?}"
+    );
+    assert_eq!(std::fs::read_link(l.root.join("vendor")).unwrap(), before);
+
+    // Upstream's script drops SHA256 from Packages too: the packages it holds at the
+    // listed size are kept, a new one is fetched by size; all counted.
+    std::fs::remove_dir_all(&dir).unwrap();
+    generators::build_deb(&dir, "vendor-new", "0.1", "all");
+    generators::unsigned_md5_only_flat(&dir, true);
+    // Packages, Packages.gz and three .debs (two of them kept, not fetched).
+    sync(5);
+    assert_eq!(
+        std::fs::read(l.root.join("vendor/vendor-new_0.1_all.deb")).unwrap(),
+        std::fs::read(dir.join("vendor-new_0.1_all.deb")).unwrap()
+    );
+    l.verifies();
+}
+
 /// A vendor's private repository behind HTTP basic authentication: the login comes
 /// from a file in apt's auth.conf format, is sent, and is found nowhere else.
 #[test]
