@@ -1084,7 +1084,7 @@ check_signature = false
         insta::assert_snapshot!(
             error_of(&GOOD.replace("grace = \"6h\"", "grace = \"6h\"\nconcurency = 4")),
             @r"
-        /etc/mirrorsync/mirrors.toml: line 7, column 1: unknown field `concurency`, expected one of `root`, `hostname`, `concurrency`, `bandwidth_limit`, `keep_snapshots`, `grace`, `timeout`, `retries`, `retry_delay`, `max_delete_ratio`, `ip`, `bind_address`, `upstream_busy_wait`, `publish`, `s3_endpoint`, `s3_region`, `s3_credentials`, `s3_profile`
+        /etc/mirrorsync/mirrors.toml: line 7, column 1: unknown field `concurency`, expected one of `root`, `hostname`, `concurrency`, `bandwidth_limit`, `keep_snapshots`, `grace`, `timeout`, `retries`, `retry_delay`, `max_delete_ratio`, `ip`, `bind_address`, `upstream_busy_wait`, `publish`, `s3_endpoint`, `s3_region`, `s3_credentials`, `s3_profile`, `auth_conf`
           |
           7 | concurency = 4
           |
