@@ -114,7 +114,7 @@ fn timed_sync(config: &Path) -> anyhow::Result<Measured> {
     let out = Command::new("/usr/bin/time")
         .arg("-v")
         .arg(&bin)
-        .args(if phases { &["-v"][..] } else { &[][..] })
+        .args(if phases { &["-vv"][..] } else { &[][..] })
         .arg("-c")
         .arg(config)
         .arg("sync")

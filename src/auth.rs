@@ -152,15 +152,17 @@ impl AuthConf {
             path: path.to_path_buf(),
             source,
         };
-        let meta = std::fs::metadata(path).map_err(read)?;
-        let mode = meta.permissions().mode() & 0o7777;
+        // One open file for the check and the read: what is read is what was checked.
+        let mut file = std::fs::File::open(path).map_err(read)?;
+        let mode = file.metadata().map_err(read)?.permissions().mode() & 0o7777;
         if mode & 0o077 != 0 {
             return Err(AuthError::Readable {
                 path: path.to_path_buf(),
                 mode,
             });
         }
-        let text = std::fs::read_to_string(path).map_err(read)?;
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut file, &mut text).map_err(read)?;
         AuthConf::parse(&text, path)
     }
 
@@ -220,12 +222,14 @@ impl AuthConf {
     }
 }
 
-/// The white-space separated tokens of `text` with their line numbers; `#` to the end
-/// of a line is a comment.
+/// The white-space separated tokens of `text` with their line numbers; a token that
+/// starts with `#` begins a comment to the end of the line (a `#` inside a password
+/// is part of it).
 fn tokens(text: &str) -> impl Iterator<Item = (usize, &str)> {
     text.lines().enumerate().flat_map(|(n, l)| {
-        let l = l.split_once('#').map_or(l, |(before, _)| before);
-        l.split_whitespace().map(move |t| (n + 1, t))
+        l.split_whitespace()
+            .take_while(|t| !t.starts_with('#'))
+            .map(move |t| (n + 1, t))
     })
 }
 
@@ -246,7 +250,7 @@ mod tests {
         let c = conf(
             "# vendor repositories\n\
              machine vendor.example/private login alice password s3cret\n\
-             machine vendor.example\n  login bob\n  password other  # the rest\n\
+             machine vendor.example\n  login bob\n  password o#ther  # the rest\n\
              machine http://plain.example:8080/repo login carol password p\n",
         );
         let who = |u: &str| c.for_url(&url(u)).map(|m| m.login().to_string());
@@ -275,6 +279,13 @@ mod tests {
                 .unwrap()
                 .line,
             2
+        );
+        // A '#' inside a token is not a comment.
+        assert_eq!(
+            c.for_url(&url("https://vendor.example/x"))
+                .unwrap()
+                .password(),
+            "o#ther"
         );
     }
 

@@ -23,7 +23,12 @@ pub use publish::S3Target;
 use publish::{credentials_from_env, parse_s3_url, read_credentials_file};
 
 /// Where `-c` looks when it is not given.
-pub const DEFAULT_CONFIG_PATHS: [&str; 2] = ["mirrors.toml", "/etc/mirrorsync/mirrors.toml"];
+/// Where the config is looked for without `-c` or MIRRORSYNC_CONFIG, in order: the
+/// installed one first, so a run from another directory never picks up a stray file.
+pub const DEFAULT_CONFIG_PATHS: [&str; 2] = ["/etc/mirrorsync/mirrors.toml", "mirrors.toml"];
+
+/// The environment variable naming the config file when `-c` does not.
+pub const CONFIG_ENV: &str = "MIRRORSYNC_CONFIG";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -287,8 +292,9 @@ fn yes() -> bool {
     true
 }
 
-/// A base URL that file paths are appended to.
-fn with_slash(mut u: Url) -> Url {
+/// A base URL that file paths are appended to: a missing trailing '/' is added, as
+/// apt does with a sources.list URL.
+pub fn with_slash(mut u: Url) -> Url {
     if !u.path().ends_with('/') {
         u.set_path(&format!("{}/", u.path()));
     }
@@ -421,10 +427,14 @@ impl fmt::Display for IpFamily {
 // ---- loading ---------------------------------------------------------------------
 
 impl Config {
-    /// Reads the file given with `-c`, else the first of [`DEFAULT_CONFIG_PATHS`] that exists.
+    /// Reads the file given with `-c`, else the one MIRRORSYNC_CONFIG names, else the
+    /// first of [`DEFAULT_CONFIG_PATHS`] that exists.
     pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
-        let path = match explicit {
-            Some(p) => p.to_path_buf(),
+        let from_env = std::env::var_os(CONFIG_ENV)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
+        let path = match explicit.map(Path::to_path_buf).or(from_env) {
+            Some(p) => p,
             None => DEFAULT_CONFIG_PATHS
                 .iter()
                 .map(PathBuf::from)

@@ -44,24 +44,32 @@ impl RunLock {
             .truncate(false)
             .open(&path)
             .map_err(io)?;
-        if flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {
-            let mut pid = String::new();
-            let _ = file.read_to_string(&mut pid);
-            let pid = pid.trim();
-            return Err(LockError::Held {
-                holder: if pid.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (pid {pid})")
-                },
-                path,
-            });
+        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => return Err(held_by(&mut file, path)),
+            // ENOLCK, EINTR...: not another run; say what the system said.
+            Err(e) => return Err(io(e.into())),
         }
         // Best effort: the pid only makes the other run's message friendlier.
         let _ = file.set_len(0);
         let _ = file.rewind();
         let _ = write!(file, "{}", std::process::id());
         Ok(RunLock { _file: file })
+    }
+}
+
+/// Who holds the lock, as far as the pid it wrote says.
+fn held_by(file: &mut File, path: PathBuf) -> LockError {
+    let mut pid = String::new();
+    let _ = file.read_to_string(&mut pid);
+    let pid = pid.trim();
+    LockError::Held {
+        holder: if pid.is_empty() {
+            String::new()
+        } else {
+            format!(" (pid {pid})")
+        },
+        path,
     }
 }
 

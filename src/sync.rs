@@ -143,10 +143,44 @@ async fn run_batch(ctx: &RunContext<'_>, selected: &[&Mirror], results: &mut Vec
         if !options.dry_run {
             record(ctx, mirror, started, clock, &result);
         }
+        if let Ok(report) = &result {
+            log_outcome(report);
+        }
         results.push(MirrorResult {
             name: mirror.name.clone(),
             result,
         });
+    }
+}
+
+/// One info line per mirror and run, so the journal holds the mirror's history
+/// (the mirror's span names it; a failure is the caller's to report, as an error).
+fn log_outcome(r: &MirrorReport) {
+    let snapshot = r.snapshot.as_deref().unwrap_or("-");
+    match r.outcome {
+        RunOutcome::Published => tracing::info!(
+            snapshot,
+            files_fetched = r.files_fetched,
+            bytes_fetched = r.bytes_fetched,
+            files_total = r.files_total,
+            seconds = r.seconds,
+            "published snapshot {snapshot}: fetched {} file(s), {} byte(s); serving {} file(s)",
+            r.files_fetched,
+            r.bytes_fetched,
+            r.files_total
+        ),
+        RunOutcome::Unchanged => tracing::info!(
+            snapshot,
+            seconds = r.seconds,
+            "upstream unchanged; still serving snapshot {snapshot}"
+        ),
+        RunOutcome::DryRun => tracing::info!(
+            fetch_files = r.plan.fetch_files,
+            fetch_bytes = r.plan.fetch_bytes,
+            "dry run: would fetch {} file(s), {} byte(s)",
+            r.plan.fetch_files,
+            r.plan.fetch_bytes
+        ),
     }
 }
 

@@ -1249,8 +1249,7 @@ fn check_status(
     let retry_after = headers
         .get(header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+        .and_then(|v| retry_after(v, jiff::Timestamp::now()));
     Err((
         FetchError::Status {
             url: redact(url),
@@ -1258,6 +1257,18 @@ fn check_status(
         },
         retry_after,
     ))
+}
+
+/// A Retry-After value in either of its forms (RFC 9110): seconds, or an HTTP date
+/// (`Sun, 06 Nov 1994 08:49:37 GMT`), as the wait from `now`; a date past is no wait.
+fn retry_after(value: &str, now: jiff::Timestamp) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = jiff::fmt::rfc2822::parse(value).ok()?.timestamp();
+    let wait = when.duration_since(now);
+    Some(Duration::try_from(wait).unwrap_or(Duration::ZERO))
 }
 
 fn range_starts_at(headers: &HeaderMap, start: u64) -> bool {
@@ -1308,6 +1319,21 @@ fn backoff(base: Duration, attempt: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_is_read_in_seconds_and_as_an_http_date() {
+        let now: jiff::Timestamp = "2026-11-30T20:00:00Z".parse().unwrap();
+        assert_eq!(retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            retry_after("Mon, 30 Nov 2026 20:01:30 GMT", now),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(
+            retry_after("Mon, 30 Nov 2026 19:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after("soon", now), None);
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {

@@ -96,14 +96,15 @@ pub(super) fn wanted(suites: &[Suite], apt: &AptMirror) -> anyhow::Result<Indice
                 source: p.clone(),
             };
             let source = if s.release.acquire_by_hash {
-                let dir = path.parent().unwrap_or("");
+                // A flat repository's indices sit at the top: "by-hash/...".
+                let dir = path.parent().map_or(String::new(), |d| format!("{d}/"));
                 let by_hash =
-                    RelPath::new(&format!("{dir}/by-hash/SHA256/{}", hex::encode(sha256)))?;
+                    RelPath::new(&format!("{dir}by-hash/SHA256/{}", hex::encode(sha256)))?;
                 out.add(file(&by_hash), &key)?;
                 // apt asks for the strongest hash Release lists: serve that by-hash
                 // copy too (same content, verified by its SHA256).
                 if let Some(sha512) = &f.sha512 {
-                    let strong = RelPath::new(&format!("{dir}/by-hash/SHA512/{sha512}"))?;
+                    let strong = RelPath::new(&format!("{dir}by-hash/SHA512/{sha512}"))?;
                     out.add(file(&strong), &key)?;
                 }
                 by_hash
@@ -210,7 +211,7 @@ pub(super) async fn stage(
     };
     let phase = std::time::Instant::now();
     let outcomes = run.stager(area, &run.mirror.upstream).run(to_run).await;
-    tracing::info!(seconds = phase.elapsed().as_secs_f64(), "indices staged");
+    tracing::debug!(seconds = phase.elapsed().as_secs_f64(), "indices staged");
     let mut failures = Vec::new();
     let mut tally = Tally::default();
     for o in outcomes {
@@ -316,7 +317,7 @@ async fn judge_failures(
         if e.is_not_found() && key.is_some_and(|k| ok_variants.contains(k)) {
             // Debian lists uncompressed Packages it does not serve; apt copes, as
             // long as one listed variant of the index is there and verified.
-            tracing::info!(path = %w.path, "listed in Release but not served; another variant is");
+            tracing::debug!(path = %w.path, "listed in Release but not served; another variant is");
             indices.wanted.remove(&w.path);
             continue;
         }
@@ -380,24 +381,32 @@ pub(super) async fn pool(
     }
     drop(tx);
     let mut spill = Spill::new(work, SPILL_CHUNK)?;
-    let mut size_only: HashMap<RelPath, u64> = HashMap::new();
+    let mut size_only = SizeOnlyPool {
+        track: size_only_ok,
+        ..SizeOnlyPool::default()
+    };
     while let Some((job, batch)) = rx.recv().await {
         for listed in batch {
+            let (path, size) = match &listed {
+                Listed::Checked(f) => (&f.path, f.size),
+                Listed::SizeOnly { path, size, .. } => (path, *size),
+            };
+            if let Some(have) = indices.get(path)
+                && (have.size != size
+                    || !matches!(&listed, Listed::Checked(f) if f.sha256 == have.sha256))
+            {
+                bail!("{path} is both an index and a pool file with other contents");
+            }
             let f = match listed {
                 Listed::Checked(f) => f,
-                Listed::SizeOnly { path, size } => {
-                    size_only.insert(path, size);
+                Listed::SizeOnly { path, size, md5 } => {
+                    size_only
+                        .add(path, size, md5)
+                        .with_context(|| jobs[job].0.clone())?;
                     continue;
                 }
             };
-            if let Some(have) = indices.get(&f.path)
-                && (have.size != f.size || have.sha256 != f.sha256)
-            {
-                bail!(
-                    "{} is both an index and a pool file with other contents",
-                    f.path
-                );
-            }
+            size_only.checked(&f.path);
             let entry = Entry {
                 size: f.size,
                 sha256: f.sha256,
@@ -419,20 +428,60 @@ pub(super) async fn pool(
     })
 }
 
-/// Pool files listed by size alone: the published copy of that size is kept (a
-/// pool file's name says its version), the rest is fetched by size.
+/// The pool files an unsigned repository lists without SHA256. In such a repository
+/// the paths listed with one are remembered too (a path each: unsigned repositories
+/// are vendors' small ones), so that a path listed both ways is the checked listing.
+#[derive(Default)]
+struct SizeOnlyPool {
+    track: bool,
+    files: HashMap<RelPath, (u64, Option<[u8; 16]>)>,
+    checked: HashSet<RelPath>,
+}
+
+impl SizeOnlyPool {
+    fn add(&mut self, path: RelPath, size: u64, md5: Option<[u8; 16]>) -> anyhow::Result<()> {
+        if self.checked.contains(&path) {
+            return Ok(());
+        }
+        match self.files.get(&path) {
+            Some((other, _)) if *other != size => {
+                bail!("{path} is listed with size {other} and {size}")
+            }
+            _ => {
+                self.files.insert(path, (size, md5));
+            }
+        }
+        Ok(())
+    }
+
+    fn checked(&mut self, path: &RelPath) {
+        if self.track {
+            self.files.remove(path);
+            self.checked.insert(path.clone());
+        }
+    }
+}
+
+/// Pool files listed by size alone: the published copy is kept when its MD5 is the
+/// one listed (a rebuilt package under the same name has another), the rest is
+/// fetched by size. A file a crashed publish may have swapped in is never kept.
 fn keep_size_only(
     run: &Run<'_>,
     spill: &mut Spill,
-    size_only: HashMap<RelPath, u64>,
+    size_only: SizeOnlyPool,
 ) -> anyhow::Result<(Vec<Unverified>, u64)> {
-    let paths: Vec<RelPath> = size_only.keys().cloned().collect();
+    let files = size_only.files;
+    let paths: Vec<RelPath> = files.keys().cloned().collect();
     let published = run.published_entries(&paths)?;
     let mut fetch = Vec::new();
     let mut kept = 0;
-    for (path, size) in size_only {
-        match published.get(&path) {
-            Some(e) if e.size == size => {
+    for (path, (size, md5)) in files {
+        let held = published
+            .get(&path)
+            .filter(|e| e.size == size && !run.suspect.contains(&path))
+            .filter(|_| md5.is_some_and(|m| published_md5(run, &path) == Some(m)));
+        match held {
+            Some(e) => {
                 let entry = Entry {
                     gone_since: None,
                     ..e.clone()
@@ -440,11 +489,21 @@ fn keep_size_only(
                 spill.push(path, entry)?;
                 kept += 1;
             }
-            _ => fetch.push(Unverified { path, size }),
+            None => fetch.push(Unverified { path, size }),
         }
     }
     fetch.sort_by(|a, b| a.path.cmp(&b.path));
     Ok((fetch, kept))
+}
+
+/// The MD5 of the published copy of `path`, if it can be read.
+fn published_md5(run: &Run<'_>, path: &RelPath) -> Option<[u8; 16]> {
+    use md5::{Digest, Md5};
+    let c = run.current.as_ref()?;
+    let mut file = std::fs::File::open(path.under(&c.dir)).ok()?;
+    let mut hasher = Md5::new();
+    std::io::copy(&mut file, &mut hasher).ok()?;
+    Some(hasher.finalize().into())
 }
 
 /// Reads each index of `jobs` in turn, sending its pool files in batches.

@@ -91,6 +91,12 @@ pub fn suite_problem(suite: &str, plain: impl Fn(&str) -> bool) -> Option<&'stat
     if flat.is_empty() || !flat.split('/').all(&plain) {
         return Some("is not a flat repository's directory (\"./\" or plain names ending in '/')");
     }
+    // Where the mirror keeps what every snapshot shares, and the trace files: signed
+    // metadata there would be shared by the kept snapshots, or written over.
+    let first = flat.split('/').next().unwrap_or_default();
+    if first == "pool" || first == "project" || flat.split('/').any(|p| p == "by-hash") {
+        return Some("is inside pool/, project/ or a by-hash/ directory, which a suite cannot be");
+    }
     None
 }
 
@@ -110,7 +116,9 @@ mod tests {
     use super::*;
 
     fn plain(s: &str) -> bool {
-        !s.is_empty() && !s.starts_with('.') && s.chars().all(|c| c.is_ascii_alphanumeric())
+        !s.is_empty()
+            && !s.starts_with('.')
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
     }
 
     #[test]

@@ -56,7 +56,13 @@ pub struct PoolFile {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Listed {
     Checked(PoolFile),
-    SizeOnly { path: RelPath, size: u64 },
+    /// `md5`: the stanza's MD5sum, if any: too weak to trust a download by, but it
+    /// tells whether the copy already held is the one listed.
+    SizeOnly {
+        path: RelPath,
+        size: u64,
+        md5: Option<[u8; 16]>,
+    },
 }
 
 /// Which kind of index: the fields that name files differ.
@@ -238,6 +244,7 @@ struct StanzaParser<'a> {
     in_checksums: bool,
     /// A stanza without SHA256 is listed by size instead of refused.
     size_only_ok: bool,
+    md5: Option<[u8; 16]>,
 }
 
 impl<'a> StanzaParser<'a> {
@@ -257,6 +264,7 @@ impl<'a> StanzaParser<'a> {
             checksums: Vec::new(),
             in_checksums: false,
             size_only_ok: false,
+            md5: None,
         }
     }
 
@@ -308,6 +316,9 @@ impl<'a> StanzaParser<'a> {
                         .parse()
                         .map_err(|_| self.err(format!("Size {value:?} is not a number")))?,
                 );
+            }
+            b"MD5sum" if self.kind == IndexKind::Packages && self.size_only_ok => {
+                self.md5 = parse_md5(value);
             }
             b"SHA256" if self.kind == IndexKind::Packages => {
                 self.sha256 = Some(
@@ -364,7 +375,11 @@ impl<'a> StanzaParser<'a> {
                     Some(sha256) => on_file(Listed::Checked(PoolFile { path, size, sha256 })),
                     // Only an unsigned repository's: there is nothing stronger to
                     // check by, and the file is counted as unverified.
-                    None if self.size_only_ok => on_file(Listed::SizeOnly { path, size }),
+                    None if self.size_only_ok => on_file(Listed::SizeOnly {
+                        path,
+                        size,
+                        md5: self.md5,
+                    }),
                     // MD5 and SHA1 can be collided: refused rather than trusted.
                     None => return Err(self.err("no SHA256 field")),
                 }
@@ -400,6 +415,7 @@ impl<'a> StanzaParser<'a> {
         self.checksums.clear();
         self.size = None;
         self.sha256 = None;
+        self.md5 = None;
         Ok(())
     }
 
@@ -484,6 +500,13 @@ pub fn listing_of(
     read_listing(reader, kind, index, file, size_only_ok, on_file)
 }
 
+/// An MD5 digest in hex, as Packages' MD5sum field gives it.
+fn parse_md5(hex_str: &str) -> Option<[u8; 16]> {
+    let mut out = [0u8; 16];
+    hex::decode_to_slice(hex_str.trim(), &mut out).ok()?;
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -517,9 +540,16 @@ mod tests {
         assert_eq!(err, "test, line 1, package \"old\": no SHA256 field");
     }
 
+    fn hex_literal(h: &[u8]) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        hex::decode_to_slice(h, &mut out).unwrap();
+        out
+    }
+
     #[test]
     fn an_unsigned_repositorys_stanza_without_sha256_is_listed_by_size_when_allowed() {
-        let text = "Package: old\nFilename: ./o.deb\nSize: 3\nMD5sum: 00\n";
+        let text =
+            "Package: old\nFilename: ./o.deb\nSize: 3\nMD5sum: 900150983cd24fb0d6963f7d28e17f72\n";
         let mut listed = Vec::new();
         read_listing(
             text.as_bytes(),
@@ -534,7 +564,8 @@ mod tests {
             listed,
             [Listed::SizeOnly {
                 path: RelPath::new("o.deb").unwrap(),
-                size: 3
+                size: 3,
+                md5: Some(hex_literal(b"900150983cd24fb0d6963f7d28e17f72")),
             }]
         );
     }

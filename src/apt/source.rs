@@ -115,7 +115,7 @@ impl Source for AptSource<'_> {
             unsigned,
         )
         .await?;
-        tracing::info!(seconds = phase.elapsed().as_secs_f64(), "pool read");
+        tracing::debug!(seconds = phase.elapsed().as_secs_f64(), "pool read");
         let metadata = self
             .suites
             .iter()

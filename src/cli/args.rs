@@ -12,7 +12,8 @@ use clap::{Parser, Subcommand, ValueEnum};
     about = "Keep apt repositories and OS image trees mirrored: verified, staged, published atomically"
 )]
 pub struct Cli {
-    /// The config file [default: ./mirrors.toml, then /etc/mirrorsync/mirrors.toml]
+    /// The config file [default: $MIRRORSYNC_CONFIG, then /etc/mirrorsync/mirrors.toml,
+    /// then ./mirrors.toml]
     #[arg(short, long, global = true)]
     pub config: Option<PathBuf>,
     /// More log output (-v info, -vv debug); RUST_LOG overrides
@@ -134,8 +135,12 @@ pub enum Command {
     CheckConfig,
     /// Print shell completions (bash, zsh, fish, elvish, powershell)
     Completions { shell: clap_complete::Shell },
-    /// Print the man page (roff) on stdout
-    Man,
+    /// Print the man page (roff) on stdout, or write every page into a directory
+    Man {
+        /// Write mirrorsync.1 and a page per subcommand (mirrorsync-sync.1...) here
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Build a signed repository, serve it on loopback, mirror it, change it, resync
     #[cfg(feature = "demo")]
     Demo {

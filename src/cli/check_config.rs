@@ -17,7 +17,7 @@ pub fn check_config(config_path: Option<&Path>, verbose: bool) -> u8 {
             exit::OK
         }
         Err(e) => {
-            eprintln!("mirrorsync: {e}");
+            super::logging::error(&e);
             exit::USAGE
         }
     }

@@ -1,8 +1,10 @@
 //! Exit codes, as DESIGN.md fixes them, and how a run that never started maps to one.
 
+use crate::lock::LockError;
 use crate::sync::RunError;
 
 pub const OK: u8 = 0;
+/// A mirror failed, or the command failed at run time (not the command line's fault).
 pub const MIRROR_FAILED: u8 = 1;
 pub const USAGE: u8 = 2;
 pub const LOCKED: u8 = 3;
@@ -11,11 +13,23 @@ pub const UNHEALTHY: u8 = 5;
 
 /// Says why a run did not start, and the exit code for it.
 pub fn run_error_code(e: RunError) -> u8 {
-    eprintln!("mirrorsync: {e}");
-    match e {
+    let code = match &e {
         // Queued behind the running sync, which will do the work: not a failure.
         RunError::Queued(_) => OK,
-        RunError::Locked(_) => LOCKED,
+        // Only another run really holding the lock is the "did nothing, fine" code
+        // that units and cron take for success; a lock file that cannot be opened
+        // is a failure like any other.
+        RunError::Locked(LockError::Held { .. }) => LOCKED,
+        RunError::Locked(LockError::Io { .. }) => MIRROR_FAILED,
         RunError::UnknownMirror(_) => USAGE,
+    };
+    let text = format!("{:#}", anyhow::Error::new(e));
+    match code {
+        OK | LOCKED => super::logging::say(
+            super::logging::Severity::Notice,
+            &format!("mirrorsync: {text}"),
+        ),
+        _ => super::logging::error(text),
     }
+    code
 }

@@ -14,6 +14,7 @@ mod check_config;
 mod demo;
 mod docs;
 pub mod exit;
+pub mod logging;
 mod probe;
 mod progress;
 mod render;
@@ -26,8 +27,9 @@ use std::path::Path;
 use crate::config::Config;
 use args::{Cli, Command};
 
-/// Runs the parsed command line; returns the exit code. An `Err` is a failure
-/// before any mirror was touched (the binary exits 2 with it).
+/// Runs the parsed command line; returns the exit code. An `Err` is a failure at
+/// run time that no mirror's result covers (the binary exits 1 with it); mistakes of
+/// the command line or the config are exit code 2, returned as such.
 pub fn run(cli: Cli) -> anyhow::Result<u8> {
     let config = cli.config.as_deref();
     match cli.command {
@@ -58,7 +60,10 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             json,
             url: Some(url),
             resolve,
-        } => verify::verify_served(config, &names, &url, &resolve, repair, json),
+        } => {
+            let url = crate::config::with_slash(url);
+            verify::verify_served(config, &names, &url, &resolve, repair, json)
+        }
         Command::Verify {
             names,
             repair,
@@ -68,7 +73,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         } => verify::verify_local(config, &names, repair, json),
         Command::Status { names, json } => status::status(config, &names, json),
         Command::Completions { shell } => Ok(docs::completions(shell)),
-        Command::Man => docs::man(),
+        Command::Man { dir } => docs::man(dir.as_deref()),
         Command::Probe {
             urls,
             upstream,
@@ -128,7 +133,9 @@ fn limit_malloc_arenas() {
 
 /// The config, or None after saying on stderr what is wrong with it.
 pub(crate) fn load_config(path: Option<&Path>) -> Option<Config> {
-    Config::load(path)
-        .map_err(|e| eprintln!("mirrorsync: {e}"))
-        .ok()
+    let config = Config::load(path).map_err(logging::error).ok()?;
+    if logging::verbose() {
+        tracing::info!(config = %config.source.display(), "read the config");
+    }
+    Some(config)
 }

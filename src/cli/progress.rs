@@ -7,6 +7,24 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::plan::PlanSummary;
 use crate::report::Reporter;
 
+/// The bar on screen, if any: lines printed meanwhile go above it.
+static SHOWN: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
+/// Runs `print` with the progress bar (if one is on screen) out of the way.
+pub fn suspended<T>(print: impl FnOnce() -> T) -> T {
+    let shown = SHOWN.lock().ok().and_then(|b| b.clone());
+    match shown {
+        Some(bar) => bar.suspend(print),
+        None => print(),
+    }
+}
+
+fn show(bar: Option<ProgressBar>) {
+    if let Ok(mut shown) = SHOWN.lock() {
+        *shown = bar;
+    }
+}
+
 /// Progress on a terminal; nothing otherwise.
 pub struct CliReporter {
     bar: Option<Mutex<Option<ProgressBar>>>,
@@ -26,6 +44,7 @@ impl CliReporter {
         {
             b.finish_and_clear();
         }
+        show(None);
     }
 }
 
@@ -45,6 +64,7 @@ impl Reporter for CliReporter {
             if let Some(old) = b.take() {
                 old.finish_and_clear();
             }
+            show(Some(pb.clone()));
             *b = Some(pb);
         }
     }
@@ -60,7 +80,10 @@ impl Reporter for CliReporter {
 
     fn on_warning(&self, mirror: &str, message: &str) {
         if self.bar.is_some() {
-            eprintln!("mirrorsync: {mirror}: {message}");
+            super::logging::say(
+                super::logging::Severity::Warning,
+                &format!("mirrorsync: {mirror}: {message}"),
+            );
         }
     }
 }

@@ -28,6 +28,31 @@ pub fn json<T: serde::Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One mirror's entry in a `--json` document: its report with the exit code it
+/// stands for.
+pub fn json_entry<T: serde::Serialize>(
+    report: &T,
+    exit_code: u8,
+) -> anyhow::Result<serde_json::Value> {
+    let mut v = serde_json::to_value(report)?;
+    if let Some(o) = v.as_object_mut() {
+        o.insert("exit_code".into(), exit_code.into());
+    }
+    Ok(v)
+}
+
+/// A failed mirror's entry in a `--json` document: the error, its causes one by one,
+/// and the exit code it stands for, so a monitoring script never mistakes it for fine.
+pub fn failed_entry(name: &str, e: &anyhow::Error, exit_code: u8) -> serde_json::Value {
+    serde_json::json!({
+        "name": name,
+        "outcome": "failed",
+        "error": format!("{e:#}"),
+        "causes": e.chain().map(|c| c.to_string()).collect::<Vec<_>>(),
+        "exit_code": exit_code,
+    })
+}
+
 /// What `sync --dry-run` would do to one mirror.
 pub fn plan(r: &MirrorReport) {
     let p: &PlanSummary = &r.plan;
@@ -107,17 +132,18 @@ pub fn summary(r: &MirrorReport) {
 
 /// The damage `verify` found, the first 20 files named; `place` says where.
 pub fn damage(r: &VerifyReport, place: &str) {
-    eprintln!(
+    let mut text = format!(
         "mirrorsync: {}: {} damaged file(s) {place}:",
         r.name,
         r.damaged.len()
     );
     for d in r.damaged.iter().take(20) {
-        eprintln!("  {}: {}", d.path, d.problem);
+        text.push_str(&format!("\n  {}: {}", d.path, d.problem));
     }
     if r.damaged.len() > 20 {
-        eprintln!("  ... and {} more", r.damaged.len() - 20);
+        text.push_str(&format!("\n  ... and {} more", r.damaged.len() - 20));
     }
+    super::logging::say(super::logging::Severity::Error, &text);
 }
 
 /// `verify` of the local trees: damage on stderr; intact trees named only on a

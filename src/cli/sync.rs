@@ -5,6 +5,7 @@ use std::path::Path;
 
 use super::args::TriggerArg;
 use super::exit;
+use super::logging;
 use super::progress::CliReporter;
 use super::render;
 use crate::sync::{self, SyncOptions};
@@ -47,18 +48,25 @@ pub fn sync(config_path: Option<&Path>, names: &[String], args: &SyncArgs) -> an
     };
     let mut failed = false;
     let mut reports = Vec::new();
+    let mut entries = Vec::new();
     for r in results {
         match r.result {
-            Ok(report) => reports.push(report),
+            Ok(report) => {
+                entries.push(render::json_entry(&report, exit::OK)?);
+                reports.push(report);
+            }
             Err(e) => {
                 failed = true;
-                eprintln!("mirrorsync: {e:#}");
-                eprintln!("  the served tree of {:?} was left as it was", r.name);
+                logging::error(format_args!(
+                    "{e:#}\n  the served tree of {:?} was left as it was",
+                    r.name
+                ));
+                entries.push(render::failed_entry(&r.name, &e, exit::MIRROR_FAILED));
             }
         }
     }
     if args.json {
-        render::json(&reports)?;
+        render::json(&entries)?;
     } else if args.dry_run {
         reports.iter().for_each(render::plan);
     } else if std::io::stdout().is_terminal() {

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use super::args::Resolve;
 use super::exit;
+use super::logging;
 use super::progress::CliReporter;
 use super::render;
 use crate::config::{Config, Mirror};
@@ -25,23 +26,29 @@ pub fn verify_local(
     let mirrors = sync::select(&config, names)?;
     let mut damaged = Vec::new();
     let mut reports = Vec::new();
+    let mut entries = Vec::new();
     let mut failed = false;
     for m in mirrors {
         match crate::verify::verify_mirror(&config.global, m) {
             Ok(r) => {
-                if !r.damaged.is_empty() {
+                let code = if r.damaged.is_empty() {
+                    exit::OK
+                } else {
                     damaged.push(m.name.clone());
-                }
+                    exit::DAMAGED
+                };
+                entries.push(render::json_entry(&r, code)?);
                 reports.push(r);
             }
             Err(e) => {
                 failed = true;
-                eprintln!("mirrorsync: {e:#}");
+                logging::error(format_args!("{e:#}"));
+                entries.push(render::failed_entry(&m.name, &e, exit::MIRROR_FAILED));
             }
         }
     }
     if json {
-        render::json(&reports)?;
+        render::json(&entries)?;
     } else {
         render::local_verify(&reports);
     }
@@ -74,14 +81,17 @@ fn resync(config: &Config, damaged: &[String]) -> anyhow::Result<u8> {
     let mut code = exit::OK;
     for r in results {
         match r.result {
-            Ok(rep) => eprintln!(
-                "mirrorsync: {}: repaired, fetched {} file(s) again, published {}",
-                rep.name,
-                rep.files_fetched,
-                rep.snapshot.as_deref().unwrap_or("-")
+            Ok(rep) => logging::say(
+                logging::Severity::Notice,
+                &format!(
+                    "mirrorsync: {}: repaired, fetched {} file(s) again, published {}",
+                    rep.name,
+                    rep.files_fetched,
+                    rep.snapshot.as_deref().unwrap_or("-")
+                ),
             ),
             Err(e) => {
-                eprintln!("mirrorsync: {e:#}");
+                logging::error(format_args!("{e:#}"));
                 code = exit::MIRROR_FAILED;
             }
         }
@@ -103,7 +113,7 @@ pub fn verify_served(
     };
     let mirrors = sync::select(&config, names)?;
     let [mirror] = mirrors.as_slice() else {
-        eprintln!("mirrorsync: verify --url checks one mirror; name it");
+        logging::error("verify --url checks one mirror; name it");
         return Ok(exit::USAGE);
     };
     let client = http_client(mirror, url, resolve)?;
@@ -116,12 +126,20 @@ pub fn verify_served(
     )) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("mirrorsync: {e:#}");
+            logging::error(format_args!("{e:#}"));
+            if json {
+                render::json(&[render::failed_entry(&mirror.name, &e, exit::MIRROR_FAILED)])?;
+            }
             return Ok(exit::MIRROR_FAILED);
         }
     };
     if json {
-        render::json(&[&report])?;
+        let code = if report.damaged.is_empty() {
+            exit::OK
+        } else {
+            exit::DAMAGED
+        };
+        render::json(&[render::json_entry(&report, code)?])?;
     } else {
         render::served_verify(&report, &crate::upstream::redact(url));
     }
@@ -167,10 +185,10 @@ fn reupload(
     report: &VerifyReport,
 ) -> u8 {
     let Some(target) = &mirror.publish else {
-        eprintln!(
-            "mirrorsync: {}: --repair with --url needs the mirror to publish there itself (publish = \"s3://...\")",
+        logging::error(format_args!(
+            "{}: --repair with --url needs the mirror to publish there itself (publish = \"s3://...\")",
             mirror.name
-        );
+        ));
         return exit::DAMAGED;
     };
     let replace: Vec<crate::relpath::RelPath> = report
@@ -191,15 +209,18 @@ fn reupload(
     )) {
         Ok(b) => {
             let uploaded = b.map_or(0, |b| b.uploaded);
-            eprintln!(
-                "mirrorsync: {}: repaired, uploaded {uploaded} object(s) again to {}",
-                mirror.name,
-                target.url()
+            logging::say(
+                logging::Severity::Notice,
+                &format!(
+                    "mirrorsync: {}: repaired, uploaded {uploaded} object(s) again to {}",
+                    mirror.name,
+                    target.url()
+                ),
             );
             exit::OK
         }
         Err(e) => {
-            eprintln!("mirrorsync: {e:#}");
+            logging::error(format_args!("{e:#}"));
             exit::MIRROR_FAILED
         }
     }

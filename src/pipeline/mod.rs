@@ -206,7 +206,7 @@ async fn publish(run: &Run<'_>, next: NextManifest) -> anyhow::Result<(String, u
     })
     .await
     .map_err(|e| anyhow::anyhow!("publishing: {e}"))??;
-    tracing::info!(seconds = phase.elapsed().as_secs_f64(), snapshot = %id, "published");
+    tracing::debug!(seconds = phase.elapsed().as_secs_f64(), snapshot = %id, "published");
     // The new snapshot is served: what follows tidies up, and a failure of it is said,
     // not taken for a failed run (the next run tries again).
     let pruned = snapshot::prune(&run.dirs, ctx.global.keep_snapshots.get()).unwrap_or_else(|e| {

@@ -88,7 +88,7 @@ pub async fn content<S: Source>(
             }
         })
         .await;
-    tracing::info!(seconds = phase.elapsed().as_secs_f64(), "content staged");
+    tracing::debug!(seconds = phase.elapsed().as_secs_f64(), "content staged");
     for (path, result) in fetch_by_size(run, area, base, unverified).await {
         match result {
             Ok((received, entry, validators)) => {

@@ -363,13 +363,10 @@ async fn os_lists(
     listed: &[Url],
     report: &mut FamilyReport,
 ) {
-    let upstream = opts.upstream.as_ref().map(|u| {
-        let mut u = u.clone();
-        if !u.path().ends_with('/') {
-            u.set_path(&format!("{}/", u.path()));
-        }
-        u
-    });
+    let upstream = opts
+        .upstream
+        .as_ref()
+        .map(|u| crate::config::with_slash(u.clone()));
     let mut found = read_os_lists(client, base, upstream.as_ref(), listed).await;
     if found.read.is_empty() && found.problems.is_empty() {
         // No OS list published: nothing to check.

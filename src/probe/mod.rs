@@ -179,11 +179,17 @@ pub async fn probe_all(urls: &[Url], opts: &ProbeOptions) -> anyhow::Result<Vec<
         }
         None => None,
     };
-    let upstream = opts
-        .upstream
-        .as_ref()
-        .map(|u| Arc::new(UpstreamFacts::new(u.clone(), opts.timeout)));
-    let opts = Arc::new(opts.clone());
+    let upstream = opts.upstream.as_ref().map(|u| {
+        Arc::new(UpstreamFacts::new(
+            crate::config::with_slash(u.clone()),
+            opts.timeout,
+        ))
+    });
+    // `--upstream http://host/debian`, as sources.list has it, is the same archive
+    // as `http://host/debian/`.
+    let mut opts = opts.clone();
+    opts.upstream = opts.upstream.map(crate::config::with_slash);
+    let opts = Arc::new(opts);
     let tasks: Vec<_> = urls
         .iter()
         .map(|u| {
@@ -208,10 +214,7 @@ async fn probe_mirror(
     upstream: Option<&UpstreamFacts>,
 ) -> MirrorReport {
     let started = Instant::now();
-    let mut base = url.clone();
-    if !base.path().ends_with('/') {
-        base.set_path(&format!("{}/", base.path()));
-    }
+    let base = crate::config::with_slash(url.clone());
     let host = base.host_str().unwrap_or("").to_string();
     let port = base.port_or_known_default().unwrap_or(80);
     let addrs = match resolve(&host, port, opts).await {

@@ -323,6 +323,12 @@ const MD5_ONLY: [&str; 3] = [
 /// `deb [trusted=yes]`, and a package only with a SHA256 in Packages.
 pub fn unsigned_md5_only_flat(upstream: &Path, packages_md5_only: bool) {
     vendor_debs(upstream);
+    md5_only_index(upstream, packages_md5_only);
+}
+
+/// (Re)writes Packages, Packages.gz and an MD5-only Release for the .debs in
+/// `upstream`, as `unsigned_md5_only_flat` does.
+pub fn md5_only_index(upstream: &Path, packages_md5_only: bool) {
     let mut cmd = Command::new("apt-ftparchive");
     cmd.current_dir(upstream);
     if packages_md5_only {
@@ -333,5 +339,16 @@ pub fn unsigned_md5_only_flat(upstream: &Path, packages_md5_only: bool) {
     let packages = run(cmd.args(["packages", "."]));
     std::fs::write(upstream.join("Packages"), packages).unwrap();
     compress(&upstream.join("Packages"), "gzip");
+    let release = upstream.join("Release");
+    let before = std::fs::metadata(&release).and_then(|m| m.modified()).ok();
     ftparchive_release(upstream, &MD5_ONLY);
+    // nginx's validators are the mtime (to the second) and size: a Release rewritten
+    // within the second at the same size would answer 304. A real upstream's next
+    // publish is minutes later; say so.
+    if let Some(before) = before {
+        let later = before + std::time::Duration::from_secs(2);
+        let file = std::fs::File::options().write(true).open(&release).unwrap();
+        file.set_modified(later.max(std::time::SystemTime::now()))
+            .unwrap();
+    }
 }

@@ -293,6 +293,24 @@ fn a_hybrid_suite_with_flat_and_component_indices_is_mirrored_whole() {
     );
     l.verifies();
     only_conditional_release_requests(&l.noop(), &["dists/stable/InRelease"]);
+
+    // The same suite configured as apt's flat reading of it ("dists/stable/"): the
+    // same files, at the same paths.
+    let text = std::fs::read_to_string(&l.config)
+        .unwrap()
+        .replace("suites = [\"stable\"]", "suites = [\"dists/stable/\"]");
+    std::fs::write(&l.config, text).unwrap();
+    let served = digest_tree(&l.root.join("vendor"));
+    assert_ok(&l.run(&["sync"]));
+    let flat = digest_tree(&l.root.join("vendor"));
+    let without_traces = |t: &TreeDigest| -> Vec<String> {
+        t.keys()
+            .filter(|p| !p.starts_with("project/"))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(without_traces(&flat), without_traces(&served));
+    only_conditional_release_requests(&l.noop(), &["dists/stable/InRelease"]);
 }
 
 #[test]
@@ -369,18 +387,46 @@ fn an_unsigned_repository_without_sha256_sums_is_mirrored_by_size_and_counted_un
     );
     assert_eq!(std::fs::read_link(l.root.join("vendor")).unwrap(), before);
 
-    // Upstream's script drops SHA256 from Packages too: the packages it holds at the
-    // listed size are kept, a new one is fetched by size; all counted.
-    std::fs::remove_dir_all(&dir).unwrap();
+    // Upstream's script drops SHA256 from Packages too, and adds a package: the two it
+    // holds, whose MD5 is the one listed, are kept; the new one is fetched by size.
     generators::build_deb(&dir, "vendor-new", "0.1", "all");
-    generators::unsigned_md5_only_flat(&dir, true);
-    // Packages, Packages.gz and three .debs (two of them kept, not fetched).
+    generators::md5_only_index(&dir, true);
+    let before = l.upstream().hits().len();
+    // Packages, Packages.gz and three .debs, all by size.
     sync(5);
-    assert_eq!(
-        std::fs::read(l.root.join("vendor/vendor-new_0.1_all.deb")).unwrap(),
-        std::fs::read(dir.join("vendor-new_0.1_all.deb")).unwrap()
-    );
+    let debs_fetched = |since: usize| -> Vec<String> {
+        l.upstream()
+            .hits_since(since, 1)
+            .iter()
+            .filter(|h| h.path.ends_with(".deb"))
+            .map(|h| h.path.clone())
+            .collect()
+    };
+    assert_eq!(debs_fetched(before), ["/vendor-new_0.1_all.deb"]);
+    for deb in ["vendor-new_0.1_all.deb", "vendor-tool_1.0-1_amd64.deb"] {
+        assert_eq!(
+            std::fs::read(l.root.join("vendor").join(deb)).unwrap(),
+            std::fs::read(dir.join(deb)).unwrap(),
+            "{deb}"
+        );
+    }
     l.verifies();
+
+    // A package rebuilt under the same name and size: its MD5 differs, so it is
+    // fetched again rather than kept.
+    let rebuilt = dir.join("vendor-data_2.3_all.deb");
+    let mut bytes = std::fs::read(&rebuilt).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&rebuilt, &bytes).unwrap();
+    generators::md5_only_index(&dir, true);
+    let before = l.upstream().hits().len();
+    sync(5);
+    assert_eq!(debs_fetched(before), ["/vendor-data_2.3_all.deb"]);
+    assert_eq!(
+        std::fs::read(l.root.join("vendor/vendor-data_2.3_all.deb")).unwrap(),
+        bytes
+    );
 }
 
 /// A vendor's private repository behind HTTP basic authentication: the login comes

@@ -5,6 +5,7 @@ mod cli;
 mod faults;
 mod generators;
 mod images;
+mod journal;
 mod layouts;
 mod live;
 mod live_images;

@@ -101,23 +101,27 @@ fn a_mirrorsync_tree_served_by_nginx_is_an_upstream_for_the_next_tier() {
         std::fs::read(tier1.served().join("project/trace/mirror.test.invalid")).unwrap()
     );
 
-    // The probe, pointed at tier 2 with tier 1 as its upstream, finds it up to date.
+    // The probe, pointed at tier 2 with tier 1 as its upstream, finds it up to date,
+    // whether the URLs end in '/' or are written as sources.list usually has them.
     let nginx2 = Nginx::serve(&root2);
-    let out = Command::new(env!("CARGO_BIN_EXE_mirrorsync"))
-        .args([
-            "probe",
-            &nginx2.url("debian/"),
-            "--upstream",
-            &nginx.url("debian/"),
-        ])
-        .arg("--keyring")
-        .arg(&tier1.repo.keyring)
-        .arg("--json")
-        .output()
-        .unwrap();
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("probe JSON");
-    assert_eq!(out.status.code(), Some(0), "{doc:#}");
-    assert_eq!(doc["mirrors"][0]["families"][0]["freshness"], "up to date");
+    for (mirror, upstream) in [
+        (nginx2.url("debian/"), nginx.url("debian/")),
+        (nginx2.url("debian"), nginx.url("debian")),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_mirrorsync"))
+            .args(["probe", &mirror, "--upstream", &upstream])
+            .arg("--keyring")
+            .arg(&tier1.repo.keyring)
+            .arg("--json")
+            .output()
+            .unwrap();
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("probe JSON");
+        assert_eq!(out.status.code(), Some(0), "{upstream}: {doc:#}");
+        assert_eq!(
+            doc["mirrors"][0]["families"][0]["freshness"], "up to date",
+            "{upstream}"
+        );
+    }
 }
 
 #[test]
@@ -139,10 +143,7 @@ fn the_systemd_units_pass_systemd_analyze_verify() {
     // The unit names the installed binary; point it at the one under test.
     let service = std::fs::read_to_string(examples.join("mirrorsync.service"))
         .unwrap()
-        .replace(
-            "/usr/local/bin/mirrorsync",
-            env!("CARGO_BIN_EXE_mirrorsync"),
-        );
+        .replace("/usr/bin/mirrorsync", env!("CARGO_BIN_EXE_mirrorsync"));
     std::fs::write(dir.path().join("mirrorsync.service"), service).unwrap();
     std::fs::copy(
         examples.join("mirrorsync.timer"),
