@@ -4,14 +4,15 @@
 # systemd-analyze to check the example units, strace to kill a run at an exact system
 # call, zstd/bzip2/lzma to make indices in every compression apt reads, Garage for the
 # S3 publish tests, dpkg-dev, apt-utils, reprepro and aptly to make repositories the
-# way vendors do), then
+# way vendors do, man-db and file to check the Debian package), then
 # runs the whole test suite, lints included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 for tool in gpgv:gpgv gpg:gnupg sqv:sqv nginx:nginx apt-get:apt systemd-analyze:systemd strace:strace zstd:zstd bzip2:bzip2 lzma:xz-utils \
-    dpkg-scanpackages:dpkg-dev apt-ftparchive:apt-utils reprepro:reprepro aptly:aptly; do
+    dpkg-scanpackages:dpkg-dev apt-ftparchive:apt-utils reprepro:reprepro aptly:aptly \
+    man:man-db file:file flock:util-linux runuser:util-linux; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool##*:}")
 done
 if ((${#need[@]})); then
@@ -57,3 +58,11 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo check -p mirrorsync --no-default-features --lib --bins --locked
 # The Garage tests fail instead of skipping when the binary is missing.
 MIRRORSYNC_REQUIRE_GARAGE=1 cargo test --workspace --locked
+
+# The Debian package, built, installed, checked and purged on this machine (as root:
+# CI runs this script as root; elsewhere run scripts/package-test.sh as root).
+if [ "$(id -u)" -eq 0 ]; then
+    bash scripts/package-test.sh
+else
+    echo "scripts/test.sh: not root; the package test (scripts/package-test.sh) did not run" >&2
+fi

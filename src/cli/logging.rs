@@ -55,8 +55,7 @@ fn stderr_is_journal() -> bool {
     // st_dev and st_ino are u64 here, narrower on some targets (armhf's libc).
     #[allow(clippy::unnecessary_cast)]
     let (st_dev, st_ino) = (stat.st_dev as u64, stat.st_ino as u64);
-    dev.parse::<u64>().ok() == Some(st_dev)
-        && ino.parse::<u64>().ok() == Some(st_ino)
+    dev.parse::<u64>().ok() == Some(st_dev) && ino.parse::<u64>().ok() == Some(st_ino)
 }
 
 /// Colour only for a person at a terminal who has not asked for none.
