@@ -66,6 +66,10 @@ pub struct Global {
     /// (Archive-Update-in-Progress) before it gives up.
     pub upstream_busy_wait: Duration,
     pub network: Network,
+    /// Where the status page is written after every run; None: not at all.
+    pub status_page: Option<PathBuf>,
+    /// A mirror whose last success is older than this shows as stale.
+    pub stale_after: Duration,
 }
 
 /// How to talk to an upstream; set globally, overridable per mirror.
@@ -199,7 +203,48 @@ struct RawGlobal {
     s3_profile: Option<String>,
     /// Logins for upstreams, in apt's auth.conf format (mode 0600).
     auth_conf: Option<PathBuf>,
+    /// The status page: a path (relative to root), or false for none.
+    #[serde(default)]
+    status_page: Option<PageSetting>,
+    #[serde(default = "default_stale_after")]
+    stale_after: HumanDuration,
 }
+
+/// `status_page = "status/index.html"` or `status_page = false`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum PageSetting {
+    On(bool),
+    At(PathBuf),
+}
+
+/// The status page's place under the root, unless turned off.
+fn status_page(
+    root: &Path,
+    setting: &Option<PageSetting>,
+    problems: &mut Vec<String>,
+) -> Option<PathBuf> {
+    let at = match setting {
+        None | Some(PageSetting::On(true)) => PathBuf::from(DEFAULT_STATUS_PAGE),
+        Some(PageSetting::On(false)) => return None,
+        Some(PageSetting::At(p)) => p.clone(),
+    };
+    let relative = at.is_relative()
+        && at
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+    if !relative || at.file_name().is_none() {
+        problems.push(format!(
+            "[global] status_page {:?} must be a file path relative to root, without '..'",
+            at.display().to_string()
+        ));
+        return None;
+    }
+    Some(root.join(at))
+}
+
+/// Where the status page goes unless `status_page` says otherwise.
+pub const DEFAULT_STATUS_PAGE: &str = "status/index.html";
 
 /// How to reach the bucket; in `[global]`, overridable per mirror.
 #[derive(Debug, Default)]
@@ -305,6 +350,10 @@ fn default_concurrency() -> NonZeroUsize {
 }
 fn default_keep_snapshots() -> NonZeroUsize {
     NonZeroUsize::new(2).unwrap_or(NonZeroUsize::MIN)
+}
+fn default_stale_after() -> HumanDuration {
+    // Debian's mirror checker calls a mirror out of date after a day without a sync.
+    HumanDuration(Duration::from_secs(24 * 3600))
 }
 fn default_grace() -> HumanDuration {
     HumanDuration(Duration::from_secs(6 * 3600))
@@ -501,6 +550,7 @@ fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, ConfigErr
         ));
     }
     let hostname = checked_hostname(g.hostname.clone(), &mut problems);
+    let status_page = status_page(&g.root, &g.status_page, &mut problems);
     let defaults = MirrorDefaults {
         network: global_network(&g),
         publish: g.publish.clone(),
@@ -545,6 +595,8 @@ fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, ConfigErr
             max_delete_ratio: g.max_delete_ratio,
             upstream_busy_wait: g.upstream_busy_wait.0,
             network: defaults.network,
+            status_page,
+            stale_after: g.stale_after.0,
         },
         mirrors,
     })
@@ -1094,7 +1146,7 @@ check_signature = false
         insta::assert_snapshot!(
             error_of(&GOOD.replace("grace = \"6h\"", "grace = \"6h\"\nconcurency = 4")),
             @r"
-        /etc/mirrorsync/mirrors.toml: line 7, column 1: unknown field `concurency`, expected one of `root`, `hostname`, `concurrency`, `bandwidth_limit`, `keep_snapshots`, `grace`, `timeout`, `retries`, `retry_delay`, `max_delete_ratio`, `ip`, `bind_address`, `upstream_busy_wait`, `publish`, `s3_endpoint`, `s3_region`, `s3_credentials`, `s3_profile`, `auth_conf`
+        /etc/mirrorsync/mirrors.toml: line 7, column 1: unknown field `concurency`, expected one of `root`, `hostname`, `concurrency`, `bandwidth_limit`, `keep_snapshots`, `grace`, `timeout`, `retries`, `retry_delay`, `max_delete_ratio`, `ip`, `bind_address`, `upstream_busy_wait`, `publish`, `s3_endpoint`, `s3_region`, `s3_credentials`, `s3_profile`, `auth_conf`, `status_page`, `stale_after`
           |
           7 | concurency = 4
           |

@@ -354,10 +354,11 @@ fn prepare(dir: &Path) -> Result<()> {
             .map(|mut d| d.next().is_none())
             .unwrap_or(false);
         if !is_demo && !empty {
-            bail!(
+            return Err(crate::cli::exit::UsageError(format!(
                 "{} exists and was not made by `mirrorsync demo`; give another directory",
                 dir.display()
-            );
+            ))
+            .into());
         }
         if is_demo {
             std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;

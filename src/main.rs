@@ -13,7 +13,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             logging::error(format_args!("{e:#}"));
-            exit::MIRROR_FAILED
+            exit::error_code(&e)
         }
     };
     ExitCode::from(code)

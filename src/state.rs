@@ -65,6 +65,12 @@ pub struct RunRecord {
     pub seconds: f64,
     /// The newest upstream Release Date seen, RFC 3339.
     pub upstream_date: Option<String>,
+    /// What the served snapshot holds after the run (carried over when it was
+    /// unchanged).
+    #[serde(default)]
+    pub files_total: u64,
+    #[serde(default)]
+    pub bytes_total: u64,
 }
 
 impl MirrorState {

@@ -48,11 +48,15 @@ pub async fn run(
     } else {
         match RunLock::acquire(&config.global.root) {
             Ok(lock) => Some(lock),
-            Err(e @ LockError::Held { .. }) if options.trigger == Trigger::Push => {
+            Err(LockError::Held { .. }) if options.trigger == Trigger::Push => {
                 // ftpsync-style push mirroring: the upstream says "new content now";
                 // the running sync may have started before it, so it must go again.
                 let names: Vec<String> = selected.iter().map(|m| m.name.clone()).collect();
-                queue_rerun(&config.global.root, &names).map_err(|_| e)?;
+                // A queue that cannot be written loses the push: a failure, not "held".
+                queue_rerun(&config.global.root, &names).map_err(|source| LockError::Io {
+                    path: queue_path(&config.global.root),
+                    source,
+                })?;
                 return Err(RunError::Queued(names));
             }
             Err(e) => return Err(e.into()),
@@ -90,6 +94,9 @@ pub async fn run(
         let all: Vec<&Mirror> = config.mirrors.iter().collect();
         if let Err(e) = crate::metrics::write(&config.global.root, &all) {
             tracing::warn!(error = %e, "could not write metrics.prom");
+        }
+        if let Err(e) = crate::page::write(config) {
+            tracing::warn!(error = %e, "could not write the status page");
         }
     }
     Ok(results)
@@ -268,12 +275,20 @@ fn record(
             rec.files_in_grace = r.plan.grace_files;
             rec.requests = r.requests;
             rec.upstream_date = r.upstream_date.clone();
+            (rec.files_total, rec.bytes_total) = match (r.outcome, &state.last_success) {
+                (RunOutcome::Published, _) => (r.files_total, r.bytes_total),
+                (_, Some(last)) => (last.files_total, last.bytes_total),
+                (_, None) => (0, 0),
+            };
             state.last_success = Some(rec.clone());
         }
         Err(e) => {
             rec.result = "failed".into();
             rec.error = Some(format!("{e:#}"));
         }
+    }
+    if let Err(e) = crate::history::append(&dirs.base, &rec) {
+        tracing::warn!(error = %e, "could not record the run in history.jsonl");
     }
     state.last_run = Some(rec);
     if let Err(e) = state.save(&dirs.base) {

@@ -1260,15 +1260,17 @@ fn check_status(
 }
 
 /// A Retry-After value in either of its forms (RFC 9110): seconds, or an HTTP date
-/// (`Sun, 06 Nov 1994 08:49:37 GMT`), as the wait from `now`; a date past is no wait.
+/// (`Sun, 06 Nov 1994 08:49:37 GMT`), as the wait from `now`. A date already past
+/// says nothing (the usual backoff applies).
 fn retry_after(value: &str, now: jiff::Timestamp) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
     let when = jiff::fmt::rfc2822::parse(value).ok()?.timestamp();
-    let wait = when.duration_since(now);
-    Some(Duration::try_from(wait).unwrap_or(Duration::ZERO))
+    Duration::try_from(when.duration_since(now))
+        .ok()
+        .filter(|d| !d.is_zero())
 }
 
 fn range_starts_at(headers: &HeaderMap, start: u64) -> bool {
@@ -1328,10 +1330,8 @@ mod tests {
             retry_after("Mon, 30 Nov 2026 20:01:30 GMT", now),
             Some(Duration::from_secs(90))
         );
-        assert_eq!(
-            retry_after("Mon, 30 Nov 2026 19:00:00 GMT", now),
-            Some(Duration::ZERO)
-        );
+        // A date already past: the usual backoff, not a retry at once.
+        assert_eq!(retry_after("Mon, 30 Nov 2026 19:00:00 GMT", now), None);
         assert_eq!(retry_after("soon", now), None);
     }
 

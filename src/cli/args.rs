@@ -83,8 +83,11 @@ pub enum Command {
     /// Show the last run, result and snapshot of each mirror
     Status {
         names: Vec<String>,
-        #[arg(long)]
+        #[arg(long, conflicts_with = "html")]
         json: bool,
+        /// Write the status page (HTML, as written after each run) to this file
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
     },
     /// Health-check mirrors as mirror-list checkers do, IPv4 and IPv6 separately
     /// (exit 5 if one is unhealthy)

@@ -11,6 +11,21 @@ pub const LOCKED: u8 = 3;
 pub const DAMAGED: u8 = 4;
 pub const UNHEALTHY: u8 = 5;
 
+/// A mistake of the command line found only while running (a directory the demo may
+/// not use): exit 2, not a run-time failure.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// The exit code for an error `cli::run` returned: 2 for a [`UsageError`], else 1.
+pub fn error_code(e: &anyhow::Error) -> u8 {
+    if e.downcast_ref::<UsageError>().is_some() {
+        USAGE
+    } else {
+        MIRROR_FAILED
+    }
+}
+
 /// Says why a run did not start, and the exit code for it.
 pub fn run_error_code(e: RunError) -> u8 {
     let code = match &e {

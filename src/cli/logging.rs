@@ -170,8 +170,13 @@ pub enum Severity {
 
 /// Prints `text` for the operator on stderr: in the journal each line carries the
 /// priority (`<3>` error, `<4>` warning, `<5>` notice); on a terminal the progress
-/// bar steps aside.
+/// bar steps aside; under cron a notice is not printed.
 pub fn say(severity: Severity, text: &str) {
+    // Cron mails whatever is printed: a notice (another run holds the lock, a push
+    // was queued) is not worth a mail.
+    if let (Sink::Other, Severity::Notice) = (sink(), severity) {
+        return;
+    }
     let prefix = match (sink(), severity) {
         (Sink::Journal, Severity::Error) => "<3>",
         (Sink::Journal, Severity::Warning) => "<4>",

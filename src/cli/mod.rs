@@ -71,7 +71,9 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             url: None,
             resolve: _,
         } => verify::verify_local(config, &names, repair, json),
-        Command::Status { names, json } => status::status(config, &names, json),
+        Command::Status { names, json, html } => {
+            status::status(config, &names, json, html.as_deref())
+        }
         Command::Completions { shell } => Ok(docs::completions(shell)),
         Command::Man { dir } => docs::man(dir.as_deref()),
         Command::Probe {

@@ -23,7 +23,10 @@ pub fn verify_local(
     let Some(config) = super::load_config(config_path) else {
         return Ok(exit::USAGE);
     };
-    let mirrors = sync::select(&config, names)?;
+    let mirrors = match sync::select(&config, names) {
+        Ok(m) => m,
+        Err(e) => return Ok(exit::run_error_code(e)),
+    };
     let mut damaged = Vec::new();
     let mut reports = Vec::new();
     let mut entries = Vec::new();
@@ -111,7 +114,10 @@ pub fn verify_served(
     let Some(config) = super::load_config(config_path) else {
         return Ok(exit::USAGE);
     };
-    let mirrors = sync::select(&config, names)?;
+    let mirrors = match sync::select(&config, names) {
+        Ok(m) => m,
+        Err(e) => return Ok(exit::run_error_code(e)),
+    };
     let [mirror] = mirrors.as_slice() else {
         logging::error("verify --url checks one mirror; name it");
         return Ok(exit::USAGE);

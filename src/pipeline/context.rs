@@ -45,6 +45,8 @@ pub struct MirrorReport {
     pub files_fetched: u64,
     pub bytes_fetched: u64,
     pub files_total: u64,
+    /// The bytes the published snapshot's files hold.
+    pub bytes_total: u64,
     /// Image-tree files no checksum vouches for (compared by size and ETag/date).
     pub files_unverified: u64,
     pub requests: u64,

@@ -100,7 +100,8 @@ pub async fn run<S: Source>(
         plan: plan.summary,
         files_fetched: published.tally.files,
         bytes_fetched: published.tally.bytes,
-        files_total: published.files_total,
+        files_total: published.totals.files,
+        bytes_total: published.totals.bytes,
         files_unverified,
         pruned: published.pruned,
         upstream_date: published.upstream_date,
@@ -123,7 +124,7 @@ fn nothing_changed(run: &Run<'_>, plan: &plan::Plan) -> bool {
 struct Published {
     id: String,
     tally: Tally,
-    files_total: u64,
+    totals: next::Totals,
     pruned: Vec<String>,
     upstream_date: Option<String>,
 }
@@ -165,11 +166,11 @@ async fn stage_and_publish<S: Source>(
     stage::write_files(&area, &changes.metadata, &mut next)?;
     let last = finish(run, source, &area, &next, &staged).await?;
     stage::write_files(&area, &last, &mut next)?;
-    let (id, files_total, pruned) = publish(run, next).await?;
+    let (id, totals, pruned) = publish(run, next).await?;
     Ok(Published {
         id,
         tally: staged.tally,
-        files_total,
+        totals,
         pruned,
         upstream_date: changes.upstream_date,
     })
@@ -195,12 +196,15 @@ async fn finish<S: Source>(
 }
 
 /// Publishes the staging tree as a new snapshot with one rename, then prunes.
-async fn publish(run: &Run<'_>, next: NextManifest) -> anyhow::Result<(String, u64, Vec<String>)> {
+async fn publish(
+    run: &Run<'_>,
+    next: NextManifest,
+) -> anyhow::Result<(String, next::Totals, Vec<String>)> {
     let ctx = run.ctx;
     let id = run.dirs.new_id(ctx.now);
     let phase = std::time::Instant::now();
     let dirs = run.dirs.clone();
-    let files_total = tokio::task::spawn_blocking({
+    let totals = tokio::task::spawn_blocking({
         let id = id.clone();
         move || publish_staging(&dirs, &id, &next)
     })
@@ -223,7 +227,7 @@ async fn publish(run: &Run<'_>, next: NextManifest) -> anyhow::Result<(String, u
     }
     let partial = &run.dirs.partial;
     let _ = std::fs::remove_dir_all(partial).and_then(|()| std::fs::create_dir_all(partial));
-    Ok((id, files_total, pruned))
+    Ok((id, totals, pruned))
 }
 
 /// With `--verify-all`, which reads the whole tree anyway: clears the shared content
@@ -251,14 +255,14 @@ fn publish_staging(
     dirs: &snapshot::MirrorDirs,
     id: &str,
     next: &NextManifest,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<next::Totals> {
     let mut staged = snapshot::staged_files(&dirs.staging).context("listing staging")?;
     let held = snapshot::staged_files(&dirs.held).context("listing held files")?;
     staged.extend(held.iter().cloned());
     // One pass writes the manifest and says which of the staged files it lists.
     let manifest = snapshot::new_manifest(dirs, id)?;
     let mut listed = std::collections::HashSet::new();
-    let count = next.write_into(&manifest, &mut |p| {
+    let totals = next.write_into(&manifest, &mut |p| {
         if staged.contains(p) {
             listed.insert(p.clone());
         }
@@ -278,7 +282,7 @@ fn publish_staging(
     snapshot::publish_written(dirs, id, manifest)?;
     // Published: what the journal named is what the served manifest says.
     let _ = std::fs::remove_file(&dirs.replacing);
-    Ok(count)
+    Ok(totals)
 }
 
 /// The next snapshot's manifest beyond the plan's: less what failed and was

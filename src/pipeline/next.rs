@@ -95,19 +95,20 @@ impl NextManifest {
         &self,
         pending: &crate::atomic::Pending,
         on_path: &mut dyn FnMut(&RelPath),
-    ) -> Result<u64, ManifestError> {
+    ) -> Result<Totals, ManifestError> {
         let at: PathBuf = pending.path().to_path_buf();
         let mut w = BufWriter::new(pending.file());
-        let mut count = 0;
+        let mut totals = Totals::default();
         for item in self.merged()? {
             let (p, e) = item?;
             write_line(&mut w, &p, &e).map_err(io(&at))?;
             on_path(&p);
-            count += 1;
+            totals.files += 1;
+            totals.bytes += e.size;
         }
         let f = w.into_inner().map_err(|e| io(&at)(e.into_error()))?;
         f.sync_all().map_err(io(&at))?;
-        Ok(count)
+        Ok(totals)
     }
 
     /// The whole manifest in memory, for a kind whose tree is small (image trees) and
@@ -120,6 +121,13 @@ impl NextManifest {
         }
         Ok(m)
     }
+}
+
+/// What a manifest lists: files, and the bytes they hold.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub files: u64,
+    pub bytes: u64,
 }
 
 struct Merged<'a> {
@@ -198,7 +206,7 @@ mod tests {
         assert_eq!(got, want);
         let out = dir.path().join("m");
         let pending = crate::atomic::Pending::new(&out).unwrap();
-        assert_eq!(next.write_into(&pending, &mut |_| {}).unwrap(), 4);
+        assert_eq!(next.write_into(&pending, &mut |_| {}).unwrap().files, 4);
         pending.commit().unwrap();
         let order: Vec<String> = Reader::open(&out)
             .unwrap()

@@ -42,10 +42,26 @@ fn a_valid_config_checks_clean_and_silently() {
 }
 
 #[test]
-fn a_sync_of_an_unknown_mirror_is_a_usage_error() {
+fn an_unknown_mirror_is_a_usage_error_for_every_command() {
     let env = Env::new(mirrorsync_testkit::FixtureSpec::default().with_packages(1));
-    let stderr = assert_exit(&env.run(&["sync", "nosuch"]), 2);
-    assert!(stderr.contains("no mirror named \"nosuch\""), "{stderr}");
+    for cmd in ["sync", "verify", "status"] {
+        let stderr = assert_exit(&env.run(&[cmd, "nosuch"]), 2);
+        assert!(
+            stderr.contains("no mirror named \"nosuch\""),
+            "{cmd}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_runtime_failure_outside_any_mirror_is_exit_1_not_a_usage_error() {
+    let env = Env::new(mirrorsync_testkit::FixtureSpec::default().with_packages(1));
+    // status --html into a directory that cannot be made.
+    let blocker = env.root.parent().unwrap().join("a-file");
+    std::fs::write(&blocker, "").unwrap();
+    let target = blocker.join("status.html");
+    let stderr = assert_exit(&env.run(&["status", "--html", target.to_str().unwrap()]), 1);
+    assert!(stderr.contains("status.html"), "{stderr}");
 }
 
 #[test]
