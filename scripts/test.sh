@@ -4,7 +4,8 @@
 # systemd-analyze to check the example units, strace to kill a run at an exact system
 # call, zstd/bzip2/lzma to make indices in every compression apt reads, Garage for the
 # S3 publish tests, dpkg-dev, apt-utils, reprepro and aptly to make repositories the
-# way vendors do, man-db and file to check the Debian package), then
+# way vendors do, man-db and file to check the Debian package, Chromium to look at the
+# status page), then
 # runs the whole test suite, lints included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +13,7 @@ cd "$(dirname "$0")/.."
 need=()
 for tool in gpgv:gpgv gpg:gnupg sqv:sqv nginx:nginx apt-get:apt systemd-analyze:systemd strace:strace zstd:zstd bzip2:bzip2 lzma:xz-utils \
     dpkg-scanpackages:dpkg-dev apt-ftparchive:apt-utils reprepro:reprepro aptly:aptly \
-    man:man-db file:file flock:util-linux runuser:util-linux; do
+    man:man-db file:file flock:util-linux runuser:util-linux chromium:chromium; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool##*:}")
 done
 if ((${#need[@]})); then

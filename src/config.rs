@@ -577,6 +577,18 @@ fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, ConfigErr
         if !names.insert(m.name.clone()) {
             problems.push(format!("{at}: the name is used by another mirror"));
         }
+        if let Some(page) = &status_page
+            && page
+                .strip_prefix(&g.root)
+                .ok()
+                .and_then(|p| p.components().next())
+                == Some(std::path::Component::Normal(m.name.as_ref()))
+        {
+            problems.push(format!(
+                "{at}: the name is where the status page goes ({}); set status_page elsewhere",
+                page.display()
+            ));
+        }
         mirrors.push(validate_mirror(m, &at, &defaults, &mut problems));
     }
     if !problems.is_empty() {

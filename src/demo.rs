@@ -322,6 +322,11 @@ fn print_next_steps(
     )?;
     writeln!(
         out,
+        "  open {} in a browser: the status page every run writes",
+        root.join(crate::config::DEFAULT_STATUS_PAGE).display()
+    )?;
+    writeln!(
+        out,
         "  serve {} with nginx (autoindex on) and point apt at it:
     deb [signed-by={}] http://<host>/fixture {suite} {components}",
         root.display(),

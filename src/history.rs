@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use crate::state::RunRecord;
 
-/// Runs kept per mirror: at four runs a day, about ten weeks.
-pub const KEEP: usize = 300;
+/// Runs kept per mirror: at four runs a day, four months.
+pub const KEEP: usize = 500;
 
 pub fn path(base: &Path) -> PathBuf {
     base.join("history.jsonl")

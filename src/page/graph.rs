@@ -1,7 +1,8 @@
 //! One small inline SVG graph of a figure over a mirror's recorded runs: a point per
-//! run (a failed run's in red, with a tick on the time axis), a line through the
-//! successful ones, the largest value and the time span written on it. No script, no
-//! external asset; it scales with the page.
+//! run, oldest left, evenly spaced (runs minutes apart stay apart; the span is written
+//! under it), a failed run's in red with a tick on the axis, a line through the
+//! successful ones, the largest value on top. No script, no external asset; it scales
+//! with the page.
 
 use std::fmt::Write;
 
@@ -23,12 +24,12 @@ pub struct Graph<'a> {
     pub points: &'a [Point],
 }
 
-const W: f64 = 600.0;
-const H: f64 = 150.0;
-const LEFT: f64 = 8.0;
-const RIGHT: f64 = 8.0;
-const TOP: f64 = 22.0;
-const BOTTOM: f64 = 26.0;
+const W: f64 = 360.0;
+const H: f64 = 140.0;
+const LEFT: f64 = 6.0;
+const RIGHT: f64 = 6.0;
+const TOP: f64 = 24.0;
+const BOTTOM: f64 = 24.0;
 
 impl Graph<'_> {
     /// The SVG element: `role="img"`, titled, described by the page's figures table.
@@ -55,14 +56,24 @@ impl Graph<'_> {
             r#"<line x1="{LEFT}" y1="{base}" x2="{x2}" y2="{base}" class="axis"/>"#,
             x2 = W - RIGHT
         );
-        if self.points.is_empty() {
-            out.push_str(r#"<text x="300" y="80" class="label" text-anchor="middle">no runs recorded yet</text></svg>"#);
+        let note = match (self.points.is_empty(), values.is_empty()) {
+            (true, _) => Some("no runs recorded yet"),
+            (false, true) => Some("no value recorded"),
+            _ => None,
+        };
+        if let Some(note) = note {
+            let _ = write!(
+                out,
+                r#"<text x="{x}" y="{y}" class="label" text-anchor="middle">{note}</text></svg>"#,
+                x = W / 2.0,
+                y = H / 2.0
+            );
             return out;
         }
         let place = Placer::new(self.points, max);
         self.line(&mut out, &place);
-        for p in self.points {
-            let x = place.x(p.at);
+        for (i, p) in self.points.iter().enumerate() {
+            let x = place.x(i);
             if p.failed {
                 let _ = write!(
                     out,
@@ -70,14 +81,15 @@ impl Graph<'_> {
                     y2 = base + 6.0
                 );
             }
-            let y = p.value.map_or(base, |v| place.y(v));
-            let class = if p.failed { "run failed" } else { "run" };
-            let _ = write!(
-                out,
-                r#"<circle class="{class}" cx="{x:.1}" cy="{y:.1}" r="2.5"><title>{} {}</title></circle>"#,
-                p.at.strftime("%Y-%m-%d %H:%M"),
-                esc(&p.value.map_or("no value".to_string(), |v| (self.format)(v)))
-            );
+            // A run without a value (no Release date seen yet) has its tick only.
+            let Some(y) = p.value.map(|v| place.y(v)) else {
+                continue;
+            };
+            // Whole units of a 360-wide drawing, no tooltip, the radius in the
+            // style sheet: the figures table has every value, and the page stays a
+            // few hundred KB with hundreds of runs.
+            let class = if p.failed { r#" class="failed""# } else { "" };
+            let _ = write!(out, r#"<circle{class} cx="{x:.0}" cy="{y:.0}"/>"#);
         }
         let (first, last) = (place.from, place.to);
         let _ = write!(
@@ -96,10 +108,11 @@ impl Graph<'_> {
         let coords: Vec<String> = self
             .points
             .iter()
-            .filter(|p| !p.failed)
-            .filter_map(|p| {
+            .enumerate()
+            .filter(|(_, p)| !p.failed)
+            .filter_map(|(i, p)| {
                 p.value
-                    .map(|v| format!("{:.1},{:.1}", place.x(p.at), place.y(v)))
+                    .map(|v| format!("{:.0},{:.0}", place.x(i), place.y(v)))
             })
             .collect();
         if coords.len() > 1 {
@@ -112,10 +125,11 @@ impl Graph<'_> {
     }
 }
 
-/// Maps a run's time and value to the drawing.
+/// Maps a run (its place in the history) and a value to the drawing.
 struct Placer {
     from: jiff::Timestamp,
     to: jiff::Timestamp,
+    runs: usize,
     max: f64,
 }
 
@@ -123,15 +137,19 @@ impl Placer {
     fn new(points: &[Point], max: f64) -> Placer {
         let from = points.iter().map(|p| p.at).min().unwrap_or_default();
         let to = points.iter().map(|p| p.at).max().unwrap_or_default();
-        Placer { from, to, max }
+        Placer {
+            from,
+            to,
+            runs: points.len(),
+            max,
+        }
     }
 
-    fn x(&self, at: jiff::Timestamp) -> f64 {
-        let span = (self.to.as_second() - self.from.as_second()) as f64;
-        if span <= 0.0 {
+    fn x(&self, run: usize) -> f64 {
+        if self.runs < 2 {
             return W / 2.0;
         }
-        let f = (at.as_second() - self.from.as_second()) as f64 / span;
+        let f = run as f64 / (self.runs - 1) as f64;
         LEFT + 4.0 + f * (W - LEFT - RIGHT - 8.0)
     }
 
@@ -176,7 +194,7 @@ mod tests {
         };
         let svg = g.svg("m-figures");
         assert_eq!(svg.matches("<circle").count(), 3);
-        assert_eq!(svg.matches("class=\"run failed\"").count(), 1);
+        assert_eq!(svg.matches("<circle class=\"failed\"").count(), 1);
         assert_eq!(svg.matches("fail-tick").count(), 1);
         assert!(svg.contains("Run &lt;duration&gt; · max 4 s"), "{svg}");
         assert!(svg.contains("<polyline"));

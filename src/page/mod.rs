@@ -130,11 +130,11 @@ h2{font-size:1.25rem;margin:0 0 .5rem;display:flex;flex-wrap:wrap;gap:.5rem;alig
 .state{font-size:.85rem;padding:.1rem .55rem;border-radius:1rem;color:#fff}.state.fresh{background:var(--ok)}.state.stale{background:var(--warn)}.state.failing{background:var(--bad)}.state.new{background:var(--muted)}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.15rem 1rem;margin:.5rem 0}dt{color:var(--muted)}dd{margin:0;overflow-wrap:anywhere}
 pre.error{white-space:pre-wrap;border-left:4px solid var(--bad);padding:.5rem;margin:.5rem 0;overflow-wrap:anywhere}
-.graphs{display:grid;grid-template-columns:repeat(auto-fit,minmax(18rem,1fr));gap:.8rem;margin:.8rem 0}
+.graphs{display:grid;grid-template-columns:repeat(auto-fit,minmax(20rem,1fr));gap:.8rem;margin:.8rem 0}
 svg.graph{width:100%;height:auto;background:var(--bg);border-radius:.4rem}
-.label{font-size:12px;fill:var(--muted)}.axis{stroke:var(--line)}.trend{fill:none;stroke:var(--trend);stroke-width:1.5}
-.run{fill:var(--trend)}.run.failed{fill:var(--bad)}.fail-tick{stroke:var(--bad);stroke-width:2}
-table{border-collapse:collapse;font-size:.85rem;width:100%}th,td{text-align:right;padding:.15rem .5rem;border-bottom:1px solid var(--line)}th:first-child,td:first-child,td.result{text-align:left}
+.label{font-size:13px;fill:var(--muted)}.axis{stroke:var(--line)}.trend{fill:none;stroke:var(--trend);stroke-width:1.5}
+svg.graph circle{r:2.5px;fill:var(--trend)}svg.graph circle.failed{fill:var(--bad)}.fail-tick{stroke:var(--bad);stroke-width:2}
+table{border-collapse:collapse;font-size:.85rem;width:100%}th,td{text-align:right;padding:.15rem .5rem;border-bottom:1px solid var(--line)}th:first-child,td:first-child,td:nth-child(2){text-align:left}
 details{margin-top:.5rem}.table{overflow-x:auto}
 "#;
 
@@ -327,7 +327,7 @@ fn figures_table(out: &mut String, id: &str, runs: &[RunRecord], lags: &[Option<
             });
         let _ = write!(
             out,
-            r#"<tr><td>{}</td><td class="result">{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
+            r#"<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
             esc(&started),
             esc(&r.result),
             r.seconds,

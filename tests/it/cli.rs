@@ -92,6 +92,21 @@ fn the_demo_mirrors_changes_and_resyncs_a_repository() {
         demo.join("mirror/fixture/dists/bookworm/InRelease")
             .exists()
     );
+    // The status page shows both trees, with the apt mirror's cold, no-op and delta
+    // runs and the image tree's two runs as history.
+    let page = std::fs::read_to_string(demo.join("mirror/status/index.html")).unwrap();
+    for (name, runs) in [("fixture", 3), ("images", 2)] {
+        let at = page
+            .find(&format!("data-name=\"{name}\""))
+            .unwrap_or_else(|| panic!("{name} is on the page"));
+        let section = &page[at..];
+        let section = &section[..section.find("</section>").unwrap()];
+        assert!(section.contains("data-state=\"fresh\""), "{name}");
+        assert!(
+            section.contains(&format!("data-points=\"{runs}\"")),
+            "{name}: {runs} runs"
+        );
+    }
     // A second demo run in the same place starts afresh.
     assert_ok(&mirrorsync().arg("demo").arg(&demo).output().unwrap());
 }

@@ -18,5 +18,6 @@ mod real_os_list;
 mod reliability;
 mod s3;
 mod signed_metadata;
+mod status_page;
 mod support;
 mod verify;

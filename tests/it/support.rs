@@ -216,7 +216,10 @@ pub fn stray_files(root: &Path) -> Vec<String> {
             || rel == ".mirrorsync"
             || rel == ".mirrorsync/lock"
             || rel == ".mirrorsync/metrics.prom"
-            || rel.starts_with(".mirrorsync/debian");
+            || rel.starts_with(".mirrorsync/debian")
+            // The status page, written after every run.
+            || rel == "status"
+            || rel == "status/index.html";
         if !inside {
             out.push(rel);
         }
