@@ -229,13 +229,16 @@ fn status_page(
         Some(PageSetting::On(false)) => return None,
         Some(PageSetting::At(p)) => p.clone(),
     };
+    // Plain names only, none hidden: `.mirrorsync/lock` would be replaced under a
+    // running sync.
     let relative = at.is_relative()
-        && at
-            .components()
-            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        && at.components().all(|c| match c {
+            std::path::Component::Normal(n) => !n.to_string_lossy().starts_with('.'),
+            _ => false,
+        });
     if !relative || at.file_name().is_none() {
         problems.push(format!(
-            "[global] status_page {:?} must be a file path relative to root, without '..'",
+            "[global] status_page {:?} must be a file path relative to root, without '..' or hidden names",
             at.display().to_string()
         ));
         return None;

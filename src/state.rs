@@ -48,7 +48,10 @@ pub struct MirrorState {
     pub release_dates: BTreeMap<String, String>,
 }
 
+/// Fields missing from an older record read as their defaults: history lines of
+/// earlier versions stay readable.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RunRecord {
     pub started: String,
     pub finished: String,
@@ -67,9 +70,7 @@ pub struct RunRecord {
     pub upstream_date: Option<String>,
     /// What the served snapshot holds after the run (carried over when it was
     /// unchanged).
-    #[serde(default)]
     pub files_total: u64,
-    #[serde(default)]
     pub bytes_total: u64,
 }
 

@@ -85,7 +85,8 @@ fn resync(config: &Config, damaged: &[String]) -> anyhow::Result<u8> {
     for r in results {
         match r.result {
             Ok(rep) => logging::say(
-                logging::Severity::Notice,
+                // Damage was found and repaired: worth the operator's mail.
+                logging::Severity::Warning,
                 &format!(
                     "mirrorsync: {}: repaired, fetched {} file(s) again, published {}",
                     rep.name,
@@ -216,7 +217,8 @@ fn reupload(
         Ok(b) => {
             let uploaded = b.map_or(0, |b| b.uploaded);
             logging::say(
-                logging::Severity::Notice,
+                // Damage was found and repaired: worth the operator's mail.
+                logging::Severity::Warning,
                 &format!(
                     "mirrorsync: {}: repaired, uploaded {uploaded} object(s) again to {}",
                     mirror.name,

@@ -37,13 +37,26 @@ impl Graph<'_> {
         let mut out = String::with_capacity(256 + 48 * self.points.len());
         let _ = write!(
             out,
-            r#"<svg id="{id}" class="graph" viewBox="0 0 {W} {H}" role="img" aria-labelledby="{id}-t" aria-describedby="{table_id}" data-points="{n}"><title id="{id}-t">{title}</title>"#,
+            r#"<svg id="{id}" class="graph" viewBox="0 0 {W} {H}" role="img" aria-labelledby="{id}-t {id}-d" data-points="{n}" data-table="{table_id}"><title id="{id}-t">{title}</title>"#,
             id = self.id,
             title = esc(self.title),
             n = self.points.len(),
         );
         let values: Vec<f64> = self.points.iter().filter_map(|p| p.value).collect();
         let max = values.iter().copied().fold(0.0_f64, f64::max);
+        // What the graph says, in a sentence (the table below has every figure).
+        let failed = self.points.iter().filter(|p| p.failed).count();
+        let last = values
+            .last()
+            .map_or("none".to_string(), |v| (self.format)(*v));
+        let _ = write!(
+            out,
+            r#"<desc id="{id}-d">{n} run(s), {failed} failed; latest {}, largest {}.</desc>"#,
+            esc(&last),
+            esc(&(self.format)(max)),
+            id = self.id,
+            n = self.points.len(),
+        );
         let _ = write!(
             out,
             r#"<text x="{LEFT}" y="14" class="label">{} · max {}</text>"#,

@@ -29,12 +29,20 @@ pub enum Health {
 }
 
 impl Health {
-    fn word(self) -> &'static str {
+    /// One token, for `data-state` and the style sheet.
+    fn token(self) -> &'static str {
         match self {
             Health::Fresh => "fresh",
             Health::Stale => "stale",
             Health::Failing => "failing",
+            Health::New => "new",
+        }
+    }
+
+    fn word(self) -> &'static str {
+        match self {
             Health::New => "not synced yet",
+            h => h.token(),
         }
     }
 }
@@ -49,6 +57,8 @@ pub struct MirrorView {
     pub snapshot: Option<String>,
     pub kept: usize,
     pub history: Vec<RunRecord>,
+    /// `stale_after`, in seconds.
+    pub stale_after: i64,
 }
 
 /// Everything the page shows, read from the mirrors' records.
@@ -84,6 +94,7 @@ fn view(config: &Config, m: &Mirror, now: jiff::Timestamp) -> MirrorView {
         kept: dirs.snapshot_ids().map(|s| s.len()).unwrap_or(0),
         history: crate::history::load(&dirs.base),
         state,
+        stale_after,
     }
 }
 
@@ -100,8 +111,26 @@ pub fn write(config: &Config) -> std::io::Result<()> {
 pub fn write_to(path: &Path, views: &[MirrorView], now: jiff::Timestamp) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
+        // A symlink there (a served tree of a mirror once named so) would take the
+        // page somewhere else.
+        if std::fs::symlink_metadata(dir)?.file_type().is_symlink() {
+            return Err(std::io::Error::other(format!(
+                "{} is a symbolic link; the status page goes into a directory of its own",
+                dir.display()
+            )));
+        }
     }
-    crate::atomic::write(path, render(views, now).as_bytes())
+    // A name of its own: `status --html` and a run may write the same page at once.
+    let pending = crate::atomic::Pending::unique(path)?;
+    // Readable by the web server, as any file of the served root.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        pending
+            .file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    }
+    std::io::Write::write_all(&mut pending.file(), render(views, now).as_bytes())?;
+    pending.commit()
 }
 
 /// Escapes text for HTML content and attribute values.
@@ -122,7 +151,7 @@ pub(crate) fn esc(s: &str) -> String {
 
 const STYLE: &str = r#"
 :root{color-scheme:light dark;--bg:#fff;--fg:#1d1d1f;--muted:#5f6368;--card:#f6f7f9;--line:#d0d4da;--ok:#1a7f37;--warn:#9a6700;--bad:#c62828;--trend:#2563eb}
-@media (prefers-color-scheme:dark){:root{--bg:#111418;--fg:#e8eaed;--muted:#a0a6ad;--card:#1b1f24;--line:#3a4048;--ok:#3fb950;--warn:#d29922;--bad:#f85149;--trend:#6ea8fe}}
+@media (prefers-color-scheme:dark){:root{--bg:#111418;--fg:#e8eaed;--muted:#a0a6ad;--card:#1b1f24;--line:#3a4048;--ok:#3fb950;--warn:#d29922;--bad:#f85149;--trend:#6ea8fe}.state{color:#0b0d10}}
 *{box-sizing:border-box}body{margin:0 auto;max-width:70rem;padding:1rem;font:16px/1.45 system-ui,sans-serif;background:var(--bg);color:var(--fg)}
 h1{font-size:1.5rem;margin:.2rem 0}header p{color:var(--muted);margin:.2rem 0 1rem}
 section.mirror{background:var(--card);border-radius:.6rem;padding:1rem;margin:0 0 1.2rem}
@@ -166,11 +195,8 @@ fn mirror_section(out: &mut String, index: usize, v: &MirrorView, now: jiff::Tim
         out,
         r#"<section class="mirror" id="{id}" data-name="{name}" data-state="{state}"><h2>{name} <span class="state {class}">{word}</span></h2><dl>"#,
         name = esc(&v.name),
-        state = v.health.word(),
-        class = match v.health {
-            Health::New => "new",
-            h => h.word(),
-        },
+        state = v.health.token(),
+        class = v.health.token(),
         word = v.health.word(),
     );
     let mut row = |k: &str, val: String| {
@@ -180,6 +206,16 @@ fn mirror_section(out: &mut String, index: usize, v: &MirrorView, now: jiff::Tim
     row("upstream", v.upstream.clone());
     row("last run", run_line(v.state.last_run.as_ref()));
     row("last success", run_line(v.state.last_success.as_ref()));
+    // The page is written by runs: if they stop, this line says when it went stale.
+    if let Some(ok) = v.state.last_success.as_ref()
+        && let Ok(t) = ok.finished.parse::<jiff::Timestamp>()
+        && let Ok(until) = t.checked_add(jiff::SignedDuration::from_secs(v.stale_after))
+    {
+        row(
+            "stale from",
+            until.strftime("%Y-%m-%d %H:%M UTC").to_string(),
+        );
+    }
     if let Some(ok) = &v.state.last_success {
         if let Some(date) = &ok.upstream_date {
             row(
@@ -337,4 +373,45 @@ fn figures_table(out: &mut String, id: &str, runs: &[RunRecord], lags: &[Option<
         );
     }
     out.push_str("</tbody></table></div></details>");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whatever an upstream or an operator put in a name, a URL or an error, the page
+    /// shows it as text.
+    #[test]
+    fn hostile_strings_are_shown_as_text() {
+        let state = MirrorState {
+            last_run: Some(RunRecord {
+                started: "2026-11-30T00:00:00Z".into(),
+                finished: "2026-11-30T00:00:05Z".into(),
+                result: "failed".into(),
+                error: Some("</pre><script>alert(1)</script> & \"'".into()),
+                ..RunRecord::default()
+            }),
+            ..MirrorState::default()
+        };
+        let view = MirrorView {
+            name: "<b>x</b>".into(),
+            kind: "apt",
+            upstream: "http://h/\"><img src=x>".into(),
+            health: Health::Failing,
+            history: state.last_run.iter().cloned().collect(),
+            state,
+            snapshot: None,
+            kept: 0,
+            stale_after: 86400,
+        };
+        let html = render(&[view], jiff::Timestamp::UNIX_EPOCH);
+        for bad in ["<script>", "<b>x", "<img"] {
+            assert!(!html.contains(bad), "{bad} got through");
+        }
+        assert!(html.contains("http://h/&quot;&gt;&lt;img src=x&gt;"));
+        assert!(
+            html.contains("&lt;/pre&gt;&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;&#39;")
+        );
+        assert_eq!(html.matches("<pre").count(), 1);
+    }
 }

@@ -33,8 +33,10 @@ impl Chromium {
         }
     }
 
+    /// Under coreutils' `timeout`: a browser that hangs fails the test, not CI.
     fn command(&self) -> Command {
-        let mut c = Command::new(&self.binary);
+        let mut c = Command::new("timeout");
+        c.arg("120").arg(&self.binary);
         c.args([
             "--headless",
             "--no-sandbox",
