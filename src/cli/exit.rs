@@ -28,16 +28,7 @@ pub fn error_code(e: &anyhow::Error) -> u8 {
 
 /// Says why a run did not start, and the exit code for it.
 pub fn run_error_code(e: RunError) -> u8 {
-    let code = match &e {
-        // Queued behind the running sync, which will do the work: not a failure.
-        RunError::Queued(_) => OK,
-        // Only another run really holding the lock is the "did nothing, fine" code
-        // that units and cron take for success; a lock file that cannot be opened
-        // is a failure like any other.
-        RunError::Locked(LockError::Held { .. }) => LOCKED,
-        RunError::Locked(LockError::Io { .. }) => MIRROR_FAILED,
-        RunError::UnknownMirror(_) => USAGE,
-    };
+    let code = code_of(&e);
     let text = format!("{:#}", anyhow::Error::new(e));
     match code {
         OK | LOCKED => super::logging::say(
@@ -47,4 +38,18 @@ pub fn run_error_code(e: RunError) -> u8 {
         _ => super::logging::error(text),
     }
     code
+}
+
+/// The exit code of a run that did not start.
+pub fn code_of(e: &RunError) -> u8 {
+    match e {
+        // Queued behind the running sync, which will do the work: not a failure.
+        RunError::Queued(_) => OK,
+        // Only another run really holding the lock is the "did nothing, fine" code
+        // that units and cron take for success; a lock file that cannot be opened
+        // is a failure like any other.
+        RunError::Locked(LockError::Held { .. }) => LOCKED,
+        RunError::Locked(LockError::Io { .. }) => MIRROR_FAILED,
+        RunError::UnknownMirror(_) => USAGE,
+    }
 }

@@ -53,6 +53,18 @@ pub fn failed_entry(name: &str, e: &anyhow::Error, exit_code: u8) -> serde_json:
     })
 }
 
+/// A mirror's entry in a `--json` document when the run did not start (another run
+/// holds the lock, or the push was queued behind it).
+pub fn not_run_entry(name: &str, why: &anyhow::Error, exit_code: u8) -> serde_json::Value {
+    serde_json::json!({
+        "name": name,
+        "outcome": "not run",
+        "error": format!("{why:#}"),
+        "causes": why.chain().map(|c| c.to_string()).collect::<Vec<_>>(),
+        "exit_code": exit_code,
+    })
+}
+
 /// What `sync --dry-run` would do to one mirror.
 pub fn plan(r: &MirrorReport) {
     let p: &PlanSummary = &r.plan;

@@ -44,7 +44,20 @@ pub fn sync(config_path: Option<&Path>, names: &[String], args: &SyncArgs) -> an
     reporter.finish();
     let results = match results {
         Ok(r) => r,
-        Err(e) => return Ok(exit::run_error_code(e)),
+        Err(e) => {
+            if args.json {
+                // Every mirror the run was for, each saying why it did not run.
+                let code = exit::code_of(&e);
+                let why = anyhow::anyhow!("{e}");
+                let entries: Vec<_> = sync::select(&config, names)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|m| render::not_run_entry(&m.name, &why, code))
+                    .collect();
+                render::json(&entries)?;
+            }
+            return Ok(exit::run_error_code(e));
+        }
     };
     let mut failed = false;
     let mut reports = Vec::new();

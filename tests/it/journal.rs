@@ -118,6 +118,14 @@ fn only_a_lock_another_run_holds_is_exit_3() {
         journal.starts_with("<5>mirrorsync: another mirrorsync run"),
         "{journal}"
     );
+    // A monitoring script reading --json learns each mirror did not run, and why.
+    let out = env.run(&["sync", "--json"]);
+    assert_eq!(out.status.code(), Some(3));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc[0]["name"], "debian");
+    assert_eq!(doc[0]["outcome"], "not run");
+    assert_eq!(doc[0]["exit_code"], 3);
+    assert!(doc[0]["error"].as_str().unwrap().contains("holds"), "{doc}");
     assert!(!env.served().exists());
     drop(held);
 
