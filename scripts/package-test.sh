@@ -51,7 +51,7 @@ dpkg-query -W -f='${Conffiles}\n' mirrorsync | grep -q /etc/mirrorsync/mirrors.t
 # The shipped config is valid, names no mirror, and a run with it does nothing.
 runuser -u mirrorsync -- mirrorsync check-config -v
 runuser -u mirrorsync -- mirrorsync sync
-[ -z "$(ls -A /srv/mirror | grep -v '^.mirrorsync$' || true)" ] || fail "a run of the shipped config served something"
+[ -z "$(ls -A /srv/mirror | grep -vxF '.mirrorsync' || true)" ] || fail "a run of the shipped config served something: $(ls -A /srv/mirror)"
 
 files=$(dpkg -L mirrorsync)
 dpkg --purge mirrorsync

@@ -103,6 +103,10 @@ pub fn write(config: &Config) -> std::io::Result<()> {
     let Some(path) = &config.global.status_page else {
         return Ok(());
     };
+    // A config naming no mirror yet (as the package installs it) has nothing to show.
+    if config.mirrors.is_empty() {
+        return Ok(());
+    }
     let now = jiff::Timestamp::now();
     write_to(path, &gather(config, now), now)
 }
