@@ -41,26 +41,21 @@ pub fn json_entry<T: serde::Serialize>(
     Ok(v)
 }
 
-/// A failed mirror's entry in a `--json` document: the error, its causes one by one,
-/// and the exit code it stands for, so a monitoring script never mistakes it for fine.
-pub fn failed_entry(name: &str, e: &anyhow::Error, exit_code: u8) -> serde_json::Value {
+/// The entry in a `--json` document of a mirror that failed (`outcome` "failed") or
+/// did not run ("not run": another run holds the lock, or the push was queued): the
+/// error, its causes one by one, and the exit code it stands for, so a monitoring
+/// script never mistakes it for fine.
+pub fn error_entry(
+    name: &str,
+    outcome: &str,
+    e: &anyhow::Error,
+    exit_code: u8,
+) -> serde_json::Value {
     serde_json::json!({
         "name": name,
-        "outcome": "failed",
+        "outcome": outcome,
         "error": format!("{e:#}"),
         "causes": e.chain().map(|c| c.to_string()).collect::<Vec<_>>(),
-        "exit_code": exit_code,
-    })
-}
-
-/// A mirror's entry in a `--json` document when the run did not start (another run
-/// holds the lock, or the push was queued behind it).
-pub fn not_run_entry(name: &str, why: &anyhow::Error, exit_code: u8) -> serde_json::Value {
-    serde_json::json!({
-        "name": name,
-        "outcome": "not run",
-        "error": format!("{why:#}"),
-        "causes": why.chain().map(|c| c.to_string()).collect::<Vec<_>>(),
         "exit_code": exit_code,
     })
 }

@@ -52,7 +52,7 @@ pub fn sync(config_path: Option<&Path>, names: &[String], args: &SyncArgs) -> an
                 let entries: Vec<_> = sync::select(&config, names)
                     .unwrap_or_default()
                     .iter()
-                    .map(|m| render::not_run_entry(&m.name, &why, code))
+                    .map(|m| render::error_entry(&m.name, "not run", &why, code))
                     .collect();
                 render::json(&entries)?;
             }
@@ -74,7 +74,12 @@ pub fn sync(config_path: Option<&Path>, names: &[String], args: &SyncArgs) -> an
                     "{e:#}\n  the served tree of {:?} was left as it was",
                     r.name
                 ));
-                entries.push(render::failed_entry(&r.name, &e, exit::MIRROR_FAILED));
+                entries.push(render::error_entry(
+                    &r.name,
+                    "failed",
+                    &e,
+                    exit::MIRROR_FAILED,
+                ));
             }
         }
     }

@@ -46,7 +46,12 @@ pub fn verify_local(
             Err(e) => {
                 failed = true;
                 logging::error(format_args!("{e:#}"));
-                entries.push(render::failed_entry(&m.name, &e, exit::MIRROR_FAILED));
+                entries.push(render::error_entry(
+                    &m.name,
+                    "failed",
+                    &e,
+                    exit::MIRROR_FAILED,
+                ));
             }
         }
     }
@@ -135,7 +140,12 @@ pub fn verify_served(
         Err(e) => {
             logging::error(format_args!("{e:#}"));
             if json {
-                render::json(&[render::failed_entry(&mirror.name, &e, exit::MIRROR_FAILED)])?;
+                render::json(&[render::error_entry(
+                    &mirror.name,
+                    "failed",
+                    &e,
+                    exit::MIRROR_FAILED,
+                )])?;
             }
             return Ok(exit::MIRROR_FAILED);
         }
